@@ -1,0 +1,114 @@
+"""relio's tuning constants: one documented configuration object and its defaults.
+
+Every limit the engine enforces and every timer it runs is a field of :class:`Config`. The engine
+reads a ``Config`` once, when a session is created; the socket.io layer passes the same object to
+every session it creates. Both peers of a session should use compatible values: a sender never puts
+more than ``max_inflight_messages`` sequence numbers in flight, and a receiver accepts sequence
+numbers up to ``receive_window`` ahead of its cumulative point, so
+``max_inflight_messages <= receive_window`` must hold between the two sides (checked for the local
+side here; the peer advertises its window when a session starts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass(frozen=True)
+class Config:
+    """Limits and timers of one relio session (both the sender and the receiver half).
+
+    Times are in seconds, sizes in bytes. ``None`` for a time means "never".
+    """
+
+    # --- framing and chunking -----------------------------------------------------------------
+    #: Largest payload carried by one frame; bigger payloads are split into chunks of this size so
+    #: a heartbeat PONG never waits behind more than one chunk.
+    chunk_size: int = 64 * KiB
+    #: Largest message (payload) accepted or sent, in bytes. A bigger ``send`` is refused locally;
+    #: a peer announcing a bigger one is a protocol error.
+    max_message_size: int = 64 * MiB
+    #: Largest batch (one transport message holding several frames) this side will decode. A batch
+    #: holds at most one chunk plus small frames, so this is ``chunk_size`` plus headroom.
+    max_batch_size: int = 64 * KiB + 64 * KiB
+    #: Most frames a single batch may hold (bounds the work one transport message can cause).
+    max_frames_per_batch: int = 4096
+    #: Target size of one outgoing batch when several small frames are ready (coalescing).
+    coalesce_bytes: int = 60 * KiB
+
+    # --- receive side -------------------------------------------------------------------------
+    #: Sequence numbers accepted beyond the cumulative ack point (selective-ack bitmap size).
+    #: Must be a power of two.
+    receive_window: int = 65536
+    #: Bytes of out-of-order data held while waiting for a gap to fill. Frames beyond it are not
+    #: acknowledged (the sender retransmits them later), so nothing is lost.
+    max_reorder_bytes: int = 16 * MiB
+    #: Messages being reassembled from chunks at once (per session).
+    max_reassemblies: int = 64
+    #: Bytes preallocated for reassemblies at once (per session), beyond the head-of-line message,
+    #: which is always admitted so that the stream can always make progress.
+    max_reassembly_bytes: int = 128 * MiB
+    #: Most ack ranges put in one ACK frame (QUIC/SCTP style; older ranges are re-sent later).
+    max_ack_ranges: int = 32
+    #: How long a receiver may delay an ACK hoping to piggyback it on data (QUIC's max_ack_delay).
+    max_ack_delay: float = 0.010
+    #: Send an ACK at once after this many new frames, even if the delay has not run out.
+    ack_every: int = 64
+
+    # --- deduplication and responses -----------------------------------------------------------
+    #: Message ids remembered to drop duplicates (oldest forgotten first).
+    id_set_capacity: int = 100_000
+    #: Cached handler responses, by count, bytes and age. An entry is released as soon as the
+    #: requester acknowledges the response; the request id stays in the id set.
+    response_cache_entries: int = 10_000
+    response_cache_bytes: int = 16 * MiB
+    response_cache_ttl: float = 120.0
+
+    # --- send side ----------------------------------------------------------------------------
+    #: Messages accepted but not yet acknowledged (queued plus in flight). ``send`` beyond it
+    #: raises :class:`relio.QueueFull`; the asyncio layer waits for room instead.
+    max_outbox_messages: int = 10_000
+    #: Bytes accepted but not yet acknowledged (queued plus in flight).
+    max_outbox_bytes: int = 256 * MiB
+    #: Sequence numbers in flight (sent, not acknowledged) at once.
+    max_inflight_messages: int = 4096
+    #: Bytes in flight at once. Keeps the transport's own queue short so heartbeats get through.
+    max_inflight_bytes: int = 4 * MiB
+    #: RFC 6298 retransmission timer: initial, floor and ceiling of the timeout.
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+    max_rto: float = 10.0
+    #: Later sequence numbers acknowledged past a hole before it is retransmitted (fast retransmit).
+    fast_retransmit_threshold: int = 3
+    #: A message not acknowledged this long after it was first sent closes the session and expires
+    #: every pending message (``None``: only the session's lifetime bounds it).
+    delivery_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.receive_window <= 0 or self.receive_window & (self.receive_window - 1):
+            raise ValueError("receive_window must be a power of two")
+        if not 0 < self.max_inflight_messages <= self.receive_window:
+            raise ValueError("max_inflight_messages must be in 1..receive_window")
+        if self.chunk_size < 1 or self.chunk_size + 256 > self.max_batch_size:
+            raise ValueError("chunk_size must be positive and leave room in max_batch_size")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+        if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
+            raise ValueError("need 0 < min_rto <= initial_rto <= max_rto")
+        for name in ("max_outbox_messages", "max_outbox_bytes", "max_inflight_bytes",
+                     "id_set_capacity", "response_cache_entries", "response_cache_bytes",
+                     "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
+                     "fast_retransmit_threshold", "coalesce_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+    def replace(self, **changes) -> "Config":
+        """Return a copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+
+DEFAULT_CONFIG = Config()

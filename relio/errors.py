@@ -1,0 +1,52 @@
+"""The engine's errors (no socket.io here: the engine knows nothing of it).
+
+Following h11, errors say whose fault they are:
+
+* :class:`RemoteProtocolError`: the peer sent something invalid; the session it arrived on is closed
+  with this reason. Only this type ever leaves the decoder, whatever bytes it is fed.
+* :class:`LocalProtocolError`: this side used the engine wrongly (a bug in the caller).
+* :class:`QueueFull`: a bounded queue has no room (backpressure made visible); nothing was queued.
+* :class:`DeliveryError`: a message will never be delivered (session closed, delivery timeout); its
+  sender is always told, never left waiting.
+
+:mod:`relio.exceptions` re-exports these next to python-socketio's exception family.
+"""
+
+from __future__ import annotations
+
+
+class RelioError(Exception):
+    """Base class of the errors relio adds to python-socketio's."""
+
+
+class ProtocolError(RelioError):
+    """A relio protocol rule was broken."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent an invalid frame, batch or snapshot. ``reason`` says what was wrong."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LocalProtocolError(ProtocolError):
+    """The local caller misused the engine (for example, replied twice to one request)."""
+
+
+class QueueFull(RelioError):
+    """A bounded outbox has no room for the message; nothing was queued."""
+
+
+class DeliveryError(RelioError):
+    """A message will never be delivered.
+
+    ``reason`` is ``"session closed"``, ``"delivery timeout"`` or the reason the session was closed
+    with; ``msg_id`` is the 16-byte id of the message.
+    """
+
+    def __init__(self, reason: str, msg_id: bytes | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.msg_id = msg_id
