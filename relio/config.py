@@ -93,8 +93,11 @@ class Config:
             raise ValueError("receive_window must be a power of two")
         if not 0 < self.max_inflight_messages <= self.receive_window:
             raise ValueError("max_inflight_messages must be in 1..receive_window")
-        if self.chunk_size < 1 or self.chunk_size + 256 > self.max_batch_size:
-            raise ValueError("chunk_size must be positive and leave room in max_batch_size")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        if max(self.coalesce_bytes, self.largest_single_frame_batch) > self.max_batch_size:
+            raise ValueError("max_batch_size must hold coalesce_bytes and one whole chunk frame "
+                             f"with an ACK (needs {self.largest_single_frame_batch})")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
         if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
@@ -105,6 +108,12 @@ class Config:
                      "fast_retransmit_threshold", "coalesce_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+
+    @property
+    def largest_single_frame_batch(self) -> int:
+        """Bytes of the largest batch holding one chunk: version byte, the biggest ACK frame
+        (type + 3 varints + two varints per range) and a DATA frame header (at most 60 bytes)."""
+        return 1 + (1 + 3 * 8 + 16 * self.max_ack_ranges) + 60 + self.chunk_size
 
     def replace(self, **changes) -> "Config":
         """Return a copy with some fields changed (validated like the original)."""

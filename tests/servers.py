@@ -1,0 +1,125 @@
+"""Run real uvicorn ASGI servers on 127.0.0.1 inside the test's event loop.
+
+    async with serve_asgi(app) as port: ...                    # any ASGI app
+    async with serve_socketio(sio) as port: ...     # socketio.ASGIApp(sio), then sio.shutdown()
+    srv = await start_asgi(app); srv.port; srv.url; await srv.stop()
+
+The server binds port 0 (ephemeral, no races) and the real port is read from the listening
+socket.  ws='wsproto' is used by default: it is installed and raises no deprecation warnings
+(pyproject sets filterwarnings=error); uvicorn's own websocket keepalive pings are disabled
+so engine.io's heartbeat is the only one, and per-message-deflate is off (binary payloads).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+import uvicorn
+
+__all__ = ['RunningServer', 'start_asgi', 'serve_asgi', 'serve_socketio']
+
+_DEFAULTS: dict[str, Any] = dict(
+    ws='wsproto',
+    ws_ping_interval=None,
+    ws_ping_timeout=None,
+    ws_per_message_deflate=False,
+    lifespan='off',
+    log_level='warning',
+    access_log=False,
+    timeout_graceful_shutdown=2,
+    timeout_keep_alive=5,
+)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that leaves signal handling to pytest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class RunningServer:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task):
+        self.server = server
+        self.task = task
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}'
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Graceful shutdown (closes websockets with 1012), forced after ``timeout``."""
+        if self.task.done():
+            self.task.result() if not self.task.cancelled() else None
+            return
+        self.server.should_exit = True
+        done, _ = await asyncio.wait([self.task], timeout=timeout)
+        if not done:
+            self.server.force_exit = True
+            done, _ = await asyncio.wait([self.task], timeout=2.0)
+        if not done:
+            self.task.cancel()
+            await asyncio.wait([self.task], timeout=2.0)
+        if self.task.done() and not self.task.cancelled():
+            self.task.result()
+
+
+async def start_asgi(app: Any, *, host: str = '127.0.0.1', port: int = 0,
+                     startup_timeout: float = 10.0, **uvicorn_kwargs: Any) -> RunningServer:
+    if host != '127.0.0.1':
+        raise ValueError('test servers bind 127.0.0.1 only')
+    kwargs = {**_DEFAULTS, **uvicorn_kwargs}
+    config = uvicorn.Config(app, host=host, port=port, **kwargs)
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + startup_timeout
+    for _ in range(int(startup_timeout / 0.01) + 1):
+        if server.started or task.done() or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        if task.done():
+            exc = task.exception() if not task.cancelled() else None
+            raise RuntimeError(f'uvicorn failed to start: {exc!r}') from exc
+        server.should_exit = server.force_exit = True
+        task.cancel()
+        await asyncio.wait([task], timeout=2.0)
+        raise RuntimeError('uvicorn did not start in time')
+    return RunningServer(server, task)
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, **kwargs: Any) -> AsyncIterator[int]:
+    """Serve ``app`` on 127.0.0.1:<free port>; yields the port."""
+    srv = await start_asgi(app, **kwargs)
+    try:
+        yield srv.port
+    finally:
+        await srv.stop()
+
+
+@contextlib.asynccontextmanager
+async def serve_socketio(sio: Any, *, socketio_path: str = 'socket.io',
+                         **kwargs: Any) -> AsyncIterator[int]:
+    """Serve a socketio.AsyncServer(async_mode='asgi') through socketio.ASGIApp; yields the port.
+    On exit: sio.shutdown() (stops the engine.io service task), then uvicorn shutdown."""
+    import socketio
+
+    app = socketio.ASGIApp(sio, socketio_path=socketio_path)
+    srv = await start_asgi(app, **kwargs)
+    try:
+        yield srv.port
+    finally:
+        try:
+            await asyncio.wait_for(sio.shutdown(), 5)
+        except (asyncio.TimeoutError, Exception):  # pragma: no cover - best effort
+            logging.getLogger(__name__).exception('sio.shutdown() failed')
+        await srv.stop()

@@ -1,0 +1,316 @@
+"""The engine, one behaviour at a time, with batches moved by hand between two engines."""
+
+import pytest
+
+from relio import _frames as F
+from relio._engine import Engine
+from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
+                           SessionClosed)
+from relio.config import Config
+from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+
+
+def pair(**overrides):
+    config = Config(**overrides) if overrides else None
+    return (Engine(config, id_prefix=b"A" * 8), Engine(config, id_prefix=b"B" * 8))
+
+
+def pump(src, dst, now=0.0):
+    """Move every batch src wants to send into dst; return how many batches moved."""
+    batches = src.data_to_send(now)
+    for b in batches:
+        dst.receive(b, now)
+    return len(batches)
+
+
+def settle(a, b, now=0.0, rounds=50):
+    for _ in range(rounds):
+        # Delayed acks go out when their timer fires.
+        for e in (a, b):
+            t = e.get_timer()
+            if t is not None and t <= now + 1:
+                e.handle_timer(now + 1)
+        if not (pump(a, b, now) + pump(b, a, now)):
+            return
+    raise AssertionError("did not settle")
+
+
+def received(engine):
+    return [e for e in engine.events() if isinstance(e, (MessageReceived, ResponseReceived))]
+
+
+def delivered_ids(events):
+    return [m for e in events if isinstance(e, MessagesDelivered) for m in e.msg_ids]
+
+
+def test_messages_arrive_in_order_and_are_acknowledged():
+    a, b = pair()
+    ids = [a.send(b"m%d" % i, 0.0) for i in range(5)]
+    assert len(set(ids)) == 5 and all(len(i) == 16 for i in ids)
+    assert pump(a, b) == 1  # five small messages coalesce into one batch
+    got = b.events()
+    assert [e.payload for e in got] == [b"m%d" % i for i in range(5)]
+    assert [e.msg_id for e in got] == ids
+    assert a.outbox_messages == 5
+    settle(a, b)
+    assert sorted(delivered_ids(a.events())) == sorted(ids)
+    assert a.outbox_messages == 0 and a.stats["in_flight_frames"] == 0
+
+
+def test_ack_is_delayed_then_piggybacked_on_data():
+    a, b = pair()
+    a.send(b"x", 0.0)
+    pump(a, b)
+    assert b.data_to_send(0.0) == []          # nothing to say yet: the ack may wait
+    assert b.get_timer() == pytest.approx(Config().max_ack_delay)
+    b.send(b"y", 0.001)
+    [batch] = b.data_to_send(0.001)           # the ack rides along with b's data
+    frames = F.decode_batch(batch)
+    assert isinstance(frames[0], F.AckFrame) and frames[0].cumulative == 1
+    assert isinstance(frames[1], F.DataFrame)
+
+
+def test_request_reply_and_chained_reply():
+    a, b = pair()
+    rid = a.send(b"question", 0.0, request=True)
+    pump(a, b)
+    [req] = received(b)
+    assert req.request and req.msg_id == rid
+    # b's answer asks a question back (a chained reply).
+    resp_id = b.reply(rid, b"answer?", 0.0, request=True)
+    pump(b, a)
+    [resp] = received(a)
+    assert isinstance(resp, ResponseReceived)
+    assert (resp.reply_to, resp.payload, resp.request) == (rid, b"answer?", True)
+    a.reply(resp_id, b"final", 0.0)
+    pump(a, b)
+    [last] = received(b)
+    assert (last.reply_to, last.payload, last.request) == (resp_id, b"final", False)
+    settle(a, b)
+    assert a.outbox_messages == b.outbox_messages == 0
+    assert a.stats["cached_responses"] == b.stats["cached_responses"] == 0
+
+
+def test_reply_misuse_is_a_local_error():
+    a, b = pair()
+    rid = a.send(b"q", 0.0, request=True)
+    with pytest.raises(LocalProtocolError):
+        b.reply(rid, b"not delivered yet", 0.0)
+    pump(a, b)
+    b.reply(rid, b"once", 0.0)
+    with pytest.raises(LocalProtocolError):
+        b.reply(rid, b"twice", 0.0)
+    mid = a.send(b"plain", 0.0)
+    pump(a, b)
+    with pytest.raises(LocalProtocolError):
+        b.reply(mid, b"not a request", 0.0)
+
+
+def test_big_message_travels_in_chunks():
+    a, b = pair(chunk_size=1000, coalesce_bytes=2048, max_batch_size=4096)
+    payload = bytes(range(256)) * 40 + b"tail"          # 10,244 bytes: 11 chunks
+    mid = a.send(payload, 0.0)
+    a.send(b"after", 0.0)
+    batches = a.data_to_send(0.0)
+    assert len(batches) >= 6 and all(len(x) <= 4096 for x in batches)
+    for x in batches:
+        b.receive(x, 0.0)
+    got = received(b)
+    assert [(e.msg_id, e.payload) for e in got][0] == (mid, payload)
+    assert got[1].payload == b"after"
+    settle(a, b)
+    assert delivered_ids(a.events()) and a.outbox_messages == 0
+
+
+def test_outbox_is_bounded_and_says_so():
+    a, _ = pair(max_outbox_messages=3, max_outbox_bytes=100)
+    for i in range(3):
+        a.send(b"x", 0.0)
+    assert not a.has_room
+    with pytest.raises(QueueFull):
+        a.send(b"x", 0.0)
+    a2, _ = pair(max_outbox_bytes=100)
+    a2.send(b"x" * 60, 0.0)
+    with pytest.raises(QueueFull):
+        a2.send(b"x" * 60, 0.0)
+    assert a2.outbox_messages == 1
+
+
+def test_too_big_message_is_refused_locally():
+    a, _ = pair(max_message_size=10)
+    with pytest.raises(LocalProtocolError, match="exceeds max_message_size"):
+        a.send(b"x" * 11, 0.0)
+
+
+def test_duplicated_batches_are_dropped():
+    a, b = pair()
+    a.send(b"once", 0.0)
+    [batch] = a.data_to_send(0.0)
+    b.receive(batch, 0.0)
+    b.receive(batch, 0.0)
+    assert [e.payload for e in received(b)] == [b"once"]
+    assert b.stats["duplicates_dropped"] == 1
+
+
+def test_reordered_batches_are_held_then_delivered_in_order():
+    a, b = pair(coalesce_bytes=64)
+    for i in range(4):
+        a.send(b"%d" % i + b"." * 40, 0.0)
+    batches = a.data_to_send(0.0)
+    assert len(batches) == 4
+    for x in reversed(batches):
+        b.receive(x, 0.0)
+    assert [e.payload[:1] for e in received(b)] == [b"0", b"1", b"2", b"3"]
+    assert b.stats["held_frames"] == 0
+
+
+def test_lost_batch_is_retransmitted_on_timeout():
+    a, b = pair()
+    a.send(b"lost", 0.0)
+    assert len(a.data_to_send(0.0)) == 1       # dropped on the floor
+    t = a.get_timer()
+    assert t == pytest.approx(Config().initial_rto)
+    a.handle_timer(t)
+    pump(a, b, t)
+    assert [e.payload for e in received(b)] == [b"lost"]
+    assert a.stats["frames_retransmitted"] == 1
+    # The next timeout backs off.
+    a.send(b"lost again", t)
+    a.data_to_send(t)
+
+
+def test_gap_triggers_fast_retransmit_before_timeout():
+    a, b = pair(coalesce_bytes=64)
+    for i in range(6):
+        a.send(b"%d" % i + b"." * 40, 0.0)
+    batches = a.data_to_send(0.0)
+    for x in batches[:1] + batches[2:]:        # batch 1 lost
+        b.receive(x, 0.0)
+    pump(b, a, 0.5)                            # b acks at once: it saw a gap
+    [rtx] = a.data_to_send(0.5)                # well before the 1 s RTO
+    frames = [f for f in F.decode_batch(rtx) if isinstance(f, F.DataFrame)]
+    assert [f.seq for f in frames] == [1]
+    b.receive(rtx, 0.5)
+    assert [e.payload[:1] for e in received(b)] == [b"%d" % i for i in range(6)]
+
+
+def test_disconnect_keeps_everything_and_resume_sends_exactly_what_is_missing():
+    a, b = pair(coalesce_bytes=64)
+    for i in range(4):
+        a.send(b"%d" % i + b"." * 40, 0.0)
+    batches = a.data_to_send(0.0)
+    b.receive(batches[0], 0.0)
+    b.receive(batches[2], 0.0)                 # 1 and 3 lost with the link
+    a.disconnect(0.1)
+    b.disconnect(0.1)
+    a.send(b"while down", 0.2)                 # queued, not refused
+    assert a.data_to_send(0.2) == []
+    a.resume(b.resume_state(), 0.3)
+    b.resume(a.resume_state(), 0.3)
+    out = a.data_to_send(0.3)
+    seqs = [f.seq for x in out for f in F.decode_batch(x) if isinstance(f, F.DataFrame)]
+    assert seqs == [1, 3, 4]                   # the two gaps, then the new message
+    for x in out:
+        b.receive(x, 0.3)
+    payloads = [e.payload[:2] for e in received(b)]
+    assert payloads == [b"0.", b"1.", b"2.", b"3.", b"wh"]
+
+
+def test_retried_request_runs_once_and_gets_the_cached_response():
+    a, b = pair()
+    rid = a.send(b"charge card", 0.0, request=True)
+    pump(a, b)
+    assert len(received(b)) == 1
+    b.reply(rid, b"charged", 0.0)
+    b.data_to_send(0.0)                        # the response is lost in a dying link
+    # a retries the request under a new sequence number with the same id (e.g. a new session).
+    a.send(b"charge card", 0.1, request=True, msg_id=rid)
+    pump(a, b, 0.1)
+    assert received(b) == []                   # the handler does not run again
+    assert b.stats["responses_resent"] == 1
+    settle(a, b, 0.1)                          # the lost original is retransmitted too
+    responses = [e for e in received(a) if isinstance(e, ResponseReceived)]
+    assert [(r.reply_to, r.payload) for r in responses] == [(rid, b"charged")]
+
+
+def test_response_cache_entry_is_released_when_acknowledged():
+    a, b = pair()
+    rid = a.send(b"q", 0.0, request=True)
+    pump(a, b)
+    assert len(received(b)) == 1
+    b.reply(rid, b"r", 0.0)
+    assert b.stats["cached_responses"] == 1
+    settle(a, b)
+    assert b.stats["cached_responses"] == 0
+    # Its id is still remembered: a late retry is dropped, not re-run.
+    a.send(b"q", 1.0, request=True, msg_id=rid)
+    settle(a, b, 1.0)
+    assert received(b) == []
+
+
+def test_close_expires_everything_and_tells_the_peer():
+    a, b = pair()
+    ids = [a.send(b"x", 0.0) for _ in range(3)]
+    a.close("shutting down")
+    ev = a.events()
+    assert [e.msg_id for e in ev if isinstance(e, MessageExpired)] == ids
+    assert isinstance(ev[-1], SessionClosed) and ev[-1].reason == "shutting down"
+    pump(a, b)
+    [closed] = b.events()
+    assert closed == SessionClosed("closed by peer: shutting down", True)
+    with pytest.raises(LocalProtocolError):
+        a.send(b"late", 0.0)
+
+
+def test_delivery_timeout_closes_the_session_with_expiry():
+    a, _ = pair(delivery_timeout=5.0)
+    mid = a.send(b"never acked", 0.0)
+    a.data_to_send(0.0)
+    assert a.get_timer() <= 5.0
+    a.handle_timer(1.0)
+    a.handle_timer(5.0)
+    ev = a.events()
+    assert MessageExpired(mid, "delivery timeout") in ev
+    assert a.closed and a.close_reason == "delivery timeout"
+
+
+def test_ack_for_unsent_frames_closes_the_session():
+    a, b = pair()
+    a.send(b"x", 0.0)
+    with pytest.raises(RemoteProtocolError, match="never sent"):
+        a.receive(F.encode_batch([F.encode_ack(5)]), 0.0)
+    assert a.closed
+    ev = a.events()
+    assert any(isinstance(e, MessageExpired) for e in ev)
+    assert isinstance(ev[-1], SessionClosed) and "protocol error" in ev[-1].reason
+    [close] = a.data_to_send(0.0)              # the peer is told why
+    assert isinstance(F.decode_batch(close)[0], F.CloseFrame)
+
+
+def test_sequence_beyond_window_is_a_protocol_error():
+    _, b = pair(receive_window=64, max_inflight_messages=64)
+    bad = F.encode_batch([F.encode_data(64, b"i" * 16, b"x")])
+    with pytest.raises(RemoteProtocolError, match="beyond the receive window"):
+        b.receive(bad, 0.0)
+
+
+def test_resume_from_a_peer_that_lost_acknowledged_state_is_refused():
+    a, b = pair()
+    a.send(b"x", 0.0)
+    settle(a, b)
+    stale = Engine(None, id_prefix=b"C" * 8).resume_state()   # a peer that knows nothing
+    a.disconnect(1.0)
+    with pytest.raises(RemoteProtocolError, match="peer lost acknowledged frames"):
+        a.resume(stale, 1.0)
+    assert a.closed
+
+
+def test_reorder_buffer_is_bounded_and_refused_frames_are_not_acknowledged():
+    a, b = pair(coalesce_bytes=64, max_reorder_bytes=100)
+    for i in range(5):
+        a.send(b"%d" % i + b"." * 59, 0.0)
+    batches = a.data_to_send(0.0)
+    for x in batches[1:]:
+        b.receive(x, 0.0)                       # 0 missing: 1 is held, 2..4 exceed the cap
+    assert b.stats["held_frames"] == 1 and b.stats["frames_refused"] == 3
+    assert F.decode_batch(F.encode_batch([b.resume_state()]))[0].ranges == [(1, 2)]
