@@ -1,0 +1,79 @@
+"""Session snapshots: a session moved to bytes and restored into a fresh engine carries on as if
+nothing happened; a damaged snapshot is refused like bad peer input."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relio._engine import Engine
+from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+from tests.link import Faults, LinkedPair
+from tests.test_engine_faults import SMALL, check_guarantees
+
+
+def busy_pair(seed: int) -> LinkedPair:
+    link = LinkedPair(SMALL, seed=seed, faults=Faults(drop=0.2, duplicate=0.1, delay=0.01,
+                                                      jitter=0.03))
+    for i in range(60):
+        for peer in link.peers():
+            try:
+                size = 900 if i % 7 == 0 else 20
+                peer.send(b"%d:" % i + b"z" * size, link.now, request=i % 4 == 0)
+            except QueueFull:
+                pass
+        link.step(0.003)
+    return link
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32), st.sampled_from("ab"))
+def test_restored_session_carries_on_exactly_once(seed, side):
+    link = busy_pair(seed)
+    link.cut()
+    peer = link.a if side == "a" else link.b
+    before = peer.engine.stats
+    data = peer.engine.snapshot(link.now)
+    # Another process, another clock: times are stored relative to the snapshot's `now`.
+    restored = Engine.restore(data, SMALL, now=link.now)
+    assert not restored.connected
+    after = restored.stats
+    for key in ("outbox_messages", "outbox_bytes", "in_flight_frames", "held_frames",
+                "held_bytes", "cached_responses", "messages_sent", "messages_received"):
+        assert after[key] == before[key], key
+    assert restored.snapshot(link.now) == data
+    peer.engine = restored
+    link.resume()
+    link.settle()
+    check_guarantees(link)
+
+
+def test_closed_session_cannot_be_snapshotted():
+    e = Engine()
+    e.close("bye")
+    with pytest.raises(LocalProtocolError):
+        e.snapshot(0.0)
+
+
+def test_snapshot_size_is_bounded_by_the_limits():
+    e = Engine(SMALL)
+    for _ in range(SMALL.max_outbox_messages):
+        e.send(b"p" * 100, 0.0)
+    assert len(e.snapshot(0.0)) < SMALL.max_outbox_messages * (100 + 64) + 1024
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damaged_snapshot_raises_only_remote_protocol_error(data):
+    link = busy_pair(data.draw(st.integers(min_value=0, max_value=50)))
+    blob = bytearray(link.a.engine.snapshot(link.now))
+    mode = data.draw(st.sampled_from(["truncate", "flip"]))
+    if mode == "truncate":
+        blob = blob[: data.draw(st.integers(min_value=0, max_value=len(blob) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+            i = data.draw(st.integers(min_value=0, max_value=len(blob) - 1))
+            blob[i] ^= data.draw(st.integers(min_value=1, max_value=255))
+    try:
+        Engine.restore(bytes(blob), SMALL, now=link.now)
+    except RemoteProtocolError as exc:
+        assert exc.reason.startswith("snapshot")
