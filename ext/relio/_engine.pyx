@@ -38,6 +38,7 @@ import struct
 from collections import deque
 
 from relio.config import DEFAULT_CONFIG, Config
+from relio._frames import encode_close
 from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
 
 #: Close codes carried by CLOSE frames.
@@ -62,14 +63,6 @@ cdef inline Py_ssize_t _pow2_at_least(Py_ssize_t n) noexcept:
     while p < n:
         p <<= 1
     return p
-
-
-cdef inline bytes _id_bytes(uint64_t hi, uint64_t lo):
-    cdef bytes b = PyBytes_FromStringAndSize(NULL, ID_SIZE)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(b)
-    write_u64(p, hi)
-    write_u64(p + 8, lo)
-    return b
 
 
 cdef inline void _id_words(bytes msg_id, uint64_t* hi, uint64_t* lo) noexcept:
@@ -331,7 +324,7 @@ cdef class Engine:
             m.hi = self._prefix
             m.lo = self._counter
             self._counter += 1
-            m.msg_id = _id_bytes(m.hi, m.lo)
+            m.msg_id = id_bytes(m.hi, m.lo)
         else:
             m.msg_id = _check_id(msg_id, "msg_id")
             _id_words(m.msg_id, &m.hi, &m.lo)
@@ -554,7 +547,7 @@ cdef class Engine:
         self.closed = True
         self.close_reason = reason
         if tell_peer:
-            self._close_frame = encode_close_frame(code, reason)
+            self._close_frame = encode_close(code, reason)
         seq = self._acked.base
         while seq < self._snd_next:
             if not self._acked.is_marked_c(seq):
@@ -603,7 +596,7 @@ cdef class Engine:
         if seq == base:
             # In order: deliver straight from the batch, then whatever the gap was holding back.
             if f.flags & FLAG_CHUNK:
-                if not self._reasm.add_c(_id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
+                if not self._reasm.add_c(id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
                                          <Py_ssize_t>f.offset, f.payload, f.length, True):
                     self.frames_refused += 1
                     return 0
@@ -627,7 +620,7 @@ cdef class Engine:
             h.offset = f.offset
             h.length = f.length
             if f.flags & FLAG_CHUNK:
-                if not self._reasm.add_c(_id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
+                if not self._reasm.add_c(id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
                                          <Py_ssize_t>f.offset, f.payload, f.length, False):
                     self.frames_refused += 1
                     return 0
@@ -668,7 +661,7 @@ cdef class Engine:
                             double now) except -1:
         # Chunks of one message occupy consecutive sequence numbers, so in-order delivery sees them
         # back to back from offset 0; anything else is a broken (or hostile) sender.
-        cdef bytes msg_id = _id_bytes(hi, lo)
+        cdef bytes msg_id = id_bytes(hi, lo)
         if self._rx_chunk_id is None:
             if offset != 0:
                 raise RemoteProtocolError(f"message starts with a chunk at offset {offset}")
@@ -690,7 +683,7 @@ cdef class Engine:
 
     cdef int _deliver(self, uint8_t flags, uint64_t hi, uint64_t lo, uint64_t reply_hi,
                       uint64_t reply_lo, bytes payload, double now) except -1:
-        cdef bytes msg_id = _id_bytes(hi, lo)
+        cdef bytes msg_id = id_bytes(hi, lo)
         cdef object cached
         if not self._ids.add_c(hi, lo):
             # Seen before under another sequence number (a retry across sessions). A retried
@@ -706,7 +699,7 @@ cdef class Engine:
             self._awaiting_reply.add(msg_id)
         if flags & FLAG_RESPONSE:
             self._events.append(new_response_received(
-                msg_id, _id_bytes(reply_hi, reply_lo), payload, flags & FLAG_REQUEST))
+                msg_id, id_bytes(reply_hi, reply_lo), payload, flags & FLAG_REQUEST))
         else:
             self._events.append(new_message_received(msg_id, payload, flags & FLAG_REQUEST))
         return 0
@@ -1050,13 +1043,13 @@ cdef class Engine:
             h = self._held[seq]
             w.varint(seq)
             w.varint(h.flags)
-            w.raw(_id_bytes(h.hi, h.lo))
+            w.raw(id_bytes(h.hi, h.lo))
             if h.flags & FLAG_RESPONSE:
-                w.raw(_id_bytes(h.reply_hi, h.reply_lo))
+                w.raw(id_bytes(h.reply_hi, h.reply_lo))
             if h.flags & FLAG_CHUNK:
                 w.varint(h.total)
                 w.varint(h.offset)
-                w.blob(self._reasm.buffer_c(_id_bytes(h.hi, h.lo))[h.offset:h.offset + h.length])
+                w.blob(self._reasm.buffer_c(id_bytes(h.hi, h.lo))[h.offset:h.offset + h.length])
             else:
                 w.blob(h.payload)
         ids = self._ids.to_list()
@@ -1210,7 +1203,7 @@ cdef class Engine:
                 if (h.length == 0 or h.total > <uint64_t>self._max_message
                         or h.offset + h.length > h.total):
                     raise RemoteProtocolError("snapshot: held chunk out of range")
-                if not self._reasm.add_c(_id_bytes(h.hi, h.lo), <Py_ssize_t>h.total,
+                if not self._reasm.add_c(id_bytes(h.hi, h.lo), <Py_ssize_t>h.total,
                                          <Py_ssize_t>h.offset,
                                          <const unsigned char*>PyBytes_AS_STRING(chunk),
                                          h.length, False):
@@ -1292,16 +1285,6 @@ cdef class Engine:
     def awaiting_reply(self):
         """Ids of the peer's requests delivered and not yet answered."""
         return frozenset(self._awaiting_reply)
-
-
-cdef bytes encode_close_frame(int code, str reason):
-    cdef unsigned char buf[16]
-    cdef bytes raw = reason.encode("utf-8")[:MAX_CLOSE_REASON]
-    cdef Py_ssize_t n = 1
-    buf[0] = FRAME_CLOSE
-    n += write_varint(buf + n, <uint64_t>code)
-    n += write_varint(buf + n, <uint64_t>len(raw))
-    return PyBytes_FromStringAndSize(<char*>buf, n) + raw
 
 
 SNAPSHOT_MAGIC = b"relio-session\0"

@@ -1,5 +1,6 @@
 # The wire format of relio frames (see docs/PROTOCOL.md): one parser and one set of writers, shared by
 # the engine (through these C-level declarations) and by the Python-visible codec in _frames.pyx.
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint8_t, uint64_t
 
 cdef enum:
@@ -92,6 +93,14 @@ cdef inline void write_u64(unsigned char* p, uint64_t v) noexcept:
     cdef int i
     for i in range(8):
         p[i] = <unsigned char>((v >> (56 - 8 * i)) & 0xFF)
+
+# A 16-byte id as bytes, from its two big-endian halves.
+cdef inline bytes id_bytes(uint64_t hi, uint64_t lo):
+    cdef bytes b = PyBytes_FromStringAndSize(NULL, ID_SIZE)
+    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(b)
+    write_u64(p, hi)
+    write_u64(p + 8, lo)
+    return b
 
 cdef inline uint64_t read_u64(const unsigned char* p) noexcept:
     cdef uint64_t v = 0

@@ -226,14 +226,6 @@ class CloseFrame:
         return f"CloseFrame(code={self.code}, reason={self.reason!r})"
 
 
-cdef bytes _id_bytes(uint64_t hi, uint64_t lo):
-    cdef bytes b = PyBytes_FromStringAndSize(NULL, ID_SIZE)
-    cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(b)
-    write_u64(p, hi)
-    write_u64(p + 8, lo)
-    return b
-
-
 def check_batch_header(bytes data, Py_ssize_t max_batch_size):
     """Validate a batch's envelope (size, version); raise RemoteProtocolError if it is wrong."""
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
@@ -262,8 +254,8 @@ def decode_batch(bytes data not None, *, Py_ssize_t max_batch_size=131072,
         parse_frame(p, end, &pos, &f, max_ranges)
         if f.type == FRAME_DATA:
             frames.append(DataFrame(
-                f.flags, f.seq, _id_bytes(f.id_hi, f.id_lo),
-                _id_bytes(f.reply_hi, f.reply_lo) if f.flags & FLAG_RESPONSE else None,
+                f.flags, f.seq, id_bytes(f.id_hi, f.id_lo),
+                id_bytes(f.reply_hi, f.reply_lo) if f.flags & FLAG_RESPONSE else None,
                 f.total, f.offset, PyBytes_FromStringAndSize(<const char*>f.payload, f.length)))
         elif f.type == FRAME_ACK:
             ranges = []
