@@ -314,3 +314,11 @@ def test_reorder_buffer_is_bounded_and_refused_frames_are_not_acknowledged():
         b.receive(x, 0.0)                       # 0 missing: 1 is held, 2..4 exceed the cap
     assert b.stats["held_frames"] == 1 and b.stats["frames_refused"] == 3
     assert F.decode_batch(F.encode_batch([b.resume_state()]))[0].ranges == [(1, 2)]
+
+
+def test_message_between_chunks_of_another_is_a_protocol_error():
+    _, b = pair(chunk_size=4, coalesce_bytes=2048, max_batch_size=4096)
+    first = F.encode_data(0, b"c" * 16, b"abcd", flags=F.CHUNK, total=8, offset=0)
+    intruder = F.encode_data(1, b"i" * 16, b"x")
+    with pytest.raises(RemoteProtocolError, match="interrupts the chunks"):
+        b.receive(F.encode_batch([first, intruder]), 0.0)

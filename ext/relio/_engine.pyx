@@ -685,6 +685,8 @@ cdef class Engine:
                       uint64_t reply_lo, bytes payload, double now) except -1:
         cdef bytes msg_id = id_bytes(hi, lo)
         cdef object cached
+        if self._rx_chunk_id is not None:
+            raise RemoteProtocolError("a message interrupts the chunks of another")
         if not self._ids.add_c(hi, lo):
             # Seen before under another sequence number (a retry across sessions). A retried
             # request gets its cached response again; its handler does not run twice.
