@@ -32,8 +32,9 @@ class Config:
     #: Largest message (payload) accepted or sent, in bytes. A bigger ``send`` is refused locally;
     #: a peer announcing a bigger one is a protocol error.
     max_message_size: int = 64 * MiB
-    #: Largest batch (one transport message holding several frames) this side will decode. A batch
-    #: holds at most one chunk plus small frames, so this is ``chunk_size`` plus headroom.
+    #: Largest batch (one transport message holding several frames) this side will decode. A sender
+    #: closes a batch at ``coalesce_bytes`` unless its first frame alone is bigger (one chunk plus an
+    #: ACK), so this must be at least the larger of the two (checked below).
     max_batch_size: int = 64 * KiB + 64 * KiB
     #: Most frames a single batch may hold (bounds the work one transport message can cause).
     max_frames_per_batch: int = 4096

@@ -322,3 +322,25 @@ def test_message_between_chunks_of_another_is_a_protocol_error():
     intruder = F.encode_data(1, b"i" * 16, b"x")
     with pytest.raises(RemoteProtocolError, match="interrupts the chunks"):
         b.receive(F.encode_batch([first, intruder]), 0.0)
+
+
+def test_resume_sends_again_only_the_chunks_the_peer_lacks():
+    a, b = pair(chunk_size=100, coalesce_bytes=64, max_batch_size=4096)  # a batch per chunk
+    payload = bytes(range(250)) * 4                      # 1,000 bytes: 10 chunks
+    a.send(payload, 0.0)
+    batches = a.data_to_send(0.0)
+    assert len(batches) == 10
+    for x in batches[:6]:
+        b.receive(x, 0.0)                               # the link dies after chunk 5
+    assert received(b) == []
+    a.disconnect(0.1)
+    b.disconnect(0.1)
+    a.resume(b.resume_state(), 0.2)
+    b.resume(a.resume_state(), 0.2)
+    again = a.data_to_send(0.2)
+    chunks = [f for x in again for f in F.decode_batch(x) if isinstance(f, F.DataFrame)]
+    assert [(f.seq, f.offset) for f in chunks] == [(s, s * 100) for s in range(6, 10)]
+    for x in again:
+        b.receive(x, 0.2)
+    [msg] = received(b)
+    assert msg.payload == payload
