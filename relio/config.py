@@ -93,6 +93,14 @@ class Config:
     #: every pending message (``None``: only the session's lifetime bounds it).
     delivery_timeout: float | None = None
 
+    # --- sessions (server side) ----------------------------------------------------------------
+    #: How long a disconnected session waits for its client to resume it before it expires (and
+    #: every message still pending in it is reported expired).
+    session_ttl: float = 120.0
+    #: Disconnected sessions kept at once per server, whatever the clients do; beyond it the one
+    #: disconnected longest expires first.
+    max_parked_sessions: int = 10_000
+
     def __post_init__(self) -> None:
         if self.receive_window <= 0 or self.receive_window & (self.receive_window - 1):
             raise ValueError("receive_window must be a power of two")
@@ -105,12 +113,14 @@ class Config:
                              f"with an ACK (needs {self.largest_single_frame_batch})")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if not self.session_ttl > 0:
+            raise ValueError("session_ttl must be positive")
         if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
             raise ValueError("need 0 < min_rto <= initial_rto <= max_rto")
         for name in ("max_outbox_messages", "max_outbox_bytes", "max_inflight_bytes",
                      "id_set_capacity", "response_cache_entries", "response_cache_bytes",
                      "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
-                     "fast_retransmit_threshold", "coalesce_bytes"):
+                     "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 

@@ -1,0 +1,16 @@
+"""Exceptions, as in ``socketio.exceptions``: python-socketio's family re-exported unchanged (so
+``except socketio.exceptions.TimeoutError`` keeps working for applications that move over), next to
+the errors relio adds (:mod:`relio.errors`)."""
+
+from socketio.exceptions import (BadNamespaceError, ConnectionError, ConnectionRefusedError,
+                                 DisconnectedError, SocketIOError, TimeoutError)
+
+from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelioError,
+                          RemoteProtocolError)
+from relio.sessions import ResumeRefused
+
+__all__ = [
+    "BadNamespaceError", "ConnectionError", "ConnectionRefusedError", "DeliveryError",
+    "DisconnectedError", "LocalProtocolError", "ProtocolError", "QueueFull", "RelioError",
+    "RemoteProtocolError", "ResumeRefused", "SocketIOError", "TimeoutError",
+]

@@ -1,0 +1,135 @@
+"""The server's table of relio sessions and their resume credentials (sans I/O: callers pass ``now``).
+
+A session has a public id (the socket.io ``sid`` the application sees for the session's whole life)
+and a secret resume credential, distinct from it as Socket.IO's ``pid`` is distinct from its ``id``:
+sids are visible to other clients (rooms, broadcasts), credentials never are. A client resumes by
+presenting both; the credential is compared in constant time, accepted only for its own session and
+only while the session lives, and replaced on every resume so that a captured credential stops
+working. A disconnected ("parked") session lives ``session_ttl`` seconds; at most
+``max_parked_sessions`` are kept, the one parked longest expiring first, so clients that vanish cannot
+run the server out of memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from relio.config import DEFAULT_CONFIG, Config
+from relio.errors import RelioError
+
+#: Bytes of randomness in a resume credential (the issue asks for at least 128 bits).
+CREDENTIAL_BYTES = 32
+
+
+class ResumeRefused(RelioError):
+    """A resume attempt named no live session, or the wrong credential for it."""
+
+
+@dataclass(eq=False)
+class Session:
+    """One session: its public id, its engine(s) and whatever the server layer keeps with it."""
+
+    sid: str
+    state: Any = None
+    credential: str = field(default="", repr=False)   # never logged: kept out of repr
+    connected: bool = True
+    parked_at: float | None = None
+    resumes: int = 0
+
+
+class SessionTable:
+    """Sessions by sid, with parking, expiry and credential checks."""
+
+    def __init__(self, config: Config = DEFAULT_CONFIG):
+        self.ttl = config.session_ttl
+        self.max_parked = config.max_parked_sessions
+        self._sessions: dict[str, Session] = {}
+        self._parked: OrderedDict[str, Session] = OrderedDict()   # oldest parked first
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._sessions
+
+    def get(self, sid: str) -> Session | None:
+        return self._sessions.get(sid)
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    def create(self, sid: str, state: Any = None) -> Session:
+        """Register a new connected session; its credential is in ``session.credential``."""
+        if sid in self._sessions:
+            raise ValueError(f"session {sid!r} exists already")
+        session = Session(sid, state, secrets.token_urlsafe(CREDENTIAL_BYTES))
+        self._sessions[sid] = session
+        return session
+
+    def park(self, sid: str, now: float) -> list[Session]:
+        """The session's connection is gone: keep it for ``ttl``. Returns the sessions evicted to
+        respect ``max_parked_sessions`` (the caller closes them)."""
+        session = self._sessions[sid]
+        session.connected = False
+        session.parked_at = now
+        self._parked[sid] = session
+        self._parked.move_to_end(sid)
+        evicted = []
+        while len(self._parked) > self.max_parked:
+            _, oldest = self._parked.popitem(last=False)
+            del self._sessions[oldest.sid]
+            evicted.append(oldest)
+        return evicted
+
+    def resume(self, sid: str, credential: str, now: float) -> Session:
+        """Hand the session back to a client presenting its credential, with a new credential.
+
+        A session that is still connected is resumed too (the caller closes the older connection
+        cleanly rather than forking the session).
+
+        :raises ResumeRefused: no live session with this sid, or the credential does not match.
+        """
+        session = self._sessions.get(sid)
+        if (session is None or not isinstance(credential, str)
+                or not hmac.compare_digest(session.credential.encode(), credential.encode())):
+            raise ResumeRefused("no session to resume for these credentials")
+        if not session.connected and now - session.parked_at >= self.ttl:
+            self._expire(session)
+            raise ResumeRefused("the session expired")
+        self._parked.pop(sid, None)
+        session.connected = True
+        session.parked_at = None
+        session.resumes += 1
+        session.credential = secrets.token_urlsafe(CREDENTIAL_BYTES)
+        return session
+
+    def remove(self, sid: str) -> Session | None:
+        """Forget a session (closed by either side)."""
+        self._parked.pop(sid, None)
+        return self._sessions.pop(sid, None)
+
+    def expire(self, now: float) -> list[Session]:
+        """Remove and return every parked session older than ``ttl``."""
+        expired = []
+        while self._parked:
+            session = next(iter(self._parked.values()))
+            if now - session.parked_at < self.ttl:
+                break
+            self._expire(session)
+            expired.append(session)
+        return expired
+
+    def next_expiry(self) -> float | None:
+        """When :meth:`expire` next has work, or None."""
+        if not self._parked:
+            return None
+        return next(iter(self._parked.values())).parked_at + self.ttl
+
+    def _expire(self, session: Session) -> None:
+        self._parked.pop(session.sid, None)
+        self._sessions.pop(session.sid, None)
