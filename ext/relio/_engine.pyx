@@ -889,7 +889,7 @@ cdef class Engine:
         cdef uint64_t seq
         cdef _OutMessage m
         cdef _Slot* slot
-        cdef Py_ssize_t length, h
+        cdef Py_ssize_t length
         cdef bint window_open = (self._queue and self._window_open())
         buf[0] = PROTOCOL_VERSION
         if self._ack_pending or self._ack_now:
@@ -907,18 +907,8 @@ cdef class Engine:
             if self._acked.is_marked_c(seq) or seq < self._acked.base:
                 continue
             m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
-            length = slot.length
-            h = data_header_size(m.flags, seq, m.size, slot.offset, length)
-            if has_data and (used + h + length > self._coalesce or frames >= self._max_frames):
-                out.append(PyBytes_FromStringAndSize(<char*>buf, used))
-                used = 1
-                frames = 0
-            used += write_data_header(buf + used, m.flags, seq, m.hi, m.lo, m.reply_hi,
-                                      m.reply_lo, m.size, slot.offset, length)
-            memcpy(buf + used, PyBytes_AS_STRING(m.payload) + slot.offset, length)
-            used += length
-            frames += 1
-            has_data = True
+            used = self._put_frame(buf, used, &frames, &has_data, out, m, seq, slot.offset,
+                                   slot.length)
             slot.sent_at = now
             slot.transmissions += 1
             self.frames_retransmitted += 1
@@ -930,11 +920,6 @@ cdef class Engine:
             if length > self._chunk_size:
                 length = self._chunk_size
             seq = self._snd_next
-            h = data_header_size(m.flags, seq, m.size, m.framed, length)
-            if has_data and (used + h + length > self._coalesce or frames >= self._max_frames):
-                out.append(PyBytes_FromStringAndSize(<char*>buf, used))
-                used = 1
-                frames = 0
             if <Py_ssize_t>(seq - self._acked.base) >= self._slot_mask + 1:
                 self._grow_slots(2 * (self._slot_mask + 1))
             slot = &self._slots[seq & self._slot_mask]
@@ -944,12 +929,7 @@ cdef class Engine:
             slot.transmissions = 1
             slot.queued = False
             self._slot_msgs[seq & self._slot_mask] = m
-            used += write_data_header(buf + used, m.flags, seq, m.hi, m.lo, m.reply_hi,
-                                      m.reply_lo, m.size, m.framed, length)
-            memcpy(buf + used, PyBytes_AS_STRING(m.payload) + m.framed, length)
-            used += length
-            frames += 1
-            has_data = True
+            used = self._put_frame(buf, used, &frames, &has_data, out, m, seq, m.framed, length)
             m.framed += length
             m.unacked += 1
             if m.framed == m.size:
@@ -963,6 +943,23 @@ cdef class Engine:
         if frames:
             out.append(PyBytes_FromStringAndSize(<char*>buf, used))
         return 0
+
+    cdef inline Py_ssize_t _put_frame(self, unsigned char* buf, Py_ssize_t used,
+                                      Py_ssize_t* frames, bint* has_data, list out, _OutMessage m,
+                                      uint64_t seq, uint64_t offset, Py_ssize_t length) except -1:
+        # Append one DATA frame to the batch in buf, first closing the batch if the frame would take
+        # it past coalesce_bytes (a batch's first data frame always goes in, whatever its size).
+        cdef Py_ssize_t h = data_header_size(m.flags, seq, m.size, offset, length)
+        if has_data[0] and (used + h + length > self._coalesce or frames[0] >= self._max_frames):
+            out.append(PyBytes_FromStringAndSize(<char*>buf, used))
+            used = 1
+            frames[0] = 0
+        used += write_data_header(buf + used, m.flags, seq, m.hi, m.lo, m.reply_hi, m.reply_lo,
+                                  m.size, offset, length)
+        memcpy(buf + used, PyBytes_AS_STRING(m.payload) + offset, length)
+        frames[0] += 1
+        has_data[0] = True
+        return used + length
 
     cdef inline bint _window_open(self) noexcept:
         return (<Py_ssize_t>(self._snd_next - self._acked.base) < self._max_inflight
