@@ -26,9 +26,8 @@ from libc.string cimport memcpy, memset
 
 from relio._ackwindow cimport AckWindow
 from relio._chunks cimport Reassembler
-from relio._events cimport (MessageExpired, MessageReceived, MessagesDelivered,
-                            ResponseReceived, SessionClosed, new_message_received,
-                            new_response_received)
+from relio._events cimport (MessageExpired, MessagesDelivered, SessionClosed,
+                            new_message_received, new_response_received)
 from relio._frames cimport *
 from relio._idset cimport IdSet
 from relio._lru cimport ResponseCache
@@ -379,12 +378,7 @@ cdef class Engine:
         cdef Py_ssize_t frames = 0
         cdef FrameView f
         cdef list delivered = None
-        if end < 2:
-            raise RemoteProtocolError("truncated batch: shorter than a version byte and one frame")
-        if end > self._max_batch:
-            raise RemoteProtocolError(f"batch of {end} bytes exceeds the {self._max_batch} allowed")
-        if p[0] != PROTOCOL_VERSION:
-            raise RemoteProtocolError(f"unsupported protocol version {p[0]}")
+        check_batch(p, end, self._max_batch)
         while pos < end:
             frames += 1
             if frames > self._max_frames:

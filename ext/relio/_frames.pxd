@@ -45,6 +45,9 @@ ctypedef struct FrameView:
     const unsigned char* ranges      # range_count (gap, length) varint pairs, already validated
     Py_ssize_t ranges_length
 
+# Check a batch's envelope (length and version byte); raises RemoteProtocolError if it is wrong.
+cdef int check_batch(const unsigned char* data, Py_ssize_t n, Py_ssize_t max_batch_size) except -1
+
 # Parse the frame at data[pos:end]; on success fills out, advances pos and returns 0. Raises
 # RemoteProtocolError for anything truncated, unknown or inconsistent. max_ranges bounds ACK frames.
 cdef int parse_frame(const unsigned char* data, Py_ssize_t end, Py_ssize_t* pos, FrameView* out,

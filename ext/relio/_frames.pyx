@@ -226,16 +226,20 @@ class CloseFrame:
         return f"CloseFrame(code={self.code}, reason={self.reason!r})"
 
 
-def check_batch_header(bytes data, Py_ssize_t max_batch_size):
-    """Validate a batch's envelope (size, version); raise RemoteProtocolError if it is wrong."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+cdef int check_batch(const unsigned char* data, Py_ssize_t n, Py_ssize_t max_batch_size) except -1:
     if n < 2:
-        raise RemoteProtocolError("truncated batch: shorter than a version byte and one frame")
+        _fail("truncated batch: shorter than a version byte and one frame")
     if n > max_batch_size:
-        raise RemoteProtocolError(f"batch of {n} bytes exceeds the {max_batch_size} allowed")
-    if (<const unsigned char*>PyBytes_AS_STRING(data))[0] != PROTOCOL_VERSION:
-        raise RemoteProtocolError(
-            f"unsupported protocol version {(<const unsigned char*>PyBytes_AS_STRING(data))[0]}")
+        _fail(f"batch of {n} bytes exceeds the {max_batch_size} allowed")
+    if data[0] != PROTOCOL_VERSION:
+        _fail(f"unsupported protocol version {data[0]}")
+    return 0
+
+
+def check_batch_header(bytes data not None, Py_ssize_t max_batch_size):
+    """Validate a batch's envelope (size, version); raise RemoteProtocolError if it is wrong."""
+    check_batch(<const unsigned char*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data),
+                max_batch_size)
 
 
 def decode_batch(bytes data not None, *, Py_ssize_t max_batch_size=131072,
