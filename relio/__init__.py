@@ -1,20 +1,28 @@
 """relio: reliable, exactly-once, resumable message delivery for python-socketio.
 
-This release ships the sans-I/O protocol engine (:class:`Engine`); the drop-in
-``AsyncServer`` / ``AsyncClient`` layer builds on it.
+``relio.AsyncServer`` and ``relio.AsyncClient`` take python-socketio's arguments and handlers
+unchanged; between two relio peers every message is delivered exactly once and in order, and
+sessions survive reconnects. The sans-I/O protocol engine underneath is :class:`Engine`.
 """
+
+from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
 
 from relio._engine import Engine
 from relio._events import (Event, MessageExpired, MessageReceived, MessagesDelivered,
                            ResponseReceived, SessionClosed)
+from relio.channel import Delivery, Question, Reply
+from relio.client import AsyncClient
 from relio.config import DEFAULT_CONFIG, Config
 from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelioError,
                           RemoteProtocolError)
+from relio.server import AsyncManager, AsyncServer
+from relio.sessions import ResumeRefused
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
+    "ASGIApp", "AsyncClient", "AsyncClientNamespace", "AsyncManager", "AsyncNamespace",
+    "AsyncServer", "Delivery", "Question", "Reply", "ResumeRefused", "Config", "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
     "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
 ]

@@ -97,6 +97,9 @@ class Config:
     #: How long a disconnected session waits for its client to resume it before it expires (and
     #: every message still pending in it is reported expired).
     session_ttl: float = 120.0
+    #: How long a client's ``disconnect()`` waits for its pending messages to be acknowledged before
+    #: ending the session (what is still pending then fails with DeliveryError).
+    drain_timeout: float = 5.0
     #: Disconnected sessions kept at once per server, whatever the clients do; beyond it the one
     #: disconnected longest expires first.
     max_parked_sessions: int = 10_000

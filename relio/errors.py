@@ -42,11 +42,25 @@ class QueueFull(RelioError):
 class DeliveryError(RelioError):
     """A message will never be delivered.
 
-    ``reason`` is ``"session closed"``, ``"delivery timeout"`` or the reason the session was closed
-    with; ``msg_id`` is the 16-byte id of the message.
+    ``reason`` is ``"session closed"``, ``"session expired"``, ``"delivery timeout"`` or the reason
+    the session was closed with; ``msg_id`` is the 16-byte id of the message. The socket.io layer
+    adds what the application knows the message by: ``sid``, ``namespace`` and ``event`` (None for a
+    reply), and for a broadcast that failed for several recipients, ``failures`` (one error each).
     """
 
-    def __init__(self, reason: str, msg_id: bytes | None = None):
+    def __init__(self, reason: str, msg_id: bytes | None = None, *, sid: str | None = None,
+                 namespace: str | None = None, event: str | None = None,
+                 failures: list | None = None):
         super().__init__(reason)
         self.reason = reason
         self.msg_id = msg_id
+        self.sid = sid
+        self.namespace = namespace
+        self.event = event
+        self.failures = failures or [self]
+
+    def __str__(self) -> str:
+        what = f"event {self.event!r}" if self.event else "message"
+        to = f" to {self.sid}" if self.sid else ""
+        more = f" (and {len(self.failures) - 1} more recipients)" if len(self.failures) > 1 else ""
+        return f"{what}{to} not delivered: {self.reason}{more}"

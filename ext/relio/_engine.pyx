@@ -391,6 +391,9 @@ cdef class Engine:
                     delivered = []
                 self._on_ack(&f, now, delivered)
             else:
+                if delivered:     # the peer's last ACK precedes its CLOSE: report it first
+                    self._events.append(MessagesDelivered(delivered))
+                    delivered = None
                 reason = PyBytes_FromStringAndSize(<const char*>f.payload, f.length).decode(
                     "utf-8", "replace")
                 self._close(f"closed by peer: {reason}", <int>f.code, False, True)
@@ -403,7 +406,9 @@ cdef class Engine:
         """Batches to transmit now, as a list of bytes (each one transport message)."""
         cdef list out = []
         if self._close_frame is not None and self.connected:
-            out.append(bytes((PROTOCOL_VERSION,)) + self._close_frame)
+            # A last ACK rides with the CLOSE so the peer learns what we received before we left
+            # (otherwise its final messages would be reported undelivered).
+            out.append(bytes((PROTOCOL_VERSION,)) + self.resume_state() + self._close_frame)
             self._close_frame = None
         if self.closed or not self.connected:
             return out

@@ -1,0 +1,349 @@
+"""``relio.AsyncClient``: python-socketio's ``AsyncClient`` whose sessions survive reconnects.
+
+This module owns the client's socket.io plumbing: asking for relio in each namespace's CONNECT
+(:mod:`relio.wire`), resuming the session on every reconnect, queueing emits while the connection
+is down, and dispatching delivered messages to handlers exactly as python-socketio would. Against a
+plain Socket.IO server it behaves like ``socketio.AsyncClient``.
+
+While a relio session lives, a dropped connection is not a disconnect for the application:
+``disconnect`` is not fired (``relio_suspend`` is), ``emit``/``call`` keep working (the messages
+wait in the session's outbox), pending callbacks are kept, and after python-socketio's reconnect
+logic has a new connection the session resumes and the engine retransmits exactly what the server
+lacks. ``connect`` fires once per session; ``relio_resume`` on each resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import socketio
+from engineio import packet as eio_packet
+from socketio import packet
+
+from relio import payload as payload_codec
+from relio import wire
+from relio._engine import Engine
+from relio.channel import Channel, Delivery, spawn
+from relio.config import DEFAULT_CONFIG, Config
+from relio.errors import DeliveryError, RemoteProtocolError
+
+logger = logging.getLogger("relio")
+
+
+class AsyncClient(socketio.AsyncClient):
+    """A Socket.IO client for asyncio with reliable delivery and resumable sessions.
+
+    Takes every argument of ``socketio.AsyncClient`` (and of engine.io), plus:
+
+    :param relio_config: a :class:`relio.Config` (limits and timers of this client's sessions).
+    :param relio: set to False to behave exactly as ``socketio.AsyncClient`` (no handshake).
+
+    Handlers relio adds: ``relio_resume()`` after a session resumed on a new connection,
+    ``relio_suspend(reason)`` when the connection dropped and the session waits to resume,
+    ``relio_delivery_error(error)`` when a message will never be delivered.
+    """
+
+    def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relio_config = relio_config or DEFAULT_CONFIG
+        self.relio_enabled = relio
+        self.reserved_events = list(self.reserved_events) + [
+            e for e in wire.RESERVED_EVENTS if e not in self.reserved_events]
+        self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
+        self._relio_connecting = False
+
+    # --- public API ------------------------------------------------------------------------------
+    async def connect(self, url, headers={}, auth=None, transports=None, namespaces=None,
+                      socketio_path='socket.io', wait=True, wait_timeout=1, retry=False):
+        """Connect to a Socket.IO server (python-socketio's arguments and behaviour).
+
+        Note: this method is a coroutine.
+        """
+        self._relio_connecting = True
+        try:
+            return await super().connect(url, headers=headers, auth=auth, transports=transports,
+                                         namespaces=namespaces, socketio_path=socketio_path,
+                                         wait=wait, wait_timeout=wait_timeout, retry=retry)
+        finally:
+            self._relio_connecting = False
+
+    async def emit(self, event, data=None, namespace=None, callback=None, block=True):
+        """Emit a custom event to the server.
+
+        Arguments are python-socketio's; relio adds ``block`` (wait for room when the session's
+        outbox is full, or raise :class:`relio.QueueFull`). In a relio session the emit never fails
+        because the connection is down: it is queued and sent on resume.
+
+        Returns a :class:`relio.Delivery`: ``await`` it to learn that the server has the message.
+
+        Note: this method is a coroutine.
+        """
+        namespace = namespace or '/'
+        channel = self._relio_channels.get(namespace)
+        if channel is None:
+            await super().emit(event, data=data, namespace=namespace, callback=callback)
+            delivery = Delivery()
+            delivery.unconfirmed = 1
+            return delivery
+        self.logger.info('Emitting event "%s" [%s]', event, namespace)
+        encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
+                                       self.packet_class.json)
+        delivery = Delivery()
+        await channel.send(encoded, event, delivery, callback, block)
+        return delivery
+
+    async def send(self, data, namespace=None, callback=None, block=True):
+        """Send a ``message`` event; see :meth:`emit`. Note: this method is a coroutine."""
+        return await self.emit('message', data=data, namespace=namespace, callback=callback,
+                               block=block)
+
+    async def call(self, event, data=None, namespace=None, timeout=60, block=True):
+        """Emit an event and wait for the server handler's response.
+
+        In a relio session the request survives reconnects and its handler runs once; only
+        ``timeout`` (``socketio.exceptions.TimeoutError``) or the end of the session
+        (:class:`relio.DeliveryError`) ends the wait. A chained reply returns a
+        :class:`relio.Question`.
+
+        Note: this method is a coroutine.
+        """
+        namespace = namespace or '/'
+        channel = self._relio_channels.get(namespace)
+        if channel is None:
+            return await super().call(event, data=data, namespace=namespace, timeout=timeout)
+        encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
+                                       self.packet_class.json)
+        return await channel.call(encoded, event, timeout, block)
+
+    async def disconnect(self, drain_timeout: float | None = None):
+        """Disconnect from the server, ending the relio sessions.
+
+        Messages not yet acknowledged get up to ``drain_timeout`` seconds (default:
+        ``relio_config.drain_timeout``) to be delivered; what is still pending after that fails
+        with :class:`relio.DeliveryError`. Note: this method is a coroutine.
+        """
+        if self._relio_connecting:
+            return await super().disconnect()
+        await self._drain(self.relio_config.drain_timeout if drain_timeout is None
+                          else drain_timeout)
+        for channel in list(self._relio_channels.values()):
+            channel.finished = True
+            channel.close('client disconnect')     # CLOSE frame: the server ends the session
+        self._relio_channels.clear()
+        for n in self.namespaces:
+            await self._send_packet(self.packet_class(packet.DISCONNECT, namespace=n))
+        # engine.io's disconnect closes the websocket without flushing its queue
+        # (python-socketio #888): let the writer send what is queued first, briefly.
+        if self.eio.state == 'connected':
+            try:
+                await asyncio.wait_for(self.eio.queue.join(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        await self.eio.disconnect()
+
+    async def _drain(self, timeout: float) -> None:
+        channels = [c for c in self._relio_channels.values() if c.attached and not c.closed]
+        if not channels or timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and any(
+                c.engine.outbox_messages and c.attached and not c.closed for c in channels):
+            await asyncio.sleep(0.005)
+
+    def session_stats(self, namespace='/') -> dict | None:
+        """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
+        channel = self._relio_channels.get(namespace)
+        return None if channel is None else channel.stats
+
+    # --- handshake -------------------------------------------------------------------------------
+    async def _handle_eio_connect(self):
+        """Send each namespace's CONNECT, asking for (or resuming) a relio session."""
+        self.logger.info('Engine.IO connection established')
+        self.sid = self.eio.sid
+        real_auth = await self._get_real_value(self.connection_auth) or {}
+        for n in self.connection_namespaces:
+            data = real_auth
+            if self.relio_enabled and isinstance(real_auth, dict):
+                hello = {'v': wire.HANDSHAKE_VERSION}
+                channel = self._relio_channels.get(n)
+                if channel is not None and not channel.closed:
+                    hello.update(sid=channel.sid, credential=channel.credential,
+                                 state=wire.encode_state(channel.resume_state()))
+                data = {**real_auth, wire.HANDSHAKE_KEY: hello}
+            await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
+
+    async def _handle_connect(self, namespace, data):
+        namespace = namespace or '/'
+        info = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
+        channel = self._relio_channels.get(namespace)
+        if not isinstance(info, dict) or not isinstance(info.get('credential'), str):
+            if channel is not None:        # the server no longer speaks relio
+                await self._end_session(channel, 'server does not support relio')
+            return await super()._handle_connect(namespace, data)
+        sid = data.get('sid')
+        if info.get('resumed') and channel is not None and not channel.closed \
+                and channel.sid == sid:
+            channel.credential = info['credential']
+            try:
+                peer_state = wire.decode_state(info.get('state'))
+                channel.attach(self._writer(namespace), peer_state)
+            except RemoteProtocolError as exc:
+                logger.warning('relio: cannot resume %s [%s]: %s', sid, namespace, exc.reason)
+                await self._end_session(channel, f'protocol error: {exc.reason}')
+                await self._send_packet(self.packet_class(packet.DISCONNECT,
+                                                          namespace=namespace))
+                return
+            logger.info('relio: session %s [%s] resumed', sid, namespace)
+            self.namespaces[namespace] = sid
+            await self._trigger_event(wire.RESUME_EVENT, namespace)
+            self._connect_event.set()
+            return
+        if channel is not None:
+            await self._end_session(channel, info.get('refused') or 'session expired')
+        loop = asyncio.get_running_loop()
+        channel = Channel(Engine(self.relio_config, now=loop.time()), self,
+                          json=self.packet_class.json, sid=sid, namespace=namespace)
+        channel.credential = info['credential']
+        self._relio_channels[namespace] = channel
+        channel.attach(self._writer(namespace))
+        await super()._handle_connect(namespace, data)
+
+    async def _end_session(self, channel: Channel, reason: str) -> None:
+        """A session is over (refused on resume, closed): fail what is pending, fire disconnect."""
+        if self._relio_channels.get(channel.namespace) is channel:
+            del self._relio_channels[channel.namespace]
+        if channel.finished:
+            return
+        channel.finished = True
+        channel.close(reason)
+        if channel.namespace not in self.namespaces:
+            # Its disconnect was withheld when the connection dropped: fire it now.
+            await self._trigger_event('disconnect', channel.namespace, reason)
+
+    # --- transport ---------------------------------------------------------------------------------
+    def _writer(self, namespace):
+        prefix = wire.carrier_prefix(namespace)
+        eio = self.eio
+        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
+
+        def write(batch: bytes) -> None:
+            if eio.state != 'connected':
+                raise ConnectionError('not connected')
+            eio.queue.put_nowait(Packet(MESSAGE, prefix + batch))
+        return write
+
+    async def _handle_eio_message(self, data):
+        if data.__class__ is bytes and not self._binary_packet and self._relio_channels:
+            try:
+                namespace, batch = wire.split_carrier(data)
+            except RemoteProtocolError as exc:
+                logger.warning('relio: invalid carrier message from the server: %s', exc.reason)
+                return
+            channel = self._relio_channels.get(namespace)
+            if channel is not None and channel.attached:
+                channel.receive(batch)
+            return
+        return await super()._handle_eio_message(data)
+
+    async def _handle_eio_disconnect(self, reason):
+        will_reconnect = self.reconnection and self.eio.state == 'connected'
+        suspended = []
+        for namespace, channel in list(self._relio_channels.items()):
+            channel.detach()
+            if will_reconnect:
+                # The session lives on: hide this namespace from python-socketio's disconnect.
+                self.namespaces.pop(namespace, None)
+                suspended.append(namespace)
+            else:
+                self.namespaces.pop(namespace, None)
+                await self._end_session(channel, reason)
+        await super()._handle_eio_disconnect(reason)
+        for namespace in suspended:
+            logger.info('relio: session [%s] suspended (%s)', namespace, reason)
+            await self._trigger_event(wire.SUSPEND_EVENT, namespace, reason)
+
+    async def _handle_disconnect(self, namespace):
+        namespace = namespace or '/'
+        if namespace not in self.namespaces:
+            return            # already ended by relio's CLOSE
+        channel = self._relio_channels.pop(namespace, None)
+        if channel is not None:
+            channel.finished = True
+            channel.close('server disconnect')
+        await super()._handle_disconnect(namespace)
+
+    async def _handle_error(self, namespace, data):
+        namespace = namespace or '/'
+        channel = self._relio_channels.get(namespace)
+        if channel is not None:       # a resume was refused by the application
+            await self._end_session(channel, 'resume refused')
+        await super()._handle_error(namespace, data)
+
+    async def _handle_event(self, namespace, id, data):
+        if data and data[0] in wire.RESERVED_EVENTS:
+            logger.warning('relio: dropped reserved event %r', data[0])
+            return
+        return await super()._handle_event(namespace, id, data)
+
+    # --- ChannelHandler ------------------------------------------------------------------------
+    def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
+        if not items or not isinstance(items[0], str):
+            channel._protocol_error(RemoteProtocolError("event without a name"))
+            return
+        event, namespace = items[0], channel.namespace
+        then = None
+        if request:
+            def then(result, channel=channel, msg_id=msg_id):
+                channel.answer(msg_id, result)
+        if event in wire.RESERVED_EVENTS:
+            logger.warning('relio: dropped reserved event %r', event)
+            if then is not None:
+                then(None)
+            return
+        args = tuple(items[1:])
+        if '_trigger_event' in self.__dict__:
+            channel.run(self._trigger_event, (event, namespace, *args), then)
+            return
+        handler, handler_args = self._get_event_handler(event, namespace, args)
+        if handler is not None:
+            channel.run(handler, handler_args, then)
+            return
+        ns_handler, ns_args = self._get_namespace_handler(namespace, args)
+        if ns_handler is not None:
+            channel.run(ns_handler.trigger_event, (event, *ns_args), then)
+            return
+        if then is not None:     # python-socketio's client acknowledges even unhandled events
+            then(None)
+
+    def on_undelivered(self, channel: Channel, error: DeliveryError) -> None:
+        logger.warning('relio: %s', error)
+        spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, channel.namespace, error))
+
+    def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
+        if channel.finished:
+            return
+        logger.info('relio: session [%s] closed (%s)', channel.namespace, reason)
+        if by_peer:     # the server ended the session; its socket.io DISCONNECT follows
+            spawn(self._close_namespace(channel, self.reason.SERVER_DISCONNECT, False))
+        else:           # we ended it (protocol error, delivery timeout): tell the server
+            spawn(self._close_namespace(channel, reason, True))
+
+    async def _close_namespace(self, channel: Channel, reason: str, tell_server: bool) -> None:
+        namespace = channel.namespace
+        connected = namespace in self.namespaces
+        await self._end_session(channel, reason)
+        if not connected:
+            return
+        del self.namespaces[namespace]
+        if tell_server and self.eio.state == 'connected':
+            await self._send_packet(self.packet_class(packet.DISCONNECT, namespace=namespace))
+        await self._trigger_event('disconnect', namespace, reason)
+        await self._trigger_event('__disconnect_final', namespace)
+        if not self.namespaces and self.connected:
+            self.connected = False
+            await self.eio.disconnect()
+
+
+__all__ = ["AsyncClient"]

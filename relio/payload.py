@@ -1,0 +1,129 @@
+"""Application payloads inside relio messages: an event's name and arguments, or a reply's arguments.
+
+A relio message carries what one socket.io packet would: a JSON list (``[event, *args]`` for an event,
+``[*args]`` for a reply), with ``bytes`` arguments anywhere in it. Socket.IO sends each binary
+argument as a separate websocket frame after a JSON text frame holding placeholders; relio keeps the
+same placeholders (``{"_placeholder": true, "num": n}``) but puts the attachments in the same message,
+so a message is one opaque byte string to the engine::
+
+    payload   = count(varint) attachment* json
+    attachment = length(varint) bytes
+
+The common case (no binary) costs one byte over the JSON text. JSON is produced by the server's or
+client's ``json`` module (python-socketio's ``json=`` option), with the same separators it uses.
+"""
+
+from __future__ import annotations
+
+import json as _stdlib_json
+from typing import Any
+
+from relio.errors import RemoteProtocolError
+
+_PLACEHOLDER = "_placeholder"
+_NO_ATTACHMENTS = b"\x00"
+
+
+def encode(items: list, json_module: Any = _stdlib_json) -> bytes:
+    """Encode a JSON list that may hold ``bytes`` anywhere into one payload."""
+    try:
+        text = json_module.dumps(items, separators=(",", ":"))
+    except TypeError:
+        attachments: list[bytes] = []
+        items = _deconstruct(items, attachments)
+        if not attachments:
+            raise
+        text = json_module.dumps(items, separators=(",", ":"))
+        parts = [_varint(len(attachments))]
+        for blob in attachments:
+            parts.append(_varint(len(blob)))
+            parts.append(blob)
+        parts.append(text.encode())
+        return b"".join(parts)
+    return _NO_ATTACHMENTS + text.encode()
+
+
+def decode(payload: bytes, json_module: Any = _stdlib_json) -> list:
+    """Decode a payload made by :func:`encode`.
+
+    :raises RemoteProtocolError: the payload is not a valid relio application payload.
+    """
+    try:
+        if payload[:1] == _NO_ATTACHMENTS:
+            items = json_module.loads(payload[1:])
+        else:
+            view = memoryview(payload)
+            count, pos = _read_varint(view, 0)
+            attachments = []
+            for _ in range(count):
+                size, pos = _read_varint(view, pos)
+                if pos + size > len(view):
+                    raise ValueError("attachment runs past the end")
+                attachments.append(bytes(view[pos:pos + size]))
+                pos += size
+            items = _reconstruct(json_module.loads(bytes(view[pos:])), attachments)
+    except RemoteProtocolError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+        raise RemoteProtocolError(f"invalid application payload: {exc}") from None
+    if not isinstance(items, list):
+        raise RemoteProtocolError("invalid application payload: not a list")
+    return items
+
+
+def as_args(data: Any) -> list:
+    """python-socketio's argument rule: a tuple is several arguments, None none, anything else one."""
+    if isinstance(data, tuple):
+        return list(data)
+    if data is None:
+        return []
+    return [data]
+
+
+def _deconstruct(data: Any, attachments: list[bytes]) -> Any:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        attachments.append(bytes(data))
+        return {_PLACEHOLDER: True, "num": len(attachments) - 1}
+    if isinstance(data, (list, tuple)):
+        return [_deconstruct(item, attachments) for item in data]
+    if isinstance(data, dict):
+        return {key: _deconstruct(value, attachments) for key, value in data.items()}
+    return data
+
+
+def _reconstruct(data: Any, attachments: list[bytes]) -> Any:
+    if isinstance(data, list):
+        return [_reconstruct(item, attachments) for item in data]
+    if isinstance(data, dict):
+        if data.get(_PLACEHOLDER) is True and len(data) == 2:
+            num = data.get("num")
+            if type(num) is not int or not 0 <= num < len(attachments):
+                raise RemoteProtocolError("invalid application payload: bad attachment number")
+            return attachments[num]
+        return {key: _reconstruct(value, attachments) for key, value in data.items()}
+    return data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(view) or shift > 56:
+            raise ValueError("truncated or oversized varint")
+        byte = view[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7

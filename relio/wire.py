@@ -1,0 +1,93 @@
+"""How relio rides on Socket.IO: the handshake keys, the carrier envelope and reserved event names.
+
+Handshake (per namespace, inside Socket.IO's own CONNECT exchange, so plain peers are unaffected):
+
+* A relio client adds ``"__relio": {"v": 1}`` to its ``auth`` object for a new session, and
+  ``{"v": 1, "sid": ..., "credential": ..., "state": <base64 resume state>}`` to resume one.
+* A relio server answers in the CONNECT packet's data, next to ``sid``:
+  ``"__relio": {"v": 1, "credential": ..., "resumed": bool, "state": <base64>, "refused": reason}``.
+  Plain clients ignore the extra key (the JS client reads only ``sid`` and ``pid``; relio never sends
+  ``pid``, which would start the JS client's own recovery protocol).
+* A server that does not answer with ``__relio`` is a plain server: the client falls back to plain
+  Socket.IO for that namespace.
+
+Carrier: once a namespace is in relio mode, each engine batch travels as one raw engine.io *binary*
+message (no socket.io packet around it: one websocket frame, no JSON), prefixed with the namespace::
+
+    carrier = length(1 byte, 0-127) namespace(utf-8, "" for "/") batch
+
+Raw binary messages are only sent to peers that asked for relio, so a plain client never sees one;
+python-socketio reaches them only between a binary packet's placeholder and its attachments, which a
+relio peer never interleaves with carrier messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from relio.errors import RemoteProtocolError
+
+#: The key relio adds to the CONNECT auth and reply objects.
+HANDSHAKE_KEY = "__relio"
+#: Version of the handshake and carrier described above.
+HANDSHAKE_VERSION = 1
+#: Longest namespace name the carrier can name (one length byte, high bit reserved).
+MAX_NAMESPACE_BYTES = 127
+
+#: Event fired on the server as ``(sid, environ, auth)`` and on the client as ``()`` when a session
+#: resumes on a new connection; a server handler returning False refuses the resume.
+RESUME_EVENT = "relio_resume"
+#: Event fired as ``(sid, reason)`` / ``(reason)`` when a session's connection is lost but the session
+#: lives on, waiting to be resumed.
+SUSPEND_EVENT = "relio_suspend"
+#: Event fired as ``(sid, error)`` / ``(error)`` with a :class:`relio.DeliveryError` when a message
+#: will never be delivered.
+DELIVERY_ERROR_EVENT = "relio_delivery_error"
+#: Names a peer may not emit (they would impersonate lifecycle events).
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", RESUME_EVENT, SUSPEND_EVENT,
+                             DELIVERY_ERROR_EVENT})
+
+
+def carrier_prefix(namespace: str) -> bytes:
+    """The bytes that precede every batch of ``namespace``."""
+    name = b"" if namespace == "/" else namespace.encode()
+    if len(name) > MAX_NAMESPACE_BYTES:
+        raise ValueError(f"namespace {namespace!r} is too long for relio ({len(name)} bytes)")
+    return bytes((len(name),)) + name
+
+
+def split_carrier(data: bytes) -> tuple[str, bytes]:
+    """Split a carrier message into its namespace and batch.
+
+    :raises RemoteProtocolError: the message is not a valid carrier.
+    """
+    if not data:
+        raise RemoteProtocolError("empty carrier message")
+    size = data[0]
+    if size > MAX_NAMESPACE_BYTES or len(data) < 1 + size:
+        raise RemoteProtocolError("invalid carrier namespace")
+    if size == 0:
+        return "/", data[1:]
+    try:
+        namespace = data[1:1 + size].decode()
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("invalid carrier namespace") from None
+    return namespace, data[1 + size:]
+
+
+def encode_state(state: bytes) -> str:
+    return base64.b64encode(state).decode("ascii")
+
+
+def decode_state(text: object, limit: int = 4096) -> bytes:
+    """Decode a base64 resume state from the handshake (bounded, validated).
+
+    :raises RemoteProtocolError: not a string, too long or not base64.
+    """
+    if not isinstance(text, str) or len(text) > limit:
+        raise RemoteProtocolError("invalid resume state")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoteProtocolError("invalid resume state") from None
