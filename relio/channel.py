@@ -193,6 +193,8 @@ class Channel:
         self.user_session: dict = {}           # get_session/save_session data
         self.eio_sid: str | None = None        # connection the session is (or was last) bound to
         self.finished = False                  # removed from the layer's tables
+        self.session_ttl: float | None = None  # client: how long the server keeps it suspended
+        self.expiry_handle: asyncio.TimerHandle | None = None   # client: local expiry timer
 
     # --- transport ---------------------------------------------------------------------------
     @property
@@ -214,10 +216,27 @@ class Channel:
     def detach(self) -> None:
         """The transport is gone: keep everything, send nothing until :meth:`attach`."""
         self._write = None
+        self._wake_room_waiters()        # a drain() waiting on this transport gives up
         if not self.closed:
             self.engine.disconnect(self.loop.time())
         self._drain_events()
         self._arm_timer()
+
+    async def drain(self, timeout: float) -> None:
+        """Flush, then wait up to ``timeout`` seconds for every pending message to be acknowledged
+        (only while a transport is attached: a suspended session cannot drain)."""
+        self.flush()
+        if timeout <= 0 or self.closed or not self.engine.outbox_messages:
+            return
+        deadline = self.loop.time() + timeout
+        while (self.engine.outbox_messages and self._write is not None and not self.closed
+               and self.loop.time() < deadline):
+            future = self.loop.create_future()
+            self._room_waiters.append(future)       # woken on every delivery report
+            try:
+                await asyncio.wait_for(future, max(0.0, deadline - self.loop.time()))
+            except asyncio.TimeoutError:
+                break
 
     def resume_state(self) -> bytes:
         return self.engine.resume_state()
@@ -315,8 +334,10 @@ class Channel:
         await future
 
     def _wake_room_waiters(self) -> None:
+        # Waiters re-check their own condition (room in the outbox, or an empty outbox), so waking
+        # all of them on each delivery report is correct; it happens only when someone waits.
         waiters = self._room_waiters
-        while waiters and (self.closed or self.engine.has_room):
+        while waiters:
             future = waiters.popleft()
             if not future.done():
                 future.set_result(None)

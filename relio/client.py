@@ -143,14 +143,8 @@ class AsyncClient(socketio.AsyncClient):
         await self.eio.disconnect()
 
     async def _drain(self, timeout: float) -> None:
-        channels = [c for c in self._relio_channels.values() if c.attached and not c.closed]
-        if not channels or timeout <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline and any(
-                c.engine.outbox_messages and c.attached and not c.closed for c in channels):
-            await asyncio.sleep(0.005)
+        await asyncio.gather(*(channel.drain(timeout)
+                               for channel in self._relio_channels.values()))
 
     def session_stats(self, namespace='/') -> dict | None:
         """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
@@ -183,9 +177,17 @@ class AsyncClient(socketio.AsyncClient):
                 await self._end_session(channel, 'server does not support relio')
             return await super()._handle_connect(namespace, data)
         sid = data.get('sid')
+        ttl = info.get('ttl')
+        ttl = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else \
+            self.relio_config.session_ttl
         if info.get('resumed') and channel is not None and not channel.closed \
                 and channel.sid == sid:
             channel.credential = info['credential']
+            channel.session_ttl = ttl
+            handle = channel.expiry_handle
+            if handle is not None:
+                handle.cancel()
+                channel.expiry_handle = None
             try:
                 peer_state = wire.decode_state(info.get('state'))
                 channel.attach(self._writer(namespace), peer_state)
@@ -206,6 +208,8 @@ class AsyncClient(socketio.AsyncClient):
         channel = Channel(Engine(self.relio_config, now=loop.time()), self,
                           json=self.packet_class.json, sid=sid, namespace=namespace)
         channel.credential = info['credential']
+        channel.session_ttl = ttl
+        channel.expiry_handle = None
         self._relio_channels[namespace] = channel
         channel.attach(self._writer(namespace))
         await super()._handle_connect(namespace, data)
@@ -217,6 +221,9 @@ class AsyncClient(socketio.AsyncClient):
         if channel.finished:
             return
         channel.finished = True
+        handle = channel.expiry_handle
+        if handle is not None:
+            handle.cancel()
         channel.close(reason)
         if channel.namespace not in self.namespaces:
             # Its disconnect was withheld when the connection dropped: fire it now.
@@ -260,9 +267,38 @@ class AsyncClient(socketio.AsyncClient):
                 self.namespaces.pop(namespace, None)
                 await self._end_session(channel, reason)
         await super()._handle_eio_disconnect(reason)
+        if suspended:
+            self._arm_local_expiry()
         for namespace in suspended:
             logger.info('relio: session [%s] suspended (%s)', namespace, reason)
             await self._trigger_event(wire.SUSPEND_EVENT, namespace, reason)
+
+    def _arm_local_expiry(self) -> None:
+        """The server forgets a suspended session ``ttl`` seconds after it lost the connection (it
+        said how long in the handshake): end ours then too, so that what waits in it fails now
+        instead of at the next successful reconnect."""
+        loop = asyncio.get_running_loop()
+        for channel in self._relio_channels.values():
+            if channel.attached or channel.closed:
+                continue
+            if channel.expiry_handle is None:
+                channel.expiry_handle = loop.call_later(
+                    channel.session_ttl, self._on_local_expiry, channel)
+
+    def _on_local_expiry(self, channel: Channel) -> None:
+        channel.expiry_handle = None
+        if not channel.attached and not channel.finished:
+            spawn(self._end_session(channel, 'session expired'))
+
+    async def _handle_reconnect(self):
+        try:
+            await super()._handle_reconnect()
+        finally:
+            if self.eio.state != 'connected':
+                # python-socketio gave up reconnecting (or was told to stop): the sessions end here
+                # and everything still pending in them is reported undelivered.
+                for channel in list(self._relio_channels.values()):
+                    await self._end_session(channel, 'reconnection failed')
 
     async def _handle_disconnect(self, namespace):
         namespace = namespace or '/'

@@ -212,9 +212,26 @@ class AsyncServer(socketio.AsyncServer):
         :class:`relio.DeliveryError`, reason ``"server disconnect"``)."""
         channel = self._relio_channels.get(sid)
         if channel is not None:
+            # Like python-socketio, what was emitted before disconnect() still goes out first;
+            # relio waits (bounded) for it to be acknowledged so its senders hear the truth.
+            await channel.drain(self.relio_config.drain_timeout)
             self._forget(channel)
             channel.close('server disconnect')
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+
+    async def shutdown(self):
+        """Stop Socket.IO background tasks; every relio session ends (reason ``server shutdown``).
+
+        Note: this method is a coroutine.
+        """
+        if self._relio_expiry is not None:
+            self._relio_expiry.cancel()
+            self._relio_expiry = None
+        for channel in list(self._relio_channels.values()):
+            self._forget(channel)
+            channel.close('server shutdown')
+            await self._finish_session(channel, 'server shutdown')
+        await super().shutdown()
 
     def session_stats(self, sid) -> dict | None:
         """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
@@ -266,7 +283,8 @@ class AsyncServer(socketio.AsyncServer):
             return
         channel = self._new_session(sid, namespace, eio_sid)
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
-            'v': wire.HANDSHAKE_VERSION, 'credential': channel.credential, 'resumed': False}}
+            'v': wire.HANDSHAKE_VERSION, 'credential': channel.credential, 'resumed': False,
+            'ttl': self.relio_config.session_ttl}}
         if refused:
             reply[wire.HANDSHAKE_KEY]['refused'] = refused
         if self.always_connect:
@@ -334,6 +352,8 @@ class AsyncServer(socketio.AsyncServer):
         loop = asyncio.get_running_loop()
         sid = hello.get('sid')
         try:
+            if not isinstance(sid, str):
+                raise ResumeRefused('no session to resume for these credentials')
             session = self._relio_table.resume(sid, hello.get('credential'), loop.time())
         except ResumeRefused as exc:
             logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
@@ -374,6 +394,7 @@ class AsyncServer(socketio.AsyncServer):
         channel.eio_sid = eio_sid
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
             'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': True,
+            'ttl': self.relio_config.session_ttl,
             'state': wire.encode_state(channel.resume_state())}}
         await self._send_connect(eio_sid, namespace, reply, channel)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
