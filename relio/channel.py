@@ -168,11 +168,13 @@ class ChannelHandler(Protocol):
 class Channel:
     """One session's engine driven by an asyncio loop."""
 
-    def __init__(self, engine: Engine, handler: ChannelHandler, *, json: Any = None,
+    def __init__(self, engine: Engine, handler: ChannelHandler, *,
+                 json: payload_codec.JsonCodec | Any = None,
                  sid: str | None = None, namespace: str = "/"):
         self.engine = engine
         self.handler = handler
-        self.json = json or payload_codec._stdlib_json
+        self.json = json if isinstance(json, payload_codec.JsonCodec) else \
+            payload_codec.JsonCodec(json)
         self.sid = sid
         self.namespace = namespace
         self.loop = asyncio.get_running_loop()

@@ -47,6 +47,7 @@ class AsyncClient(socketio.AsyncClient):
     def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.relio_config = relio_config or DEFAULT_CONFIG
+        self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.relio_enabled = relio
         self.reserved_events = list(self.reserved_events) + [
             e for e in wire.RESERVED_EVENTS if e not in self.reserved_events]
@@ -88,7 +89,7 @@ class AsyncClient(socketio.AsyncClient):
             return delivery
         self.logger.info('Emitting event "%s" [%s]', event, namespace)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self.packet_class.json)
+                                       self._relio_codec)
         delivery = Delivery()
         await channel.send(encoded, event, delivery, callback, block)
         return delivery
@@ -113,7 +114,7 @@ class AsyncClient(socketio.AsyncClient):
         if channel is None:
             return await super().call(event, data=data, namespace=namespace, timeout=timeout)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self.packet_class.json)
+                                       self._relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
     async def disconnect(self, drain_timeout: float | None = None):
@@ -206,7 +207,7 @@ class AsyncClient(socketio.AsyncClient):
             await self._end_session(channel, info.get('refused') or 'session expired')
         loop = asyncio.get_running_loop()
         channel = Channel(Engine(self.relio_config, now=loop.time()), self,
-                          json=self.packet_class.json, sid=sid, namespace=namespace)
+                          json=self._relio_codec, sid=sid, namespace=namespace)
         channel.credential = info['credential']
         channel.session_ttl = ttl
         channel.expiry_handle = None

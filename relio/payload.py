@@ -11,6 +11,10 @@ so a message is one opaque byte string to the engine::
 
 The common case (no binary) costs one byte over the JSON text. JSON is produced by the server's or
 client's ``json`` module (python-socketio's ``json=`` option), with the same separators it uses.
+:class:`JsonCodec` binds that module once: for python-socketio's default (``engineio.json``, the
+standard library with integers capped at 100 digits against CPU exhaustion) it keeps one encoder and
+one decoder instead of building them per message, as ``json.dumps(..., separators=...)`` and
+``engineio.json.loads`` do.
 """
 
 from __future__ import annotations
@@ -24,16 +28,38 @@ _PLACEHOLDER = "_placeholder"
 _NO_ATTACHMENTS = b"\x00"
 
 
-def encode(items: list, json_module: Any = _stdlib_json) -> bytes:
+class JsonCodec:
+    """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
+
+    __slots__ = ("dumps", "loads")
+
+    def __init__(self, json_module: Any = None):
+        import engineio.json
+        if json_module is None or json_module is engineio.json or json_module is _stdlib_json:
+            safe_int = getattr(engineio.json, "_safe_int", int) \
+                if json_module is not _stdlib_json else int
+            encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
+            decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
+            self.dumps = encoder.encode
+            self.loads = lambda data, _decode=decoder.decode: _decode(data.decode())
+        else:
+            self.dumps = lambda obj, _dumps=json_module.dumps: _dumps(obj, separators=(",", ":"))
+            self.loads = json_module.loads
+
+
+DEFAULT_CODEC = JsonCodec()
+
+
+def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
     """Encode a JSON list that may hold ``bytes`` anywhere into one payload."""
     try:
-        text = json_module.dumps(items, separators=(",", ":"))
+        text = codec.dumps(items)
     except TypeError:
         attachments: list[bytes] = []
         items = _deconstruct(items, attachments)
         if not attachments:
             raise
-        text = json_module.dumps(items, separators=(",", ":"))
+        text = codec.dumps(items)
         parts = [_varint(len(attachments))]
         for blob in attachments:
             parts.append(_varint(len(blob)))
@@ -43,14 +69,14 @@ def encode(items: list, json_module: Any = _stdlib_json) -> bytes:
     return _NO_ATTACHMENTS + text.encode()
 
 
-def decode(payload: bytes, json_module: Any = _stdlib_json) -> list:
+def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
     """Decode a payload made by :func:`encode`.
 
     :raises RemoteProtocolError: the payload is not a valid relio application payload.
     """
     try:
         if payload[:1] == _NO_ATTACHMENTS:
-            items = json_module.loads(payload[1:])
+            items = codec.loads(payload[1:])
         else:
             view = memoryview(payload)
             count, pos = _read_varint(view, 0)
@@ -61,10 +87,11 @@ def decode(payload: bytes, json_module: Any = _stdlib_json) -> list:
                     raise ValueError("attachment runs past the end")
                 attachments.append(bytes(view[pos:pos + size]))
                 pos += size
-            items = _reconstruct(json_module.loads(bytes(view[pos:])), attachments)
+            items = _reconstruct(codec.loads(bytes(view[pos:])), attachments)
     except RemoteProtocolError:
         raise
-    except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, RecursionError,
+            UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"invalid application payload: {exc}") from None
     if not isinstance(items, list):
         raise RemoteProtocolError("invalid application payload: not a list")

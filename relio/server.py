@@ -64,7 +64,7 @@ class AsyncManager(socketio.AsyncManager):
                 plain.append((sid, eio_sid))
                 continue
             if encoded is None:
-                encoded = payload_codec.encode([event, *args], self.server.packet_class.json)
+                encoded = payload_codec.encode([event, *args], self.server._relio_codec)
             try:
                 channel.send_nowait(encoded, event, delivery, callback)
             except QueueFull:
@@ -132,6 +132,7 @@ class AsyncServer(socketio.AsyncServer):
         super().__init__(client_manager=client_manager, logger=logger, json=json,
                          async_handlers=async_handlers, namespaces=namespaces, **kwargs)
         self.relio_config = relio_config or DEFAULT_CONFIG
+        self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.reserved_events = list(self.reserved_events) + [
             e for e in wire.RESERVED_EVENTS if e not in self.reserved_events]
         self._relio_table = SessionTable(self.relio_config)
@@ -184,7 +185,7 @@ class AsyncServer(socketio.AsyncServer):
             return await super().call(event, data=data, to=target, namespace=namespace,
                                       timeout=timeout, ignore_queue=ignore_queue)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self.packet_class.json)
+                                       self._relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
     async def get_session(self, sid, namespace=None):
@@ -335,7 +336,7 @@ class AsyncServer(socketio.AsyncServer):
 
     def _new_session(self, sid, namespace, eio_sid) -> Channel:
         now = asyncio.get_running_loop().time()
-        channel = Channel(Engine(self.relio_config, now=now), self, json=self.packet_class.json,
+        channel = Channel(Engine(self.relio_config, now=now), self, json=self._relio_codec,
                           sid=sid, namespace=namespace)
         session = self._relio_table.create(sid, channel)
         channel.credential = session.credential

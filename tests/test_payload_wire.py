@@ -1,0 +1,107 @@
+"""Application payloads (relio.payload) and the socket.io carrier/handshake helpers (relio.wire)."""
+
+from __future__ import annotations
+
+import json
+
+import engineio.json
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relio import payload, wire
+from relio.errors import RemoteProtocolError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20)
+    | st.binary(max_size=40),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(json_values, max_size=5))
+def test_round_trip_with_and_without_binary(items):
+    encoded = payload.encode(items)
+    assert payload.decode(encoded) == items
+
+
+def test_plain_json_costs_one_byte():
+    items = ["tick", {"n": 1, "p": "x"}]
+    assert payload.encode(items) == b"\x00" + json.dumps(items, separators=(",", ":")).encode()
+
+
+def test_binary_travels_as_attachments_not_in_json():
+    blob = bytes(range(256)) * 4
+    encoded = payload.encode(["up", {"blob": blob, "name": "a"}, [blob]])
+    assert encoded.count(blob) == 2 and b'"_placeholder":true' in encoded
+    assert payload.decode(encoded) == ["up", {"blob": blob, "name": "a"}, [blob]]
+
+
+def test_unserialisable_data_raises_like_json():
+    with pytest.raises(TypeError):
+        payload.encode(["x", object()])
+
+
+@pytest.mark.parametrize("bad", [
+    b"", b"\x00not json", b"\x00{}", b"\x02\x05abc", b"\x01\x03abc[{\"_placeholder\":true,\"num\":4}]",
+    b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x00\xff\xfe",
+])
+def test_malformed_payloads_raise_remote_protocol_error(bad):
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(bad)
+
+
+def test_huge_integers_are_refused_as_python_socketio_does():
+    # engineio.json caps integers at 100 digits (CPU exhaustion in int parsing)
+    codec = payload.JsonCodec(engineio.json)
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(b"\x00[" + b"9" * 200 + b"]", codec)
+    assert payload.decode(b"\x00[" + b"9" * 50 + b"]", codec) == [int("9" * 50)]
+
+
+def test_custom_json_module_is_used():
+    calls = []
+
+    class Tracing:
+        @staticmethod
+        def dumps(obj, **kw):
+            calls.append(("dumps", kw))
+            return json.dumps(obj, **kw)
+
+        @staticmethod
+        def loads(data):
+            calls.append(("loads", None))
+            return json.loads(data)
+
+    codec = payload.JsonCodec(Tracing)
+    assert payload.decode(payload.encode(["e", 1], codec), codec) == ["e", 1]
+    assert calls == [("dumps", {"separators": (",", ":")}), ("loads", None)]
+
+
+def test_as_args_and_tuple_rule():
+    assert payload.as_args(None) == [] and payload.as_args((1, 2)) == [1, 2]
+    assert payload.as_args([1, 2]) == [[1, 2]] and payload.as_args("x") == ["x"]
+
+
+@pytest.mark.parametrize("namespace", ["/", "/chat", "/ünï", "/" + "n" * 126])
+def test_carrier_round_trip(namespace):
+    batch = b"\x01\x02\x03"
+    assert wire.split_carrier(wire.carrier_prefix(namespace) + batch) == (namespace, batch)
+
+
+def test_carrier_rejects_garbage_and_long_namespaces():
+    for bad in (b"", b"\x80abc", b"\x05ab", b"\x02\xff\xfe"):
+        with pytest.raises(RemoteProtocolError):
+            wire.split_carrier(bad)
+    with pytest.raises(ValueError):
+        wire.carrier_prefix("/" + "n" * 200)
+
+
+def test_resume_state_codec_is_bounded():
+    state = bytes(range(40))
+    assert wire.decode_state(wire.encode_state(state)) == state
+    for bad in (None, 5, "not base64!", "A" * 5000):
+        with pytest.raises(RemoteProtocolError):
+            wire.decode_state(bad)
