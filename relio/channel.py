@@ -20,6 +20,7 @@ import logging
 from collections import deque
 from typing import Any, Callable, Protocol
 
+from relio import _frames
 from relio import payload as payload_codec
 from relio._engine import Engine
 from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
@@ -195,6 +196,7 @@ class Channel:
         self.user_session: dict = {}           # get_session/save_session data
         self.eio_sid: str | None = None        # connection the session is (or was last) bound to
         self.finished = False                  # removed from the layer's tables
+        self.unconfirmed_resume = False        # server: resumed, client not yet heard from
         self.session_ttl: float | None = None  # client: how long the server keeps it suspended
         self.expiry_handle: asyncio.TimerHandle | None = None   # client: local expiry timer
 
@@ -223,6 +225,21 @@ class Channel:
             self.engine.disconnect(self.loop.time())
         self._drain_events()
         self._arm_timer()
+
+    def send_ack_now(self) -> None:
+        """Send our receive state at once as a batch holding one ACK frame (idempotent for the
+        peer). The client does this right after a resume: it tells the server the resumed
+        connection works, which retires the replaced credential."""
+        if self._write is not None and not self.closed:
+            self._write(bytes((_frames.VERSION,)) + self.engine.resume_state())
+
+    async def idle(self) -> None:
+        """Wait until the sequential handlers (``async_handlers=False``) have run."""
+        consumer = self._consumer
+        while consumer is not None and not consumer.done() \
+                and consumer is not asyncio.current_task():
+            await asyncio.shield(consumer)
+            consumer = self._consumer
 
     async def drain(self, timeout: float) -> None:
         """Flush, then wait up to ``timeout`` seconds for every pending message to be acknowledged

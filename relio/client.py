@@ -50,7 +50,7 @@ class AsyncClient(socketio.AsyncClient):
         self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.relio_enabled = relio
         self.reserved_events = list(self.reserved_events) + [
-            e for e in wire.RESERVED_EVENTS if e not in self.reserved_events]
+            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
         self._relio_connecting = False
 
@@ -128,10 +128,19 @@ class AsyncClient(socketio.AsyncClient):
             return await super().disconnect()
         await self._drain(self.relio_config.drain_timeout if drain_timeout is None
                           else drain_timeout)
+        reason = self.reason.CLIENT_DISCONNECT
         for channel in list(self._relio_channels.values()):
-            channel.finished = True
-            channel.close('client disconnect')     # CLOSE frame: the server ends the session
+            if channel.namespace in self.namespaces:
+                # CLOSE frame: the server ends the session; python-socketio fires `disconnect`.
+                channel.finished = True
+                channel.close(reason)
+            else:
+                # Suspended (reconnecting): its `disconnect` was withheld; fire it now. The server
+                # cannot be told and lets the session expire after its TTL.
+                await self._end_session(channel, reason)
         self._relio_channels.clear()
+        if self._reconnect_task is not None and self._reconnect_abort is not None:
+            self._reconnect_abort.set()      # the application asked to go: stop reconnecting
         for n in self.namespaces:
             await self._send_packet(self.packet_class(packet.DISCONNECT, namespace=n))
         # engine.io's disconnect closes the websocket without flushing its queue
@@ -192,6 +201,7 @@ class AsyncClient(socketio.AsyncClient):
             try:
                 peer_state = wire.decode_state(info.get('state'))
                 channel.attach(self._writer(namespace), peer_state)
+                channel.send_ack_now()
             except RemoteProtocolError as exc:
                 logger.warning('relio: cannot resume %s [%s]: %s', sid, namespace, exc.reason)
                 await self._end_session(channel, f'protocol error: {exc.reason}')
@@ -319,7 +329,7 @@ class AsyncClient(socketio.AsyncClient):
         await super()._handle_error(namespace, data)
 
     async def _handle_event(self, namespace, id, data):
-        if data and data[0] in wire.RESERVED_EVENTS:
+        if data and data[0] in wire.LIFECYCLE_EVENTS:
             logger.warning('relio: dropped reserved event %r', data[0])
             return
         return await super()._handle_event(namespace, id, data)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections import OrderedDict
 
 import socketio
 from engineio import packet as eio_packet
@@ -47,9 +47,14 @@ class AsyncManager(socketio.AsyncManager):
         """
         delivery = Delivery()
         room = to or room
-        if namespace not in self.rooms:
-            return delivery
         args = payload_codec.as_args(data)
+        if namespace not in self.rooms:
+            error = self.server._ended_error(room, namespace, event)
+            if error is not None:
+                delivery._add()
+                delivery._settle(error)
+                self.server.on_undelivered(None, error)
+            return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
         channels = self.server._relio_channels
@@ -75,6 +80,12 @@ class AsyncManager(socketio.AsyncManager):
             except DeliveryError as exc:
                 delivery._add()
                 delivery._settle(exc)
+        if not delivery.recipients and not plain and isinstance(room, str):
+            error = self.server._ended_error(room, namespace, event)
+            if error is not None:       # addressed to a relio session that has ended
+                delivery._add()
+                delivery._settle(error)
+                self.server.on_undelivered(None, error)
         if plain:
             delivery.unconfirmed = len(plain)
             await self._emit_plain(event, args, namespace, plain, callback)
@@ -134,12 +145,14 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_config = relio_config or DEFAULT_CONFIG
         self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.reserved_events = list(self.reserved_events) + [
-            e for e in wire.RESERVED_EVENTS if e not in self.reserved_events]
+            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         self._relio_table = SessionTable(self.relio_config)
         self._relio_channels: dict[str, Channel] = {}                 # sid -> channel
         self._relio_bound: dict[tuple[str, str], Channel] = {}        # (eio_sid, ns) -> channel
         self._relio_eio_refs: dict[str, int] = {}                     # eio_sid -> sessions on it
         self._relio_expiry: asyncio.TimerHandle | None = None
+        self._relio_ended: OrderedDict[str, str] = OrderedDict()     # sid -> why it ended
+        self._relio_draining: dict[str, Channel] = {}    # ended, sequential handlers still running
 
     # --- public API additions and overrides ---------------------------------------------------
     async def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
@@ -182,6 +195,9 @@ class AsyncServer(socketio.AsyncServer):
             raise ValueError('Cannot use call() to broadcast.')
         channel = self._relio_channels.get(target)
         if channel is None:
+            error = self._ended_error(target, namespace or '/', event)
+            if error is not None:
+                raise error
             return await super().call(event, data=data, to=target, namespace=namespace,
                                       timeout=timeout, ignore_queue=ignore_queue)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
@@ -393,6 +409,7 @@ class AsyncServer(socketio.AsyncServer):
                 rooms[room][sid] = eio_sid
         self._move_ref(old_eio, eio_sid)
         channel.eio_sid = eio_sid
+        channel.unconfirmed_resume = True
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
             'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': True,
             'ttl': self.relio_config.session_ttl,
@@ -457,13 +474,17 @@ class AsyncServer(socketio.AsyncServer):
                 return
             channel = self._relio_bound.get((eio_sid, namespace))
             if channel is not None:
+                if channel.unconfirmed_resume:
+                    # The client uses the resumed connection, so it got the new credential.
+                    channel.unconfirmed_resume = False
+                    self._relio_table.confirm(channel.sid)
                 channel.receive(batch)
             return
         return await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(self, eio_sid, namespace, id, data):
-        # A peer may not fire relio's lifecycle events.
-        if data and data[0] in wire.RESERVED_EVENTS:
+        # A plain client may not fire relio's lifecycle events (everything else is python-socketio's).
+        if data and data[0] in wire.LIFECYCLE_EVENTS:
             logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
             return
         return await super()._handle_event(eio_sid, namespace, id, data)
@@ -491,6 +512,10 @@ class AsyncServer(socketio.AsyncServer):
             # The client ended the session (socket.io DISCONNECT, after relio's CLOSE).
             self._forget(channel)
             channel.close(reason or 'client disconnect')
+        else:
+            channel = self._relio_draining.get(sid)
+        if channel is not None:
+            await channel.idle()       # sequential handlers first, as python-socketio orders them
         await super()._handle_disconnect(eio_sid, namespace, reason)
 
     # --- session lifetime --------------------------------------------------------------------------
@@ -525,11 +550,33 @@ class AsyncServer(socketio.AsyncServer):
         channel.close(reason)
         spawn(self._finish_session(channel, reason))
 
+    def _remember_ended(self, sid: str, reason: str) -> None:
+        """Keep why a session ended (bounded, oldest forgotten first), so that an emit or call to its
+        sid fails with that reason instead of reaching nobody in silence."""
+        ended = self._relio_ended
+        ended[sid] = reason
+        ended.move_to_end(sid)
+        while len(ended) > self.relio_config.max_parked_sessions:
+            ended.popitem(last=False)
+
+    def _ended_error(self, sid, namespace, event) -> DeliveryError | None:
+        reason = self._relio_ended.get(sid) if isinstance(sid, str) else None
+        if reason is None:
+            return None
+        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
+                             event=event)
+
     def _forget(self, channel: Channel) -> None:
         """Drop the session from relio's tables (once)."""
         if channel.finished:
             return
         channel.finished = True
+        consumer = channel._consumer
+        if consumer is not None and not consumer.done():
+            # Its sequential handlers still run: `disconnect` must wait for them (see idle()).
+            sid = channel.sid
+            self._relio_draining[sid] = channel
+            consumer.add_done_callback(lambda _, sid=sid: self._relio_draining.pop(sid, None))
         self._relio_table.remove(channel.sid)
         self._relio_channels.pop(channel.sid, None)
         self._unbind(channel)
@@ -539,6 +586,10 @@ class AsyncServer(socketio.AsyncServer):
         """The socket.io side of a session that relio ended: tell the client if it is still
         connected, fire ``disconnect`` once, leave every room."""
         sid, namespace = channel.sid, channel.namespace
+        self._remember_ended(sid, reason)
+        # With async_handlers=False python-socketio runs each handler before reading the next
+        # packet, so `disconnect` comes after every handler of the session: keep that order.
+        await channel.idle()
         if not self.manager.is_connected(sid, namespace):
             return
         eio_sid = self.manager.pre_disconnect(sid, namespace)
@@ -584,9 +635,9 @@ class AsyncServer(socketio.AsyncServer):
             return
         logger.info('relio: no handler for event "%s" [%s]', event, namespace)
 
-    def on_undelivered(self, channel: Channel, error: DeliveryError) -> None:
+    def on_undelivered(self, channel: Channel | None, error: DeliveryError) -> None:
         logger.warning('relio: %s', error)
-        spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, channel.namespace, channel.sid,
+        spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, error.namespace or '/', error.sid,
                                   error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:

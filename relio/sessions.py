@@ -5,7 +5,8 @@ and a secret resume credential, distinct from it as Socket.IO's ``pid`` is disti
 sids are visible to other clients (rooms, broadcasts), credentials never are. A client resumes by
 presenting both; the credential is compared in constant time, accepted only for its own session and
 only while the session lives, and replaced on every resume so that a captured credential stops
-working. A disconnected ("parked") session lives ``session_ttl`` seconds; at most
+working (the replaced one stays valid only until the client is seen using the resumed connection, so
+that a resume whose answer was lost can be retried). A disconnected ("parked") session lives ``session_ttl`` seconds; at most
 ``max_parked_sessions`` are kept, the one parked longest expiring first, so clients that vanish cannot
 run the server out of memory.
 """
@@ -36,6 +37,10 @@ class Session:
     sid: str
     state: Any = None
     credential: str = field(default="", repr=False)   # never logged: kept out of repr
+    #: The credential replaced by the last resume, still accepted until the client proves it got
+    #: the new one (:meth:`SessionTable.confirm`): a resume whose answer is lost on the way must
+    #: not lose the session.
+    previous_credential: str | None = field(default=None, repr=False)
     connected: bool = True
     parked_at: float | None = None
     resumes: int = 0
@@ -95,8 +100,13 @@ class SessionTable:
         :raises ResumeRefused: no live session with this sid, or the credential does not match.
         """
         session = self._sessions.get(sid)
-        if (session is None or not isinstance(credential, str)
-                or not hmac.compare_digest(session.credential.encode(), credential.encode())):
+        if session is None or not isinstance(credential, str):
+            raise ResumeRefused("no session to resume for these credentials")
+        given = credential.encode()
+        current = hmac.compare_digest(session.credential.encode(), given)
+        previous = session.previous_credential is not None and hmac.compare_digest(
+            session.previous_credential.encode(), given)
+        if not (current or previous):
             raise ResumeRefused("no session to resume for these credentials")
         if not session.connected and now - session.parked_at >= self.ttl:
             self._expire(session)
@@ -105,8 +115,18 @@ class SessionTable:
         session.connected = True
         session.parked_at = None
         session.resumes += 1
+        if current:
+            # The client holds `credential`; until it shows it received the new one, it stays valid.
+            session.previous_credential = session.credential
         session.credential = secrets.token_urlsafe(CREDENTIAL_BYTES)
         return session
+
+    def confirm(self, sid: str) -> None:
+        """The client has the credential of its last resume (it spoke on the resumed connection):
+        the one before stops working."""
+        session = self._sessions.get(sid)
+        if session is not None:
+            session.previous_credential = None
 
     def remove(self, sid: str) -> Session | None:
         """Forget a session (closed by either side)."""

@@ -44,9 +44,11 @@ SUSPEND_EVENT = "relio_suspend"
 #: Event fired as ``(sid, error)`` / ``(error)`` with a :class:`relio.DeliveryError` when a message
 #: will never be delivered.
 DELIVERY_ERROR_EVENT = "relio_delivery_error"
-#: Names a peer may not emit (they would impersonate lifecycle events).
-RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect", RESUME_EVENT, SUSPEND_EVENT,
-                             DELIVERY_ERROR_EVENT})
+#: relio's own lifecycle events: reserved (catch-all handlers do not get them) and never accepted
+#: from any peer.
+LIFECYCLE_EVENTS = frozenset({RESUME_EVENT, SUSPEND_EVENT, DELIVERY_ERROR_EVENT})
+#: Names a relio peer may not emit in a relio session (they would impersonate lifecycle events).
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"}) | LIFECYCLE_EVENTS
 
 
 def carrier_prefix(namespace: str) -> bytes:

@@ -25,10 +25,32 @@ def test_resume_rotates_the_credential():
     t.park("a", 0.0)
     assert t.resume("a", old, 1.0) is s
     assert s.connected and s.resumes == 1 and s.credential != old
+    t.confirm("a")                       # the client spoke on the resumed connection
     t.park("a", 2.0)
     with pytest.raises(ResumeRefused):
         t.resume("a", old, 3.0)          # a captured credential no longer works
     assert t.resume("a", s.credential, 3.0) is s
+
+
+def test_a_resume_whose_answer_was_lost_can_be_retried_once_confirmed_it_cannot():
+    t = table()
+    s = t.create("a")
+    old = s.credential
+    t.park("a", 0.0)
+    t.resume("a", old, 1.0)              # the answer carrying the new credential is lost
+    lost = s.credential
+    t.park("a", 1.5)
+    assert t.resume("a", old, 2.0) is s  # the client retries with what it has
+    assert s.credential not in (old, lost)
+    t.park("a", 2.5)
+    with pytest.raises(ResumeRefused):
+        t.resume("a", lost, 3.0)         # never reached the client: not accepted
+    assert t.resume("a", old, 3.0) is s  # still the client's only credential
+    t.confirm("a")
+    t.park("a", 4.0)
+    with pytest.raises(ResumeRefused):
+        t.resume("a", old, 5.0)
+    assert t.resume("a", s.credential, 5.0) is s
 
 
 def test_credential_is_accepted_only_for_its_own_session():
