@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import engineio
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet
@@ -29,6 +30,33 @@ from relio.config import DEFAULT_CONFIG, Config
 from relio.errors import DeliveryError, RemoteProtocolError
 
 logger = logging.getLogger("relio")
+
+
+class _StopSafeQueue(asyncio.Queue):
+    """engine.io's send queue, with a stop signal that cannot get lost.
+
+    python-engineio 4.x's write loop discards the ``None`` its read loop queues to stop it when
+    packets are queued ahead of it, and then runs on until its queue has stayed empty for
+    ``max(ping_interval, ping_timeout) + 5`` seconds; a sender that keeps writing (relio
+    retransmits) keeps it alive indefinitely and the client never notices the dead connection.
+    Queueing the signal twice stops the loop right after what is queued; ``stopping`` tells relio
+    not to write into a connection that is going away.
+    """
+
+    stopping = False
+
+    async def put(self, item):
+        if item is None:
+            self.stopping = True
+            await super().put(None)
+        await super().put(item)
+
+
+class _EngineIOClient(engineio.AsyncClient):
+    """python-engineio's asyncio client with :class:`_StopSafeQueue` as its send queue."""
+
+    def create_queue(self, *args, **kwargs):
+        return _StopSafeQueue(*args, **kwargs)
 
 
 class AsyncClient(socketio.AsyncClient):
@@ -165,6 +193,8 @@ class AsyncClient(socketio.AsyncClient):
     async def _handle_eio_connect(self):
         """Send each namespace's CONNECT, asking for (or resuming) a relio session."""
         self.logger.info('Engine.IO connection established')
+        if isinstance(self.eio.queue, _StopSafeQueue):
+            self.eio.queue.stopping = False
         self.sid = self.eio.sid
         real_auth = await self._get_real_value(self.connection_auth) or {}
         for n in self.connection_namespaces:
@@ -247,10 +277,15 @@ class AsyncClient(socketio.AsyncClient):
         Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
 
         def write(batch: bytes) -> None:
-            if eio.state != 'connected':
+            queue = eio.queue
+            if eio.state != 'connected' or eio.write_loop_task is None \
+                    or getattr(queue, 'stopping', False):
                 raise ConnectionError('not connected')
-            eio.queue.put_nowait(Packet(MESSAGE, prefix + batch))
+            queue.put_nowait(Packet(MESSAGE, prefix + batch))
         return write
+
+    def _engineio_client_class(self):
+        return _EngineIOClient
 
     async def _handle_eio_message(self, data):
         if data.__class__ is bytes and not self._binary_packet and self._relio_channels:
