@@ -15,6 +15,7 @@ for a timer.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections import deque
@@ -27,6 +28,7 @@ from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, R
                            SessionClosed)
 from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
+from relio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
 from relio.errors import DeliveryError, LocalProtocolError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
@@ -191,6 +193,7 @@ class Channel:
         self._room_waiters: deque[asyncio.Future] = deque()
         self._inbox: deque | None = None       # sequential dispatch (async_handlers=False)
         self._consumer: asyncio.Task | None = None
+        self._unstarted = 0                    # handler tasks spawned, not yet started
         # Kept here for the server and client layers:
         self.credential: str | None = None     # secret resume credential (never logged)
         self.user_session: dict = {}           # get_session/save_session data
@@ -374,22 +377,39 @@ class Channel:
             if self._consumer is None:
                 self._consumer = spawn(self._consume())
             return
-        if inspect.iscoroutinefunction(fn):
+        kind = handler_kind(fn)
+        if kind == ASYNC_TASK or self._unstarted:
+            # A handler that may suspend gets its own task. Until every task spawned so far has
+            # started, later handlers go through tasks too, so that handlers start in delivery
+            # order (tasks start first-in first-out).
+            self._unstarted += 1
             spawn(self._run_async(fn, args, then))
             return
+        context = contextvars.copy_context()
         try:
-            result = fn(*args)
+            result = context.run(fn, *args)
+            if kind == ASYNC_INLINE:
+                try:
+                    context.run(result.send, None)
+                except StopIteration as done:
+                    result = done.value
+                else:        # cannot happen for code without suspension points; be safe anyway
+                    result.close()
+                    raise RuntimeError("handler without await points suspended")
         except Exception:
             logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
             return
-        if inspect.isawaitable(result):
-            spawn(self._finish_awaitable(result, then))
+        if kind == SYNC and result is not None and inspect.isawaitable(result):
+            spawn(self._finish_awaitable(result, then))   # e.g. a partial of a coroutine function
         elif then is not None:
             then(result)
 
     async def _run_async(self, fn, args, then) -> None:
+        self._unstarted -= 1
         try:
-            result = await fn(*args)
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                result = await result
         except asyncio.CancelledError:
             return
         except Exception:

@@ -27,7 +27,7 @@ from relio import wire
 from relio._engine import Engine
 from relio.channel import Channel, Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import DeliveryError, RemoteProtocolError
+from relio.errors import DeliveryError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
 
@@ -119,7 +119,12 @@ class AsyncClient(socketio.AsyncClient):
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
                                        self._relio_codec)
         delivery = Delivery()
-        await channel.send(encoded, event, delivery, callback, block)
+        try:
+            channel.send_nowait(encoded, event, delivery, callback)
+        except QueueFull:
+            if not block:
+                raise
+            await channel.send(encoded, event, delivery, callback)
         return delivery
 
     async def send(self, data, namespace=None, callback=None, block=True):
