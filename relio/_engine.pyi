@@ -32,6 +32,8 @@ class Engine:
     def reply(self, request_id: bytes, payload: bytes, now: float, *,
               request: bool = ...) -> bytes:
         """Answer the peer's request; ``request=True`` makes it a chained reply."""
+    def decline(self, request_id: bytes) -> None:
+        """Leave the peer's request unanswered (frees its ``max_pending_requests`` slot)."""
     def next_event(self) -> Event | None: ...
     def events(self) -> list[Event]: ...
     def receive(self, data: bytes, now: float) -> None:

@@ -365,15 +365,20 @@ class Channel:
                 future.set_result(None)
 
     # --- dispatch ------------------------------------------------------------------------------
+    def decline(self, request_id: bytes) -> None:
+        """Leave a request of the peer unanswered (no handler, or the handler raised)."""
+        if not self.closed:
+            self.engine.decline(request_id)
+
     def run(self, fn: Callable, args: tuple, then: Callable[[Any], None] | None = None,
-            sequential: bool = False) -> None:
+            sequential: bool = False, request_id: bytes | None = None) -> None:
         """Run a handler or callback: a plain function at once, a coroutine function in a task (or,
         with ``sequential``, one after another in this session's consumer task). Handlers start in
         delivery order either way; ``then(result)`` gets the return value."""
         if sequential:
             if self._inbox is None:
                 self._inbox = deque()
-            self._inbox.append((fn, args, then))
+            self._inbox.append((fn, args, then, request_id))
             if self._consumer is None:
                 self._consumer = spawn(self._consume())
             return
@@ -383,7 +388,7 @@ class Channel:
             # started, later handlers go through tasks too, so that handlers start in delivery
             # order (tasks start first-in first-out).
             self._unstarted += 1
-            spawn(self._run_async(fn, args, then))
+            spawn(self._run_async(fn, args, then, request_id))
             return
         context = contextvars.copy_context()
         try:
@@ -398,31 +403,36 @@ class Channel:
                     raise RuntimeError("handler without await points suspended")
         except Exception:
             logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
+            if request_id is not None:
+                self.decline(request_id)
             return
         if kind == SYNC and result is not None and inspect.isawaitable(result):
-            spawn(self._finish_awaitable(result, then))   # e.g. a partial of a coroutine function
+            spawn(self._finish_awaitable(result, then, request_id))   # e.g. a partial of a coroutine function
         elif then is not None:
             then(result)
 
-    async def _run_async(self, fn, args, then) -> None:
+    async def _run_async(self, fn, args, then, request_id=None) -> None:
         self._unstarted -= 1
         try:
             result = fn(*args)
             if inspect.isawaitable(result):
                 result = await result
-        except asyncio.CancelledError:
-            return
-        except Exception:
-            logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
+        except (Exception, asyncio.CancelledError) as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
+            if request_id is not None:
+                self.decline(request_id)
             return
         if then is not None:
             then(result)
 
-    async def _finish_awaitable(self, awaitable, then) -> None:
+    async def _finish_awaitable(self, awaitable, then, request_id=None) -> None:
         try:
             result = await awaitable
         except Exception:
             logger.exception("relio: handler raised")
+            if request_id is not None:
+                self.decline(request_id)
             return
         if then is not None:
             then(result)
@@ -431,13 +441,15 @@ class Channel:
         inbox = self._inbox
         try:
             while inbox:
-                fn, args, then = inbox.popleft()
+                fn, args, then, request_id = inbox.popleft()
                 try:
                     result = fn(*args)
                     if inspect.isawaitable(result):
                         result = await result
                 except Exception:
                     logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
+                    if request_id is not None:
+                        self.decline(request_id)
                     continue
                 if then is not None:
                     then(result)
@@ -538,7 +550,7 @@ class Channel:
             return
         then = (lambda result, msg_id=event.msg_id: self.answer(msg_id, result)) \
             if event.request else None
-        self.run(waiter, tuple(args), then)
+        self.run(waiter, tuple(args), then, False, event.msg_id if event.request else None)
 
     def _on_expired(self, msg_id: bytes, reason: str) -> None:
         record = self._pending.pop(msg_id, None)

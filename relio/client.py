@@ -390,16 +390,17 @@ class AsyncClient(socketio.AsyncClient):
                 then(None)
             return
         args = tuple(items[1:])
+        request_id = msg_id if request else None
         if '_trigger_event' in self.__dict__:
-            channel.run(self._trigger_event, (event, namespace, *args), then)
+            channel.run(self._trigger_event, (event, namespace, *args), then, False, request_id)
             return
         handler, handler_args = self._get_event_handler(event, namespace, args)
         if handler is not None:
-            channel.run(handler, handler_args, then)
+            channel.run(handler, handler_args, then, False, request_id)
             return
         ns_handler, ns_args = self._get_namespace_handler(namespace, args)
         if ns_handler is not None:
-            channel.run(ns_handler.trigger_event, (event, *ns_args), then)
+            channel.run(ns_handler.trigger_event, (event, *ns_args), then, False, request_id)
             return
         if then is not None:     # python-socketio's client acknowledges even unhandled events
             then(None)

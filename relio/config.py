@@ -60,6 +60,12 @@ class Config:
     #: Send an ACK at once after this many new frames, even if the delay has not run out.
     ack_every: int = 64
 
+    #: The peer's requests (``call``/emit with callback) delivered to the application and not yet
+    #: answered or declined, at once. Beyond it new requests are not acknowledged (the peer sends
+    #: them again later): a peer cannot start unbounded numbers of handlers. Requests nobody
+    #: handles are declined at once and do not count.
+    max_pending_requests: int = 1024
+
     # --- deduplication and responses -----------------------------------------------------------
     #: Message ids remembered to drop duplicates (oldest forgotten first).
     id_set_capacity: int = 100_000
@@ -123,7 +129,8 @@ class Config:
         for name in ("max_outbox_messages", "max_outbox_bytes", "max_inflight_bytes",
                      "id_set_capacity", "response_cache_entries", "response_cache_bytes",
                      "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
-                     "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions"):
+                     "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions",
+                     "max_pending_requests"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 

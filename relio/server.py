@@ -621,19 +621,26 @@ class AsyncServer(socketio.AsyncServer):
             def then(result, channel=channel, msg_id=msg_id):
                 if result is not not_handled:
                     channel.answer(msg_id, result)
+                else:
+                    channel.decline(msg_id)
         sequential = not self.async_handlers
+        request_id = msg_id if request else None
         if '_trigger_event' in self.__dict__:        # instrumented (admin UI): its wrapper counts
-            channel.run(self._trigger_event, (event, namespace, *args), then, sequential)
+            channel.run(self._trigger_event, (event, namespace, *args), then, sequential,
+                        request_id)
             return
         handler, handler_args = self._get_event_handler(event, namespace, args)
         if handler is not None:
-            channel.run(handler, handler_args, then, sequential)
+            channel.run(handler, handler_args, then, sequential, request_id)
             return
         ns_handler, ns_args = self._get_namespace_handler(namespace, args)
         if ns_handler is not None:
-            channel.run(ns_handler.trigger_event, (event, *ns_args), then, sequential)
+            channel.run(ns_handler.trigger_event, (event, *ns_args), then, sequential,
+                        request_id)
             return
         logger.info('relio: no handler for event "%s" [%s]', event, namespace)
+        if request:
+            channel.decline(msg_id)     # python-socketio sends no ack: the call times out
 
     def on_undelivered(self, channel: Channel | None, error: DeliveryError) -> None:
         logger.warning('relio: %s', error)

@@ -345,3 +345,29 @@ def test_resume_sends_again_only_the_chunks_the_peer_lacks():
         b.receive(x, 0.2)
     [msg] = received(b)
     assert msg.payload == payload
+
+
+def test_unanswered_requests_are_flow_controlled_and_declining_frees_them():
+    a, b = pair(max_pending_requests=3)
+    ids = [a.send(b"q%d" % i, 0.0, request=True) for i in range(5)]
+    pump(a, b)
+    got = [e for e in b.events() if isinstance(e, MessageReceived)]
+    assert [e.msg_id for e in got] == ids[:3]              # the 4th is refused, not acknowledged
+    assert b.stats["frames_refused"] >= 1 and b.awaiting_reply == frozenset(ids[:3])
+    b.reply(ids[0], b"r0", 0.1)
+    b.decline(ids[1])                                      # no handler: left unanswered
+    assert b.awaiting_reply == frozenset({ids[2]})
+    now = 0.1
+    for _ in range(40):                                    # the sender retransmits the rest
+        now += 0.5
+        for e in (a, b):
+            e.handle_timer(now)
+        pump(a, b, now)
+        pump(b, a, now)
+        if len(b.awaiting_reply) == 3:
+            break
+    later = [e.msg_id for e in b.events() if isinstance(e, MessageReceived)]
+    assert later == ids[3:]                                # in order, once each
+    assert b.awaiting_reply == frozenset({ids[2], *ids[3:]})
+    with pytest.raises(LocalProtocolError):
+        b.reply(ids[1], b"too late", now)                  # declined: cannot be answered now

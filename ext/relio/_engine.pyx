@@ -20,6 +20,7 @@ Message ids are 128-bit: a random 64-bit session prefix and a 64-bit counter.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.set cimport PySet_GET_SIZE
 from libc.math cimport INFINITY, fabs, nextafter
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -147,7 +148,7 @@ cdef class Engine:
     cdef readonly object config
     cdef Py_ssize_t _chunk_size, _max_message, _max_batch, _max_frames, _coalesce
     cdef Py_ssize_t _max_outbox, _max_outbox_bytes, _max_inflight, _max_inflight_bytes
-    cdef Py_ssize_t _max_reorder, _ack_every, _max_ranges, _fast_threshold
+    cdef Py_ssize_t _max_reorder, _ack_every, _max_ranges, _fast_threshold, _max_pending_requests
     cdef double _max_ack_delay, _min_rto, _max_rto, _delivery_timeout
 
     # --- session ---
@@ -218,6 +219,7 @@ cdef class Engine:
         self._max_inflight = config.max_inflight_messages
         self._max_inflight_bytes = config.max_inflight_bytes
         self._max_reorder = config.max_reorder_bytes
+        self._max_pending_requests = config.max_pending_requests
         self._ack_every = config.ack_every
         self._max_ranges = config.max_ack_ranges
         self._fast_threshold = config.fast_retransmit_threshold
@@ -304,6 +306,12 @@ cdef class Engine:
         self._awaiting_reply.discard(rid)
         self._cache.put_c(rid, m.msg_id + bytes((m.flags,)) + m.payload, now)
         return m.msg_id
+
+    def decline(self, request_id):
+        """Let the peer's request ``request_id`` go unanswered (python-socketio's behaviour when no
+        handler takes an event, or the handler raised): it stops counting against
+        ``max_pending_requests``. The requester's call times out, as with python-socketio."""
+        self._awaiting_reply.discard(_check_id(request_id, "request_id"))
 
     cdef _OutMessage _new_message(self, object payload, double now, uint8_t flags, object msg_id):
         if self.closed:
@@ -593,6 +601,12 @@ cdef class Engine:
         if not (f.flags & FLAG_CHUNK) and f.length > self._max_message:
             raise RemoteProtocolError(f"message of {f.length} bytes exceeds max_message_size")
         if seq == base:
+            if ((f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0)
+                    and PySet_GET_SIZE(self._awaiting_reply) >= self._max_pending_requests):
+                # Flow control: as many of the peer's requests as the application may have
+                # unanswered at once. Not acknowledged: the sender keeps it and sends it later.
+                self.frames_refused += 1
+                return 0
             # In order: deliver straight from the batch, then whatever the gap was holding back.
             if f.flags & FLAG_CHUNK:
                 if not self._reasm.add_c(id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
