@@ -186,6 +186,7 @@ cdef class Engine:
     cdef set _awaiting_reply
     cdef ResponseCache _cache
     cdef Py_ssize_t _ack_pending
+    cdef Py_ssize_t _ack_pending_bytes, _ack_every_bytes
     cdef double _ack_pending_since
     cdef bint _ack_now
     cdef uint64_t* _range_buf
@@ -220,6 +221,7 @@ cdef class Engine:
         self._max_inflight_bytes = config.max_inflight_bytes
         self._max_reorder = config.max_reorder_bytes
         self._max_pending_requests = config.max_pending_requests
+        self._ack_every_bytes = config.ack_every_bytes
         self._ack_every = config.ack_every
         self._max_ranges = config.max_ack_ranges
         self._fast_threshold = config.fast_retransmit_threshold
@@ -268,6 +270,7 @@ cdef class Engine:
         self._cache = ResponseCache(config.response_cache_entries, config.response_cache_bytes,
                                     config.response_cache_ttl)
         self._ack_pending = 0
+        self._ack_pending_bytes = 0
         self._ack_now = False
         self._range_buf = <uint64_t*>PyMem_Malloc(2 * self._max_ranges * sizeof(uint64_t))
         if self._range_buf == NULL:
@@ -486,6 +489,7 @@ cdef class Engine:
         """The link is gone: stop sending, keep everything (messages, windows, ids, responses)."""
         self.connected = False
         self._ack_pending = 0
+        self._ack_pending_bytes = 0
         self._ack_now = False
         cdef uint64_t seq
         for seq in self._rtx:
@@ -651,7 +655,10 @@ cdef class Engine:
         if self._ack_pending == 0:
             self._ack_pending_since = now
         self._ack_pending += 1
-        if self._ack_pending >= self._ack_every:
+        self._ack_pending_bytes += f.length
+        if self._ack_pending >= self._ack_every or self._ack_pending_bytes >= self._ack_every_bytes:
+            # Big frames are acknowledged sooner: a sender with a byte-limited window (chunks of a
+            # big payload) would otherwise stall for max_ack_delay on every window.
             self._ack_now = True
         return 0
 
@@ -910,6 +917,7 @@ cdef class Engine:
                 used += self._write_ack(buf + used, now, self._ack_pending_since)
                 frames += 1
                 self._ack_pending = 0
+                self._ack_pending_bytes = 0
                 self._ack_now = False
                 self.acks_sent += 1
         # Retransmissions first: they fill the gaps the peer is waiting on.
