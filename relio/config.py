@@ -44,7 +44,9 @@ class Config:
     # --- receive side -------------------------------------------------------------------------
     #: Sequence numbers accepted beyond the cumulative ack point (selective-ack bitmap size).
     #: Must be a power of two.
-    receive_window: int = 65536
+    #: 8192 is twice the peers' default ``max_inflight_messages`` (a 1 KiB bitmap per session; 65536
+    #: cost 8 KiB of every idle session's ~16 KB).
+    receive_window: int = 8192
     #: Bytes of out-of-order data held while waiting for a gap to fill. Frames beyond it are not
     #: acknowledged (the sender retransmits them later), so nothing is lost.
     max_reorder_bytes: int = 16 * MiB
