@@ -79,6 +79,7 @@ class AsyncClient(socketio.AsyncClient):
         self.relio_enabled = relio
         self.reserved_events = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
+        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
         self._relio_connecting = False
 

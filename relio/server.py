@@ -71,12 +71,14 @@ class AsyncManager(socketio.AsyncManager):
             if encoded is None:
                 encoded = payload_codec.encode([event, *args], self.server._relio_codec)
             try:
-                channel.send_nowait(encoded, event, delivery, callback)
-            except QueueFull:
-                if block:
+                try:
+                    channel.send_nowait(encoded, event, delivery, callback)
+                except QueueFull:
+                    if not block:
+                        full.append(sid)
+                        continue
+                    # Waits for room; a session that ends meanwhile fails only its own delivery.
                     await channel.send(encoded, event, delivery, callback)
-                else:
-                    full.append(sid)
             except DeliveryError as exc:
                 delivery._add()
                 delivery._settle(exc)
@@ -146,6 +148,7 @@ class AsyncServer(socketio.AsyncServer):
         self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.reserved_events = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
+        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         self._relio_table = SessionTable(self.relio_config)
         self._relio_channels: dict[str, Channel] = {}                 # sid -> channel
         self._relio_bound: dict[tuple[str, str], Channel] = {}        # (eio_sid, ns) -> channel
@@ -382,6 +385,13 @@ class AsyncServer(socketio.AsyncServer):
             channel.close('resumed on another namespace')
             spawn(self._finish_session(channel, 'resume refused'))
             return 'no session to resume for these credentials'
+        current = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if current is not None and current != sid:
+            # This connection already holds another session of the namespace (one per connection,
+            # as in Socket.IO): refuse, and leave the session as it was (suspended or connected).
+            if not channel.attached:
+                self._suspend_again(channel)
+            return 'the connection already has a session in this namespace'
         try:
             peer_state = wire.decode_state(hello.get('state'))
         except RemoteProtocolError as exc:
@@ -483,6 +493,12 @@ class AsyncServer(socketio.AsyncServer):
         return await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(self, eio_sid, namespace, id, data):
+        if (eio_sid, namespace or '/') in self._relio_bound:
+            # A relio session's events come through its engine only: a plain EVENT packet on its
+            # connection would bypass ordering and exactly-once (and could fake 'disconnect').
+            logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
+                           eio_sid)
+            return
         # A plain client may not fire relio's lifecycle events (everything else is python-socketio's).
         if data and data[0] in wire.LIFECYCLE_EVENTS:
             logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
@@ -529,6 +545,12 @@ class AsyncServer(socketio.AsyncServer):
             self._end(evicted.state, 'session evicted')
         self._arm_expiry()
         spawn(self._trigger_event(wire.SUSPEND_EVENT, channel.namespace, channel.sid, reason))
+
+    def _suspend_again(self, channel: Channel) -> None:
+        """Put back a suspended session that a refused resume attempt took out of the table."""
+        for evicted in self._relio_table.park(channel.sid, asyncio.get_running_loop().time()):
+            self._end(evicted.state, 'session evicted')
+        self._arm_expiry()
 
     def _arm_expiry(self) -> None:
         when = self._relio_table.next_expiry()

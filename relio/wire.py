@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import re
 
 from relio.errors import RemoteProtocolError
 
@@ -93,3 +95,30 @@ def decode_state(text: object, limit: int = 4096) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise RemoteProtocolError("invalid resume state") from None
+
+
+_CREDENTIAL_RE = re.compile(r"""(["']credential["']\s*:\s*["'])[^"']*""")
+
+
+class CredentialRedactor(logging.Filter):
+    """Blanks resume credentials out of log records: python-engineio and python-socketio log whole
+    packets (the CONNECT auth and reply carry the credential) when their loggers are enabled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "credential" in message:
+            record.msg = _CREDENTIAL_RE.sub(r"\1<redacted>", message)
+            record.args = None
+        return True
+
+
+REDACTOR = CredentialRedactor()
+_LIBRARY_LOGGERS = ("engineio", "engineio.server", "engineio.client", "socketio",
+                    "socketio.server", "socketio.client")
+
+
+def redact_credentials(*loggers: logging.Logger) -> None:
+    """Install :data:`REDACTOR` on python-socketio's and engine.io's loggers and on ``loggers``."""
+    for logger in (*(logging.getLogger(name) for name in _LIBRARY_LOGGERS), *loggers):
+        if isinstance(logger, logging.Logger) and REDACTOR not in logger.filters:
+            logger.addFilter(REDACTOR)

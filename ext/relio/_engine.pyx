@@ -187,6 +187,7 @@ cdef class Engine:
     cdef ResponseCache _cache
     cdef Py_ssize_t _ack_pending
     cdef Py_ssize_t _ack_pending_bytes, _ack_every_bytes
+    cdef Py_ssize_t _held_requests        # held (ahead of a gap) requests, not yet delivered
     cdef double _ack_pending_since
     cdef bint _ack_now
     cdef uint64_t* _range_buf
@@ -271,6 +272,7 @@ cdef class Engine:
                                     config.response_cache_ttl)
         self._ack_pending = 0
         self._ack_pending_bytes = 0
+        self._held_requests = 0
         self._ack_now = False
         self._range_buf = <uint64_t*>PyMem_Malloc(2 * self._max_ranges * sizeof(uint64_t))
         if self._range_buf == NULL:
@@ -608,8 +610,10 @@ cdef class Engine:
             if ((f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0)
                     and PySet_GET_SIZE(self._awaiting_reply) >= self._max_pending_requests):
                 # Flow control: as many of the peer's requests as the application may have
-                # unanswered at once. Not acknowledged: the sender keeps it and sends it later.
+                # unanswered at once. Not acknowledged: the sender keeps it and sends it later
+                # (an ACK goes at once so it sees where we stand).
                 self.frames_refused += 1
+                self._ack_now = True
                 return 0
             # In order: deliver straight from the batch, then whatever the gap was holding back.
             if f.flags & FLAG_CHUNK:
@@ -627,6 +631,14 @@ cdef class Engine:
                 self._drain_held(base + 1, now)
         else:
             # Ahead of a gap: hold it (bounded), and tell the sender about the gap at once.
+            if ((f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0)
+                    and PySet_GET_SIZE(self._awaiting_reply) + self._held_requests + 1
+                    >= self._max_pending_requests):
+                # Held requests are delivered when the gap fills: count them against the limit
+                # now, keeping one slot for the in-order frame that fills the gap.
+                self.frames_refused += 1
+                self._ack_now = True
+                return 0
             h = _HeldFrame.__new__(_HeldFrame)
             h.flags = f.flags
             h.hi = f.id_hi
@@ -650,6 +662,8 @@ cdef class Engine:
                 h.payload = PyBytes_FromStringAndSize(<const char*>f.payload, f.length)
                 self._held_bytes += f.length
             self._held[seq] = h
+            if (f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0):
+                self._held_requests += 1
             self._rcv.mark_c(seq)
             self._ack_now = True
         if self._ack_pending == 0:
@@ -667,6 +681,8 @@ cdef class Engine:
         cdef _HeldFrame h
         while seq < stop:
             h = self._held.pop(seq)
+            if (h.flags & FLAG_REQUEST) and not ((h.flags & FLAG_CHUNK) and h.offset != 0):
+                self._held_requests -= 1
             if h.flags & FLAG_CHUNK:
                 self._deliver_chunk(h.flags, h.hi, h.lo, h.reply_hi, h.reply_lo, h.total,
                                     h.offset, h.length, now)
@@ -697,6 +713,10 @@ cdef class Engine:
         self._rx_chunk_next += <uint64_t>length
         if self._rx_chunk_next == total:
             self._rx_chunk_id = None
+            if msg_id not in self._reasm._parts:
+                # Its chunks were already reassembled and delivered: a peer re-sending a whole
+                # message under new sequence numbers (found by fuzzing). Never a local error.
+                raise RemoteProtocolError("the chunks of a message arrived twice")
             self._deliver(flags & ~FLAG_CHUNK, hi, lo, reply_hi, reply_lo,
                           self._reasm.finish_c(msg_id), now)
         return 0
@@ -1103,6 +1123,11 @@ cdef class Engine:
             e._load(r, now)
         except (ValueError, OverflowError, KeyError, IndexError) as exc:
             raise RemoteProtocolError(f"snapshot: invalid ({exc})") from None
+        except RemoteProtocolError as exc:
+            if exc.reason.startswith("snapshot:"):
+                raise
+            # A component (the reassembler, say) found the inconsistency: still the snapshot's.
+            raise RemoteProtocolError(f"snapshot: {exc.reason}") from None
         if r.pos != len(data):
             raise RemoteProtocolError("snapshot: trailing bytes")
         return e
@@ -1237,6 +1262,8 @@ cdef class Engine:
             if seq <= base or self._rcv.mark_c(seq) != 1:
                 raise RemoteProtocolError("snapshot: held frame outside the receive window")
             self._held[seq] = h
+            if (h.flags & FLAG_REQUEST) and not ((h.flags & FLAG_CHUNK) and h.offset != 0):
+                self._held_requests += 1
         cdef uint64_t hi, lo
         count = r.count(self._ids.capacity, "ids")
         for i in range(count):
