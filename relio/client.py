@@ -82,6 +82,7 @@ class AsyncClient(socketio.AsyncClient):
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
         self._relio_connecting = False
+        self._relio_spoken = False
 
     # --- public API ------------------------------------------------------------------------------
     async def connect(self, url, headers={}, auth=None, transports=None, namespaces=None,
@@ -258,6 +259,7 @@ class AsyncClient(socketio.AsyncClient):
         channel.session_ttl = ttl
         channel.expiry_handle = None
         self._relio_channels[namespace] = channel
+        self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         channel.attach(self._writer(namespace))
         await super()._handle_connect(namespace, data)
 
@@ -294,7 +296,7 @@ class AsyncClient(socketio.AsyncClient):
         return _EngineIOClient
 
     async def _handle_eio_message(self, data):
-        if data.__class__ is bytes and not self._binary_packet and self._relio_channels:
+        if data.__class__ is bytes and not self._binary_packet and self._relio_spoken:
             try:
                 namespace, batch = wire.split_carrier(data)
             except RemoteProtocolError as exc:

@@ -156,6 +156,7 @@ class AsyncServer(socketio.AsyncServer):
         self._relio_expiry: asyncio.TimerHandle | None = None
         self._relio_ended: OrderedDict[str, str] = OrderedDict()     # sid -> why it ended
         self._relio_draining: dict[str, Channel] = {}    # ended, sequential handlers still running
+        self._relio_connections: set[str] = set()        # eio sids that carry relio sessions
 
     # --- public API additions and overrides ---------------------------------------------------
     async def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
@@ -452,6 +453,9 @@ class AsyncServer(socketio.AsyncServer):
 
     def _bind(self, channel, eio_sid):
         self._relio_bound[(eio_sid, channel.namespace)] = channel
+        # Remembered until the connection closes: a batch still in flight when its session ended
+        # is a stray carrier to drop quietly, not a Socket.IO packet.
+        self._relio_connections.add(eio_sid)
 
     def _unbind(self, channel):
         key = (channel.eio_sid, channel.namespace)
@@ -475,7 +479,7 @@ class AsyncServer(socketio.AsyncServer):
 
     async def _handle_eio_message(self, eio_sid, data):
         if data.__class__ is bytes and eio_sid not in self._binary_packet \
-                and eio_sid in self._relio_eio_refs:
+                and (eio_sid in self._relio_eio_refs or eio_sid in self._relio_connections):
             try:
                 namespace, batch = wire.split_carrier(data)
             except RemoteProtocolError as exc:
@@ -511,6 +515,13 @@ class AsyncServer(socketio.AsyncServer):
         await super()._send_packet(eio_sid, pkt)
 
     async def _handle_eio_disconnect(self, eio_sid, reason):
+        self._relio_connections.discard(eio_sid)
+        environ = self.environ.get(eio_sid)
+        if environ is not None and eio_sid in self._relio_eio_refs:
+            # Suspended sessions keep the environ, not the dead connection's ASGI callables
+            # (they hold the whole websocket object graph, ~18 KB per session).
+            self.environ[eio_sid] = {k: v for k, v in environ.items()
+                                     if k not in ('asgi.receive', 'asgi.send')}
         for namespace in list(self.manager.get_namespaces()):
             channel = self._relio_bound.get((eio_sid, namespace))
             if channel is not None and not channel.closed:
