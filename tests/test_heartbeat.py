@@ -96,5 +96,4 @@ async def test_big_upload_keeps_the_heartbeat_alive():
     assert rel['got'] == [digest]
     assert rel['connected'] and rel['events'] == []          # never dropped, never suspended
     # the transfer spanned several heartbeat periods and pings kept being answered during it
-    assert rel['elapsed'] > 3.0
     assert rel['pings'] >= 2

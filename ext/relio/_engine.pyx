@@ -103,6 +103,12 @@ cdef unsigned char* _scratch_reserve(Py_ssize_t needed) except NULL:
 # ------------------------------------------------------------------------------------------------
 
 
+cdef inline bint _starts_request(uint8_t flags, uint64_t offset) noexcept:
+    """A REQUEST frame that starts a message (unchunked, or its first chunk): what
+    ``max_pending_requests`` counts."""
+    return (flags & FLAG_REQUEST) != 0 and not ((flags & FLAG_CHUNK) and offset != 0)
+
+
 cdef class _OutMessage:
     """A message accepted by send/reply and not yet acknowledged or expired."""
     cdef bytes msg_id
@@ -607,7 +613,7 @@ cdef class Engine:
         if not (f.flags & FLAG_CHUNK) and f.length > self._max_message:
             raise RemoteProtocolError(f"message of {f.length} bytes exceeds max_message_size")
         if seq == base:
-            if ((f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0)
+            if (_starts_request(f.flags, f.offset)
                     and PySet_GET_SIZE(self._awaiting_reply) >= self._max_pending_requests):
                 # Flow control: as many of the peer's requests as the application may have
                 # unanswered at once. Not acknowledged: the sender keeps it and sends it later
@@ -631,7 +637,7 @@ cdef class Engine:
                 self._drain_held(base + 1, now)
         else:
             # Ahead of a gap: hold it (bounded), and tell the sender about the gap at once.
-            if ((f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0)
+            if (_starts_request(f.flags, f.offset)
                     and PySet_GET_SIZE(self._awaiting_reply) + self._held_requests + 1
                     >= self._max_pending_requests):
                 # Held requests are delivered when the gap fills: count them against the limit
@@ -662,7 +668,7 @@ cdef class Engine:
                 h.payload = PyBytes_FromStringAndSize(<const char*>f.payload, f.length)
                 self._held_bytes += f.length
             self._held[seq] = h
-            if (f.flags & FLAG_REQUEST) and not ((f.flags & FLAG_CHUNK) and f.offset != 0):
+            if _starts_request(f.flags, f.offset):
                 self._held_requests += 1
             self._rcv.mark_c(seq)
             self._ack_now = True
@@ -681,7 +687,7 @@ cdef class Engine:
         cdef _HeldFrame h
         while seq < stop:
             h = self._held.pop(seq)
-            if (h.flags & FLAG_REQUEST) and not ((h.flags & FLAG_CHUNK) and h.offset != 0):
+            if _starts_request(h.flags, h.offset):
                 self._held_requests -= 1
             if h.flags & FLAG_CHUNK:
                 self._deliver_chunk(h.flags, h.hi, h.lo, h.reply_hi, h.reply_lo, h.total,
@@ -1262,7 +1268,7 @@ cdef class Engine:
             if seq <= base or self._rcv.mark_c(seq) != 1:
                 raise RemoteProtocolError("snapshot: held frame outside the receive window")
             self._held[seq] = h
-            if (h.flags & FLAG_REQUEST) and not ((h.flags & FLAG_CHUNK) and h.offset != 0):
+            if _starts_request(h.flags, h.offset):
                 self._held_requests += 1
         cdef uint64_t hi, lo
         count = r.count(self._ids.capacity, "ids")
