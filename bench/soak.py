@@ -148,7 +148,9 @@ class Soak:
         self.pending_deliveries: deque = deque()
         self.failed_deliveries = 0
         self.faults: dict[str, int] = {}
-        self.samples: list[dict] = []
+        # Samples go to the JSON lines file only (kept in memory they would grow the heap being
+        # measured by ~5 KB each); the analysis reads the file back at the end.
+        self.samples_taken = 0
         self.t0 = 0.0
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -445,10 +447,9 @@ class Soak:
             "id_sets_capacity": self.relio_config.id_set_capacity
             * len(server_channels + client_channels),
         }
-        self.samples.append(s)
-        if self._out is not None:
-            self._out.write(json.dumps(s) + "\n")
-            self._out.flush()
+        self.samples_taken += 1
+        self._out.write(json.dumps(s) + "\n")
+        self._out.flush()
         if not self.cfg.quiet:
             print(f"[soak {s['t']:7.1f}s] rss={rss / 2**20:6.1f}MB "
                   f"traced={(s['tracemalloc'] or 0) / 2**20:6.1f}MB tasks={s['tasks']} "
@@ -596,7 +597,9 @@ class Soak:
             problems.append(f"{len(self.pending_deliveries)} deliveries never resolved")
         if getattr(self, "stuck_tasks", 0):
             problems.append(f"{self.stuck_tasks} traffic tasks did not finish")
-        analysis = analyze(self.samples, self.cfg.warmup_fraction, self.cfg.clients)
+        with open(self.out_path) as f:
+            samples = [json.loads(line) for line in f]
+        analysis = analyze(samples, self.cfg.warmup_fraction, self.cfg.clients)
         return {
             "ok": not problems,
             "problems": problems[:MAX_VIOLATIONS],

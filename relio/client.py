@@ -82,6 +82,7 @@ class AsyncClient(socketio.AsyncClient):
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
         self._relio_connecting = False
+        self._relio_reconnecting = False    # inside python-socketio's reconnect loop
         self._relio_spoken = False
 
     # --- public API ------------------------------------------------------------------------------
@@ -92,6 +93,10 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         self._relio_connecting = True
+        if self._relio_reconnecting and self._relio_channels:
+            # A resume: python-socketio's reconnect waits only 1 s for the answer, then drops the
+            # connection and tries again; give the server's resume handlers time to answer.
+            wait_timeout = max(wait_timeout, self.relio_config.resume_wait_timeout)
         try:
             return await super().connect(url, headers=headers, auth=auth, transports=transports,
                                          namespaces=namespaces, socketio_path=socketio_path,
@@ -309,18 +314,30 @@ class AsyncClient(socketio.AsyncClient):
         return await super()._handle_eio_message(data)
 
     async def _handle_eio_disconnect(self, reason):
-        will_reconnect = self.reconnection and self.eio.state == 'connected'
+        # A reconnect attempt that failed (python-socketio drops its connection) is followed by
+        # another attempt: the sessions stay suspended; only giving up ends them.
+        will_reconnect = self.reconnection and (self.eio.state == 'connected'
+                                                or self._relio_reconnecting)
         suspended = []
         for namespace, channel in list(self._relio_channels.items()):
+            was_attached = channel.attached
             channel.detach()
             if will_reconnect:
                 # The session lives on: hide this namespace from python-socketio's disconnect.
                 self.namespaces.pop(namespace, None)
-                suspended.append(namespace)
+                if was_attached:           # (a failed resume attempt suspends nothing new)
+                    suspended.append(namespace)
             else:
                 self.namespaces.pop(namespace, None)
                 await self._end_session(channel, reason)
         await super()._handle_eio_disconnect(reason)
+        if self._relio_connecting and self._connect_event is not None:
+            # The connection died while connect() waits for the namespaces' answers (a resume in
+            # progress): fail this attempt now instead of at the end of its wait_timeout.
+            for n in self.connection_namespaces or ():
+                if n not in self.namespaces and n not in self.failed_namespaces:
+                    self.failed_namespaces.append(n)
+            self._connect_event.set()
         if suspended:
             self._arm_local_expiry()
         for namespace in suspended:
@@ -345,9 +362,11 @@ class AsyncClient(socketio.AsyncClient):
             spawn(self._end_session(channel, 'session expired'))
 
     async def _handle_reconnect(self):
+        self._relio_reconnecting = True
         try:
             await super()._handle_reconnect()
         finally:
+            self._relio_reconnecting = False
             if self.eio.state != 'connected':
                 # python-socketio gave up reconnecting (or was told to stop): the sessions end here
                 # and everything still pending in them is reported undelivered.

@@ -112,6 +112,11 @@ class Config:
     #: How long a client's ``disconnect()`` waits for its pending messages to be acknowledged before
     #: ending the session (what is still pending then fails with DeliveryError).
     drain_timeout: float = 5.0
+    #: How long a reconnecting client waits for the server's answer to its resume before the
+    #: attempt counts as failed (and is retried; the session stays suspended). python-socketio
+    #: waits 1 s for a namespace's CONNECT answer, which a resume whose ``connect``/``relio_resume``
+    #: handler checks a token, or a stalled link, easily exceeds.
+    resume_wait_timeout: float = 10.0
     #: Disconnected sessions kept at once per server, whatever the clients do; beyond it the one
     #: disconnected longest expires first.
     max_parked_sessions: int = 10_000
@@ -128,6 +133,8 @@ class Config:
                              f"with an ACK (needs {self.largest_single_frame_batch})")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if not self.resume_wait_timeout > 0:
+            raise ValueError("resume_wait_timeout must be positive")
         if not self.session_ttl > 0:
             raise ValueError("session_ttl must be positive")
         if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
