@@ -13,16 +13,25 @@ from relio._events import (Event, MessageExpired, MessageReceived, MessagesDeliv
 from relio.channel import Delivery, Question, Reply
 from relio.client import AsyncClient
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelioError,
-                          RemoteProtocolError)
+from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelayError,
+                          RelioError, RemoteProtocolError)
 from relio.server import AsyncManager, AsyncServer
 from relio.sessions import ResumeRefused
+
+
+def __getattr__(name):
+    # relio.AsyncRedisManager imports redis-py (the "redis" extra) only when it is asked for.
+    if name == "AsyncRedisManager":
+        from relio.redis_manager import AsyncRedisManager
+        return AsyncRedisManager
+    raise AttributeError(f"module 'relio' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ASGIApp", "AsyncClient", "AsyncClientNamespace", "AsyncManager", "AsyncNamespace",
-    "AsyncServer", "Delivery", "Question", "Reply", "ResumeRefused", "Config", "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
+    "AsyncRedisManager", "AsyncServer", "Delivery", "Question", "Reply", "ResumeRefused", "Config",
+    "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
-    "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
+    "RelayError", "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
 ]

@@ -114,11 +114,14 @@ class Delivery:
     are plain Socket.IO clients cannot acknowledge; they are counted in ``unconfirmed``.
     """
 
-    __slots__ = ("recipients", "unconfirmed", "failures", "_remaining", "_future")
+    __slots__ = ("recipients", "unconfirmed", "relayed", "failures", "_remaining", "_future")
 
     def __init__(self) -> None:
         self.recipients = 0
         self.unconfirmed = 0
+        #: Parts sent on to other server nodes (relio.AsyncRedisManager): for those, awaiting the
+        #: Delivery confirms that Redis holds the message, not that the remote clients have it.
+        self.relayed = 0
         self.failures: list[DeliveryError] = []
         self._remaining = 0
         self._future: asyncio.Future | None = None

@@ -121,6 +121,21 @@ class Config:
     #: disconnected longest expires first.
     max_parked_sessions: int = 10_000
 
+    # --- several server nodes (relio.AsyncRedisManager) ---------------------------------------
+    #: Emits waiting to be appended to the Redis bus, per process. Beyond it ``emit`` waits for room
+    #: (backpressure while Redis is slow or away) or raises QueueFull with ``block=False``.
+    relay_queue_messages: int = 10_000
+    #: How long an emit waits for Redis to accept it: after this its Delivery fails with
+    #: RelayError (and an emit that could not even be queued raises it).
+    relay_timeout: float = 10.0
+    #: Entries appended per Redis round trip (one Lua call). 64-256 is where batching stops paying.
+    relay_batch: int = 256
+    #: Entries read per XREAD.
+    relay_read_count: int = 512
+    #: Approximate cap of the bus stream. A node further behind than this loses entries (reported
+    #: as a gap). At ~200 bytes per entry, the default keeps ~200 MB in Redis at most.
+    relay_stream_maxlen: int = 1_000_000
+
     def __post_init__(self) -> None:
         if self.receive_window <= 0 or self.receive_window & (self.receive_window - 1):
             raise ValueError("receive_window must be a power of two")
@@ -133,6 +148,8 @@ class Config:
                              f"with an ACK (needs {self.largest_single_frame_batch})")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if not self.relay_timeout > 0:
+            raise ValueError("relay_timeout must be positive")
         if not self.resume_wait_timeout > 0:
             raise ValueError("resume_wait_timeout must be positive")
         if not self.session_ttl > 0:
@@ -143,7 +160,8 @@ class Config:
                      "id_set_capacity", "response_cache_entries", "response_cache_bytes",
                      "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
                      "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions",
-                     "max_pending_requests", "ack_every_bytes"):
+                     "max_pending_requests", "ack_every_bytes", "relay_queue_messages",
+                     "relay_batch", "relay_read_count", "relay_stream_maxlen"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 

@@ -64,3 +64,10 @@ class DeliveryError(RelioError):
         to = f" to {self.sid}" if self.sid else ""
         more = f" (and {len(self.failures) - 1} more recipients)" if len(self.failures) > 1 else ""
         return f"{what}{to} not delivered: {self.reason}{more}"
+
+
+class RelayError(DeliveryError):
+    """A message for other server nodes could not be handed to Redis (``relio.AsyncRedisManager``):
+    Redis stayed unreachable for ``Config.relay_timeout``, or the manager was closed. The message
+    was not relayed (if Redis took it just as its reply was lost, it may still be delivered)."""
+

@@ -5,12 +5,12 @@ the errors relio adds (:mod:`relio.errors`)."""
 from socketio.exceptions import (BadNamespaceError, ConnectionError, ConnectionRefusedError,
                                  DisconnectedError, SocketIOError, TimeoutError)
 
-from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelioError,
-                          RemoteProtocolError)
+from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelayError,
+                          RelioError, RemoteProtocolError)
 from relio.sessions import ResumeRefused
 
 __all__ = [
     "BadNamespaceError", "ConnectionError", "ConnectionRefusedError", "DeliveryError",
-    "DisconnectedError", "LocalProtocolError", "ProtocolError", "QueueFull", "RelioError",
+    "DisconnectedError", "LocalProtocolError", "ProtocolError", "QueueFull", "RelayError", "RelioError",
     "RemoteProtocolError", "ResumeRefused", "SocketIOError", "TimeoutError",
 ]

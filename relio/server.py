@@ -40,9 +40,10 @@ class AsyncManager(socketio.AsyncManager):
     channels (so a broadcast reaches connected and suspended relio sessions alike)."""
 
     async def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None,
-                   to=None, block=True, **kwargs):
+                   to=None, block=True, _encoded: bytes | None = None, **kwargs):
         """Emit to one client, a room or a namespace; returns a :class:`relio.Delivery`.
 
+        (``_encoded``: the payload already encoded, as a relayed message arrives.)
         Note: this method is a coroutine.
         """
         delivery = Delivery()
@@ -58,7 +59,7 @@ class AsyncManager(socketio.AsyncManager):
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
         channels = self.server._relio_channels
-        encoded = None
+        encoded = _encoded
         plain = []
         full = []
         for sid, eio_sid in self.get_participants(namespace, room):
@@ -252,6 +253,9 @@ class AsyncServer(socketio.AsyncServer):
             self._forget(channel)
             channel.close('server shutdown')
             await self._finish_session(channel, 'server shutdown')
+        close = getattr(self.manager, 'close', None)
+        if close is not None:           # relio.AsyncRedisManager: stop its reader and publisher
+            await close()
         await super().shutdown()
 
     def session_stats(self, sid) -> dict | None:

@@ -1,0 +1,532 @@
+"""``relio.AsyncRedisManager``: several server processes sharing emits and rooms through Redis.
+
+The drop-in for python-socketio's ``socketio.AsyncRedisManager`` (same arguments). What it owns is
+the *bus* between nodes: every emit, room change and disconnect addressed beyond this process is
+appended to one Redis Stream (``relio:<channel>:bus``) and every node reads that stream from the
+position it has reached. python-socketio's manager uses pub/sub instead, which drops whatever is
+published while a listener reconnects and whatever a publisher fails to send; here:
+
+* **Nothing published is skipped by a reader.** A node keeps the id of the last entry it applied
+  and, after a Redis blip, reads on from there. Entries trimmed before a slow node read them (the
+  stream is capped at ``Config.relay_stream_maxlen``) are reported as a gap at ERROR level and
+  counted in :attr:`AsyncRedisManager.stats`, never skipped silently.
+* **Nothing is published twice.** Entries are numbered per publisher and appended by a Lua script
+  that keeps each publisher's last number, so a batch retried after a lost reply is not appended
+  again (Redis runs the script atomically: all of a batch or none of it).
+* **A publisher is told.** Emits waiting for Redis are held in a bounded queue
+  (``relay_queue_messages``): when it is full ``emit`` waits (or raises :class:`relio.QueueFull`
+  with ``block=False``); an entry Redis has not accepted within ``relay_timeout`` fails the emit's
+  :class:`relio.Delivery` with :class:`relio.RelayError`, and an ``emit`` that could not even be
+  queued in that time raises it.
+* **Order is kept** per publisher: one task appends the queue in order and every node applies the
+  stream in order, so a relio session receives one process's emits in the order they were made
+  (the sequence number is assigned where the frame enters the session, on the node that holds it).
+
+Sessions stay on their node (sticky or not, a resume must reach the node holding the session; moving
+a session to another node is not part of this module yet). See ``docs/SCALING.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json as stdlib_json
+import logging
+import os
+from collections import deque
+from typing import Any
+
+from relio import payload as payload_codec
+from relio.channel import Delivery, spawn
+from relio.config import DEFAULT_CONFIG, Config
+from relio.errors import DeliveryError, QueueFull, RelayError
+from relio.server import AsyncManager
+
+logger = logging.getLogger("relio")
+
+try:                                        # optional: pip install "relio-socketio[redis]"
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:                         # pragma: no cover - exercised without redis installed
+    aioredis = None
+
+#: Appends a batch of entries from one publisher, skipping those it appended before (a batch
+#: retried after its reply was lost). KEYS: stream, the publisher's last-number key. ARGV: stream
+#: cap, seconds the publisher's number is kept, the batch's first number, then (header, payload)
+#: per entry. Runs atomically, so a batch is in the stream entirely or not at all.
+_APPEND_SCRIPT = """
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local first = tonumber(ARGV[3])
+local n = (#ARGV - 3) / 2
+for i = 0, n - 1 do
+  if first + i > last then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'h', ARGV[4 + 2 * i],
+               'p', ARGV[5 + 2 * i])
+  end
+end
+if first + n - 1 > last then
+  redis.call('SET', KEYS[2], first + n - 1, 'EX', ARGV[2])
+end
+return n
+"""
+
+#: How long Redis keeps a publisher's last number after its last append. A publisher is one
+#: manager instance (a random id per process start), so only a batch retried after this long
+#: could be appended twice; relay_timeout fails entries long before.
+PUBLISHER_ID_TTL = 24 * 3600
+#: Reader's XREAD block time (ms): how long one read waits for new entries before asking again.
+READ_BLOCK_MS = 1000
+#: Retry delays while Redis is unreachable (seconds): first, and the cap of the doubling.
+RETRY_DELAY, RETRY_DELAY_MAX = 0.05, 1.0
+
+# Entry kinds (the header's "k").
+EMIT, CALLBACK, DISCONNECT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM = "e", "c", "d", "j", "l", "x"
+
+
+class _Entry:
+    __slots__ = ("seq", "header", "payload", "delivery", "deadline")
+
+    def __init__(self, seq: int, header: bytes, payload: bytes, delivery: Delivery | None,
+                 deadline: float):
+        self.seq = seq
+        self.header = header
+        self.payload = payload
+        self.delivery = delivery
+        self.deadline = deadline
+
+
+class AsyncRedisManager(AsyncManager):
+    """Redis-backed client manager for relio servers on several processes or hosts.
+
+    Arguments are python-socketio's ``AsyncRedisManager``'s:
+
+    :param url: the Redis connection URL (``redis://``, ``rediss://``, ``unix://``).
+    :param channel: the name shared by every node of one application (the stream is
+                    ``relio:<channel>:bus``).
+    :param write_only: only emit (a process that is not a Socket.IO server, e.g. a worker).
+    :param logger: a logger for the manager's messages (default: the server's).
+    :param json: a JSON module for ``write_only`` instances (servers use their own).
+    :param redis_options: keyword arguments for ``redis.asyncio.Redis.from_url``.
+
+    relio adds ``relio_config`` (a :class:`relio.Config`; the ``relay_*`` fields apply) for
+    ``write_only`` instances; a server's manager uses the server's.
+
+    ``emit`` returns a :class:`relio.Delivery` like the server's: its local recipients confirm
+    delivery; the part that goes to other nodes (``delivery.relayed``) confirms that Redis holds the
+    message, after which every node applies it exactly once.
+
+    Usage::
+
+        mgr = relio.AsyncRedisManager('redis://')
+        sio = relio.AsyncServer(client_manager=mgr)
+    """
+
+    name = "relio-redis"
+
+    def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socketio",
+                 write_only: bool = False, logger: logging.Logger | None = None, json=None,
+                 redis_options: dict | None = None, relio_config: Config | None = None):
+        if aioredis is None:
+            raise RuntimeError('relio.AsyncRedisManager needs redis-py: '
+                               'pip install "relio-socketio[redis]"')
+        super().__init__()
+        self.redis_url = url
+        self.channel = channel
+        self.write_only = write_only
+        self.logger = logger
+        self.host_id = os.urandom(16).hex()
+        self.stream_key = f"relio:{channel}:bus"
+        self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
+        options = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
+                   # relio retries itself (in order, deduplicated): no hidden retries underneath.
+                   "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
+        options.update(redis_options or {})
+        self._redis_options = options
+        self._redis = None
+        self._script = None
+        self._config = relio_config
+        self._codec = payload_codec.JsonCodec(json or stdlib_json)
+        self._queue: deque[_Entry] = deque()
+        self._queue_changed: asyncio.Event | None = None
+        self._seq = itertools.count(1)
+        self._publisher: asyncio.Task | None = None
+        self._reader: asyncio.Task | None = None
+        self._closed = False
+        self._redis_down_since: float | None = None
+        #: Counters: ``published``, ``applied``, ``failed`` (entries Redis never accepted),
+        #: ``gaps`` (entries trimmed before this node read them), ``redis_errors``.
+        self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0}
+
+    # --- set-up and tear-down ------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            server = getattr(self, "server", None)
+            return getattr(server, "relio_config", None) or DEFAULT_CONFIG
+        return self._config
+
+    def _client(self):
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.redis_url, **self._redis_options)
+            self._script = self._redis.register_script(_APPEND_SCRIPT)
+        return self._redis
+
+    def _log(self) -> logging.Logger:
+        if self.logger is not None:
+            return self.logger
+        return logger
+
+    def initialize(self):
+        super().initialize()
+        if not self.write_only:
+            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        self._log().info("relio: redis manager %s initialized (%s)", self.host_id[:8],
+                         self.stream_key)
+
+    async def close(self) -> None:
+        """Stop the reader, give the queued entries ``relay_timeout`` to reach Redis (what does not
+        fails its Delivery), close the connection. Servers call it on shutdown."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._queue and self._publisher is not None and not self._publisher.done():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.relay_timeout
+            while self._queue and loop.time() < deadline and not self._publisher.done():
+                await asyncio.sleep(0.01)
+        if self._publisher is not None:
+            self._publisher.cancel()
+        for task in (self._reader, self._publisher):
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._fail_queued("manager closed")
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    # --- what the server calls ---------------------------------------------------------------
+    def _local_sid(self, room, namespace) -> bool:
+        """``room`` is the sid of a client of this node (connected or a suspended relio session)."""
+        if not isinstance(room, str):
+            return False
+        server = getattr(self, "server", None)
+        if server is not None and room in getattr(server, "_relio_channels", ()):
+            return True
+        return self.is_connected(room, namespace)
+
+    async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
+                   to=None, block=True, ignore_queue=False, **kwargs):
+        """Emit to one client, a room or a namespace, on every node.
+
+        The local recipients get it at once; the other nodes through Redis. Returns a
+        :class:`relio.Delivery`. Note: this method is a coroutine.
+        """
+        namespace = namespace or "/"
+        room = to or room
+        if self.write_only:
+            delivery = Delivery()
+        elif ignore_queue or self._local_sid(room, namespace):
+            return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                      callback=callback, block=block)
+        else:
+            delivery = await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                          callback=callback, block=block)
+        remote_callback = None
+        if callback is not None:
+            if self.write_only or getattr(self, "server", None) is None:
+                raise RuntimeError("Callbacks can only be issued from the context of a server.")
+            if room is None:
+                raise ValueError("Cannot use callback without a room set.")
+            remote_callback = [room, namespace, self._generate_ack_id(room, callback)]
+        header = {"k": EMIT, "h": self.host_id, "ns": namespace, "r": room, "ev": event}
+        if skip_sid is not None:
+            header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        if remote_callback is not None:
+            header["cb"] = remote_callback
+        server = getattr(self, "server", None)
+        codec = self._codec if server is None else server._relio_codec
+        payload = payload_codec.encode([event, *payload_codec.as_args(data)], codec)
+        await self._relay(header, payload, delivery, block)
+        return delivery
+
+    async def can_disconnect(self, sid, namespace):
+        if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
+            return await super().can_disconnect(sid, namespace)
+        await self._relay({"k": DISCONNECT, "h": self.host_id, "sid": sid,
+                           "ns": namespace or "/"})
+        return False
+
+    async def disconnect(self, sid, namespace, **kwargs):
+        if kwargs.get("ignore_queue") or self._local_sid(sid, namespace):
+            return await super().disconnect(sid, namespace=namespace)
+        await self._relay({"k": DISCONNECT, "h": self.host_id, "sid": sid,
+                           "ns": namespace or "/"})
+
+    async def enter_room(self, sid, namespace, room, eio_sid=None):
+        if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
+            return await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        await self._relay({"k": ENTER_ROOM, "h": self.host_id, "sid": sid, "ns": namespace or "/",
+                           "r": room})
+
+    async def leave_room(self, sid, namespace, room):
+        if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
+            return await super().leave_room(sid, namespace, room)
+        await self._relay({"k": LEAVE_ROOM, "h": self.host_id, "sid": sid, "ns": namespace or "/",
+                           "r": room})
+
+    async def close_room(self, room, namespace=None):
+        if not self.write_only:
+            await super().close_room(room, namespace or "/")
+        await self._relay({"k": CLOSE_ROOM, "h": self.host_id, "r": room,
+                           "ns": namespace or "/"})
+
+    # --- publishing ------------------------------------------------------------------------------
+    async def _relay(self, header: dict, payload: bytes = b"", delivery: Delivery | None = None,
+                     block: bool = True) -> None:
+        """Queue one entry for the stream, waiting (bounded by relay_timeout) for room."""
+        if self._closed:
+            raise RelayError("the manager is closed", event=header.get("ev"))
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        if self._queue_changed is None:
+            self._queue_changed = asyncio.Event()
+        if len(self._queue) >= cfg.relay_queue_messages:
+            if not block:
+                raise QueueFull(f"{len(self._queue)} messages wait for Redis (relay queue full)")
+            deadline = loop.time() + cfg.relay_timeout
+            while len(self._queue) >= cfg.relay_queue_messages:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise RelayError(self._down_reason("relay queue full"),
+                                     event=header.get("ev"), namespace=header.get("ns"))
+                self._queue_changed.clear()
+                try:
+                    await asyncio.wait_for(self._queue_changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+        if delivery is not None:
+            delivery._add()
+            delivery.relayed += 1
+        entry = _Entry(next(self._seq), stdlib_json.dumps(header, separators=(",", ":")).encode(),
+                       payload, delivery, loop.time() + cfg.relay_timeout)
+        self._queue.append(entry)
+        self._queue_changed.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = loop.create_task(self._publish_loop())
+
+    async def _publish_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = RETRY_DELAY
+        client = self._client()
+        while not self._closed or self._queue:
+            if not self._queue:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+                continue
+            self._expire_queued(loop.time())
+            if not self._queue:
+                continue
+            batch = list(itertools.islice(self._queue, self.config.relay_batch))
+            args: list[Any] = [self.config.relay_stream_maxlen, PUBLISHER_ID_TTL, batch[0].seq]
+            for entry in batch:
+                args.append(entry.header)
+                args.append(entry.payload)
+            try:
+                await self._script(keys=[self.stream_key, self._publisher_key], args=args,
+                                   client=client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:          # redis unreachable, loading, script error...
+                self._redis_trouble(exc, "publish")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+                continue
+            delay = RETRY_DELAY
+            self._redis_ok()
+            for entry in batch:
+                # (the queue's head is this batch: entries are only removed here and in
+                # _expire_queued, which ran above in this same task)
+                self._queue.popleft()
+                if entry.delivery is not None:
+                    entry.delivery._settle(None)
+            self.stats["published"] += len(batch)
+            self._queue_changed.set()
+
+    def _expire_queued(self, now: float) -> None:
+        """Entries Redis has not accepted within relay_timeout fail (oldest first, in order)."""
+        expired = 0
+        while self._queue and self._queue[0].deadline <= now:
+            entry = self._queue.popleft()
+            expired += 1
+            self._fail(entry, self._down_reason(f"not accepted within "
+                                                f"{self.config.relay_timeout:g} s"))
+        if expired:
+            self._queue_changed.set()
+
+    def _fail_queued(self, reason: str) -> None:
+        while self._queue:
+            self._fail(self._queue.popleft(), reason)
+
+    def _fail(self, entry: _Entry, reason: str) -> None:
+        self.stats["failed"] += 1
+        if entry.delivery is None:
+            self._log().error("relio: redis: %s dropped: %s", entry.header.decode(), reason)
+            return
+        header = stdlib_json.loads(entry.header)
+        error = RelayError(reason, event=header.get("ev"), namespace=header.get("ns"),
+                           sid=header.get("r") if isinstance(header.get("r"), str) else None)
+        self._log().warning("relio: %s", error)
+        entry.delivery._settle(error)
+
+    def _down_reason(self, what: str) -> str:
+        return f"redis unavailable ({what})" if self._redis_down_since is not None else what
+
+    def _redis_trouble(self, exc: BaseException, doing: str) -> None:
+        self.stats["redis_errors"] += 1
+        if self._redis_down_since is None:
+            self._redis_down_since = asyncio.get_running_loop().time()
+            self._log().warning("relio: redis unreachable (%s): %s: %s; retrying", doing,
+                                type(exc).__name__, exc)
+
+    def _redis_ok(self) -> None:
+        if self._redis_down_since is not None:
+            down = asyncio.get_running_loop().time() - self._redis_down_since
+            self._redis_down_since = None
+            self._log().warning("relio: redis reachable again after %.1f s", down)
+
+    # --- reading -------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        """Apply the stream's entries in order, from where this node started, across blips."""
+        client = self._client()
+        delay = RETRY_DELAY
+        last_id = None
+        while True:
+            try:
+                if last_id is None:
+                    # Start at the stream's current end: earlier entries predate this node's
+                    # clients. Read explicitly from that id from then on, so that a blip
+                    # cannot make the reader skip what was appended meanwhile.
+                    tail = await client.xrevrange(self.stream_key, count=1)
+                    last_id = tail[0][0] if tail else b"0-0"
+                    resumed = False
+                elif resumed:
+                    await self._check_gap(client, last_id)
+                    resumed = False
+                reply = await client.xread({self.stream_key: last_id},
+                                           count=self.config.relay_read_count,
+                                           block=READ_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._redis_trouble(exc, "read")
+                resumed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+                continue
+            delay = RETRY_DELAY
+            self._redis_ok()
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    try:
+                        await self._apply(fields)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        self._log().exception("relio: redis: cannot apply bus entry %s",
+                                              entry_id)
+
+    async def _check_gap(self, client, last_id: bytes) -> None:
+        """After a blip: did the stream lose entries this node had not read (trimmed past us,
+        or Redis restarted without its data)? Reported, never skipped silently."""
+        try:
+            info = await client.xinfo_stream(self.stream_key)
+        except redis_errors.ResponseError:       # no such key: Redis lost the stream
+            if last_id != b"0-0":
+                self._report_gap(f"the stream {self.stream_key} is gone (Redis restarted "
+                                 "without persistence?)")
+            return
+        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
+        if deleted is not None and _id_tuple(deleted) > _id_tuple(last_id):
+            self._report_gap(f"entries after {last_id.decode()} were trimmed before this node "
+                             f"read them (up to {deleted!r}); raise relay_stream_maxlen")
+
+    def _report_gap(self, what: str) -> None:
+        self.stats["gaps"] += 1
+        self._log().error("relio: redis bus gap: %s; emits from other nodes may be missing", what)
+
+    async def _apply(self, fields: dict) -> None:
+        header = stdlib_json.loads(fields[b"h"])
+        kind = header.get("k")
+        self.stats["applied"] += 1
+        if kind == CALLBACK:
+            if header.get("to") == self.host_id:
+                args = payload_codec.decode(fields[b"p"], self._codec)
+                await self.trigger_callback(header["sid"], header["id"], args)
+            return
+        if header.get("h") == self.host_id:
+            return                          # this node applied it when it was emitted
+        namespace = header.get("ns") or "/"
+        if kind == EMIT:
+            await self._apply_emit(header, fields[b"p"], namespace)
+        elif kind == DISCONNECT:
+            if self._local_sid(header.get("sid"), namespace):
+                await self.server.disconnect(header["sid"], namespace=namespace,
+                                             ignore_queue=True)
+        elif kind in (ENTER_ROOM, LEAVE_ROOM):
+            sid = header.get("sid")
+            if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
+                if kind == ENTER_ROOM:
+                    await AsyncManager.enter_room(self, sid, namespace, header.get("r"))
+                else:
+                    await AsyncManager.leave_room(self, sid, namespace, header.get("r"))
+        elif kind == CLOSE_ROOM:
+            await AsyncManager.close_room(self, header.get("r"), namespace)
+
+    async def _apply_emit(self, header: dict, payload: bytes, namespace: str) -> None:
+        room = header.get("r")
+        if namespace not in self.rooms:
+            return
+        if isinstance(room, str) and room not in self.rooms[namespace]:
+            return                          # nobody here
+        callback = None
+        remote_callback = header.get("cb")
+        if remote_callback:
+            callback = self._remote_callback(header["h"], *remote_callback)
+        items = payload_codec.decode(payload, self.server._relio_codec)
+        try:
+            # Never block the bus on one session's full outbox: that session fails the message
+            # (relio_delivery_error on this node); the others get theirs.
+            await AsyncManager.emit(self, items[0], _as_data(items[1:]), namespace, room=room,
+                                    skip_sid=header.get("s"), callback=callback, block=False,
+                                    _encoded=payload)
+        except QueueFull as exc:
+            self.server.on_undelivered(None, DeliveryError(
+                f"relayed message dropped: {exc}", None, namespace=namespace,
+                event=header.get("ev")))
+
+    def _remote_callback(self, host_id: str, sid: str, namespace: str, callback_id):
+        async def send_back(*args):
+            await self._relay({"k": CALLBACK, "h": self.host_id, "to": host_id, "sid": sid,
+                               "ns": namespace, "id": callback_id},
+                              payload_codec.encode(list(args), self._codec))
+        return lambda *args: spawn(send_back(*args))
+
+
+def _as_data(args: list):
+    """Arguments as python-socketio's ``emit(data=...)`` takes them."""
+    return tuple(args) if len(args) != 1 else args[0]
+
+
+def _id_tuple(entry_id) -> tuple[int, int]:
+    if isinstance(entry_id, bytes):
+        entry_id = entry_id.decode()
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
