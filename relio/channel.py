@@ -279,15 +279,18 @@ class Channel:
 
     # --- sending -----------------------------------------------------------------------------
     def send_nowait(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                    callback: Any = None) -> bytes:
+                    callback: Any = None, msg_id: bytes | None = None) -> bytes:
         """Queue an encoded message; ``callback`` (a callable or Future) waits for its reply.
+        ``msg_id``: the message's id when it has one already (a message relayed between nodes
+        keeps its id, so a copy that reaches the client twice is dropped there).
 
         :raises QueueFull: no room now. :raises DeliveryError: the session is closed.
         """
         if self.closed:
             raise DeliveryError(self.engine.close_reason or "session closed", None, sid=self.sid,
                                 namespace=self.namespace, event=event)
-        msg_id = self.engine.send(items_payload, self.loop.time(), request=callback is not None)
+        msg_id = self.engine.send(items_payload, self.loop.time(), request=callback is not None,
+                                  msg_id=msg_id)
         self._pending[msg_id] = (delivery, event)
         if delivery is not None:
             delivery._add()
@@ -298,11 +301,12 @@ class Channel:
         return msg_id
 
     async def send(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                   callback: Any = None, block: bool = True) -> bytes:
+                   callback: Any = None, block: bool = True,
+                   msg_id: bytes | None = None) -> bytes:
         """Like :meth:`send_nowait`, but waits for room in the outbox (backpressure)."""
         while True:
             try:
-                return self.send_nowait(items_payload, event, delivery, callback)
+                return self.send_nowait(items_payload, event, delivery, callback, msg_id)
             except QueueFull:
                 if not block:
                     raise
@@ -589,6 +593,40 @@ class Channel:
             self._timer.cancel()
             self._timer = None
         self.handler.on_closed(self, reason, by_peer)
+
+    def abandon(self, reason: str | None = None) -> None:
+        """The session moved to another server node: stop driving it here without closing it
+        (its state lives on there). Deliveries waiting here settle: handed on (counted in
+        ``relayed``) when ``reason`` is None, else failed with ``reason`` (this copy was stale);
+        calls waiting here for a reply fail (the reply goes to the other node)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._write = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        moved = reason or "the session moved to another server node"
+        for future in self._awaiting.values():
+            if isinstance(future, asyncio.Future) and not future.done():
+                future.set_exception(DeliveryError(moved, None, sid=self.sid,
+                                                   namespace=self.namespace))
+                future.exception()
+        self._awaiting.clear()
+        for msg_id, (delivery, event) in self._pending.items():
+            if delivery is None:
+                continue
+            if reason is None:
+                delivery.relayed += 1
+                delivery._settle(None)
+            else:
+                delivery._settle(DeliveryError(reason, msg_id, sid=self.sid,
+                                               namespace=self.namespace, event=event))
+        self._pending.clear()
+        self._wake_room_waiters()
 
     def close(self, reason: str = "session closed") -> None:
         """End the session: pending messages fail with ``reason``; the peer is told if connected."""

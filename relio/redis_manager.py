@@ -29,6 +29,7 @@ a session to another node is not part of this module yet). See ``docs/SCALING.md
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json as stdlib_json
 import logging
@@ -37,6 +38,7 @@ from collections import deque
 from typing import Any
 
 from relio import payload as payload_codec
+from relio import redis_sessions as records
 from relio.channel import Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
 from relio.errors import DeliveryError, QueueFull, RelayError
@@ -81,8 +83,18 @@ READ_BLOCK_MS = 1000
 #: Retry delays while Redis is unreachable (seconds): first, and the cap of the doubling.
 RETRY_DELAY, RETRY_DELAY_MAX = 0.05, 1.0
 
+#: How long a node asking for a session waits for its live owner to hand it over before taking the
+#: owner's last saved state (the owner is paused or partitioned from its clients).
+HANDOVER_TIMEOUT = 3.0
+#: How long an owner waits for the handlers of the client's calls still running before it hands the
+#: session over (their answers go with it); a handler running longer loses its answer.
+HANDOVER_HANDLER_WAIT = 2.0
+
 # Entry kinds (the header's "k").
 EMIT, CALLBACK, DISCONNECT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM = "e", "c", "d", "j", "l", "x"
+HANDOVER = "h"
+#: Modes (see the class docstring and docs/SCALING.md).
+FAST, DURABLE = "fast", "durable"
 
 
 class _Entry:
@@ -127,7 +139,10 @@ class AsyncRedisManager(AsyncManager):
 
     def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socketio",
                  write_only: bool = False, logger: logging.Logger | None = None, json=None,
-                 redis_options: dict | None = None, relio_config: Config | None = None):
+                 redis_options: dict | None = None, relio_config: Config | None = None,
+                 mode: str = FAST):
+        if mode not in (FAST, DURABLE):
+            raise ValueError(f"mode must be {FAST!r} or {DURABLE!r}")
         if aioredis is None:
             raise RuntimeError('relio.AsyncRedisManager needs redis-py: '
                                'pip install "relio-socketio[redis]"')
@@ -151,13 +166,28 @@ class AsyncRedisManager(AsyncManager):
         self._queue: deque[_Entry] = deque()
         self._queue_changed: asyncio.Event | None = None
         self._seq = itertools.count(1)
+        self._msg_counter = itertools.count(1)
         self._publisher: asyncio.Task | None = None
         self._reader: asyncio.Task | None = None
         self._closed = False
         self._redis_down_since: float | None = None
+        self.mode = mode
+        self._applied_id = b"0-0"             # last bus entry applied here (reader)
+        self._apply_lock: asyncio.Lock | None = None
+        self._alive: asyncio.Task | None = None
+        self._alive_key = f"relio:{channel}:node:{self.host_id}"
+        self._save_scripts = None
         #: Counters: ``published``, ``applied``, ``failed`` (entries Redis never accepted),
-        #: ``gaps`` (entries trimmed before this node read them), ``redis_errors``.
-        self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0}
+        #: ``gaps`` (entries trimmed before this node read them), ``redis_errors``; sessions:
+        #: ``saved``, ``save_failed``, ``claimed`` (taken over from another node), ``forced``
+        #: (taken from an owner that did not hand over), ``handed_over``, ``fenced`` (dropped here
+        #: because another node owns them now).
+        self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0,
+                      "saved": 0, "save_failed": 0, "claimed": 0, "forced": 0,
+                      "handed_over": 0, "fenced": 0}
+
+    #: The server may move sessions through this manager (it keeps session records in Redis).
+    relio_movable = True
 
     # --- set-up and tear-down ------------------------------------------------------------------
     @property
@@ -171,6 +201,9 @@ class AsyncRedisManager(AsyncManager):
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(self.redis_url, **self._redis_options)
             self._script = self._redis.register_script(_APPEND_SCRIPT)
+            self._save_scripts = (self._redis.register_script(records.SAVE_SCRIPT),
+                                  self._redis.register_script(records.CLAIM_SCRIPT),
+                                  self._redis.register_script(records.END_SCRIPT))
         return self._redis
 
     def _log(self) -> logging.Logger:
@@ -181,7 +214,10 @@ class AsyncRedisManager(AsyncManager):
     def initialize(self):
         super().initialize()
         if not self.write_only:
-            self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+            loop = asyncio.get_running_loop()
+            self._apply_lock = asyncio.Lock()
+            self._reader = loop.create_task(self._read_loop())
+            self._alive = loop.create_task(self._alive_loop())
         self._log().info("relio: redis manager %s initialized (%s)", self.host_id[:8],
                          self.stream_key)
 
@@ -193,6 +229,8 @@ class AsyncRedisManager(AsyncManager):
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
+        if self._alive is not None:
+            self._alive.cancel()
         if self._queue and self._publisher is not None and not self._publisher.done():
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.config.relay_timeout
@@ -200,7 +238,7 @@ class AsyncRedisManager(AsyncManager):
                 await asyncio.sleep(0.01)
         if self._publisher is not None:
             self._publisher.cancel()
-        for task in (self._reader, self._publisher):
+        for task in (self._reader, self._publisher, self._alive):
             if task is not None:
                 try:
                     await task
@@ -208,6 +246,10 @@ class AsyncRedisManager(AsyncManager):
                     pass
         self._fail_queued("manager closed")
         if self._redis is not None:
+            try:
+                await self._redis.delete(self._alive_key)
+            except Exception:
+                pass
             await self._redis.aclose()
             self._redis = None
 
@@ -235,9 +277,10 @@ class AsyncRedisManager(AsyncManager):
         elif ignore_queue or self._local_sid(room, namespace):
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, block=block)
-        else:
+        msg_id = self._next_msg_id()
+        if not self.write_only:
             delivery = await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
-                                          callback=callback, block=block)
+                                          callback=callback, block=block, _msg_id=msg_id)
         remote_callback = None
         if callback is not None:
             if self.write_only or getattr(self, "server", None) is None:
@@ -245,7 +288,8 @@ class AsyncRedisManager(AsyncManager):
             if room is None:
                 raise ValueError("Cannot use callback without a room set.")
             remote_callback = [room, namespace, self._generate_ack_id(room, callback)]
-        header = {"k": EMIT, "h": self.host_id, "ns": namespace, "r": room, "ev": event}
+        header = {"k": EMIT, "h": self.host_id, "ns": namespace, "r": room, "ev": event,
+                  "id": msg_id.hex()}
         if skip_sid is not None:
             header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         if remote_callback is not None:
@@ -414,7 +458,7 @@ class AsyncRedisManager(AsyncManager):
                     # clients. Read explicitly from that id from then on, so that a blip
                     # cannot make the reader skip what was appended meanwhile.
                     tail = await client.xrevrange(self.stream_key, count=1)
-                    last_id = tail[0][0] if tail else b"0-0"
+                    last_id = self._applied_id = tail[0][0] if tail else b"0-0"
                     resumed = False
                 elif resumed:
                     await self._check_gap(client, last_id)
@@ -433,15 +477,16 @@ class AsyncRedisManager(AsyncManager):
             delay = RETRY_DELAY
             self._redis_ok()
             for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    try:
-                        await self._apply(fields)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        self._log().exception("relio: redis: cannot apply bus entry %s",
-                                              entry_id)
+                async with self._apply_lock:
+                    for entry_id, fields in entries:
+                        try:
+                            await self._apply(fields, entry_id)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:
+                            self._log().exception("relio: redis: cannot apply bus entry %s",
+                                                  entry_id)
+                        last_id = self._applied_id = entry_id
 
     async def _check_gap(self, client, last_id: bytes) -> None:
         """After a blip: did the stream lose entries this node had not read (trimmed past us,
@@ -462,10 +507,16 @@ class AsyncRedisManager(AsyncManager):
         self.stats["gaps"] += 1
         self._log().error("relio: redis bus gap: %s; emits from other nodes may be missing", what)
 
-    async def _apply(self, fields: dict) -> None:
+    async def _apply(self, fields: dict, entry_id: bytes = b"") -> None:
         header = stdlib_json.loads(fields[b"h"])
         kind = header.get("k")
         self.stats["applied"] += 1
+        if kind == HANDOVER:
+            if header.get("to") == self.host_id:
+                channel = self.server._relio_channels.get(header.get("sid"))
+                if channel is not None:
+                    spawn(self._hand_over(channel))
+            return
         if kind == CALLBACK:
             if header.get("to") == self.host_id:
                 args = payload_codec.decode(fields[b"p"], self._codec)
@@ -506,11 +557,229 @@ class AsyncRedisManager(AsyncManager):
             # (relio_delivery_error on this node); the others get theirs.
             await AsyncManager.emit(self, items[0], _as_data(items[1:]), namespace, room=room,
                                     skip_sid=header.get("s"), callback=callback, block=False,
-                                    _encoded=payload)
+                                    _encoded=payload, _msg_id=_entry_msg_id(header))
         except QueueFull as exc:
             self.server.on_undelivered(None, DeliveryError(
                 f"relayed message dropped: {exc}", None, namespace=namespace,
                 event=header.get("ev")))
+
+    def _next_msg_id(self) -> bytes:
+        """Ids of relayed messages: the same on every node that delivers the message, so that a
+        session moved while the message was on its way drops the second copy."""
+        return hashlib.blake2b(next(self._msg_counter).to_bytes(8, "big"),
+                               key=bytes.fromhex(self.host_id), digest_size=16).digest()
+
+    # --- sessions that move between nodes --------------------------------------------------------
+    def _record_key(self, sid: str) -> str:
+        return f"relio:{self.channel}:s:{sid}"
+
+    def _record_ttl_ms(self) -> int:
+        return int((self.config.session_ttl + records.RECORD_TTL_MARGIN) * 1000)
+
+    async def _alive_loop(self) -> None:
+        """Keep this node's liveness key (other nodes ask a live owner to hand a session over
+        and take a dead owner's at once) and re-save sessions whose last save failed."""
+        client = self._client()
+        ttl_ms = int(records.NODE_ALIVE_TTL * 1000)
+        while True:
+            try:
+                await client.set(self._alive_key, b"1", px=ttl_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._redis_trouble(exc, "alive")
+            else:
+                self._redis_ok()
+                server = self.server
+                for channel in list(server._relio_channels.values()):
+                    if getattr(channel, "save_failed", False) and not channel.finished:
+                        spawn(self.relio_save(channel))
+            await asyncio.sleep(records.NODE_ALIVE_TTL / 3)
+
+    def _state_of(self, channel) -> tuple[bytes, str, str]:
+        """The session's record state, taken now (synchronously, with the bus position it
+        includes), and its credential hashes."""
+        meta, snapshot = self.server._relio_export(channel)
+        meta["bus"] = self._applied_id.decode()
+        session = self.server._relio_table.get(channel.sid)
+        cred = records.credential_hash(session.credential if session else channel.credential)
+        prev = records.credential_hash(session.previous_credential if session else None)
+        try:
+            blob = records.pack_state(meta, snapshot)
+        except (TypeError, ValueError) as exc:
+            self._log().warning("relio: session %s: its session data cannot move to another node "
+                                "(not JSON: %s); it moves without it", channel.sid, exc)
+            meta["session"] = None
+            blob = records.pack_state(meta, snapshot)
+        return blob, cred, prev
+
+    async def relio_save(self, channel, release: bool = False, state=None) -> bool:
+        """Write the session's record (the server calls this when it suspends or hands over a
+        session, and in durable mode after every change). False if Redis did not take it; a
+        session this node no longer owns is dropped here (fenced)."""
+        if state is None:
+            state = self._state_of(channel)
+        blob, cred, prev = state
+        epoch = getattr(channel, "epoch", 1)
+        self._client()
+        save = self._save_scripts[0]
+        try:
+            ok = await save(keys=[self._record_key(channel.sid)],
+                            args=[epoch, self.host_id, blob, cred, prev, self._record_ttl_ms(),
+                                  1 if release else 0])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._redis_trouble(exc, "save session")
+            self.stats["save_failed"] += 1
+            channel.save_failed = True
+            return False
+        self._redis_ok()
+        channel.save_failed = False
+        if not ok:
+            self.stats["fenced"] += 1
+            self._log().warning("relio: session %s is owned by another node now: dropped here",
+                                channel.sid)
+            self.server._relio_moved_away(channel, "the session moved to another node")
+            return False
+        self.stats["saved"] += 1
+        return True
+
+    async def relio_ended(self, channel, reason: str) -> None:
+        """The session ended: mark its record so that no node resumes (or resurrects) it."""
+        self._client()
+        try:
+            await self._save_scripts[2](keys=[self._record_key(channel.sid)],
+                                        args=[getattr(channel, "epoch", 1), reason[:200],
+                                              int(records.RECORD_TTL_MARGIN * 1000)])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._redis_trouble(exc, "end session")
+
+    async def _hand_over(self, channel) -> None:
+        """Another node has the session's client: give it the session (handlers of the
+        client's calls first, bounded), then drop it here without ending it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_HANDLER_WAIT
+        while (channel.engine.stats.get("peer_requests_pending") or channel._unstarted) \
+                and loop.time() < deadline and not channel.finished:
+            await asyncio.sleep(0.01)
+        if channel.finished or self.server._relio_channels.get(channel.sid) is not channel:
+            return
+        state = self._state_of(channel)
+        self.server._relio_moved_away(channel, None)
+        if await self.relio_save(channel, release=True, state=state):
+            self.stats["handed_over"] += 1
+            self._log().info("relio: session %s handed over", channel.sid)
+
+    async def relio_hand_over_all(self) -> None:
+        """Server shutdown: every session is saved and released for another node to resume."""
+        server = self.server
+        channels = list(server._relio_channels.values())
+        await asyncio.gather(*(self._hand_over(c) for c in channels), return_exceptions=True)
+
+    async def relio_claim(self, sid: str, namespace: str, eio_sid: str, credential) -> str | None:
+        """Take the session ``sid`` over from the node that has it (asking a live owner to hand it
+        over, taking a dead or silent owner's last saved state) and register it on this server.
+        Returns None when the session is now local, else why not."""
+        refused = "no session to resume for these credentials"
+        if not isinstance(credential, str) or self._apply_lock is None:
+            return refused
+        client = self._client()
+        claim = self._save_scripts[1]
+        key = self._record_key(sid)
+        wanted = records.credential_hash(credential)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_TIMEOUT
+        asked = False
+        try:
+            while True:
+                force = loop.time() >= deadline
+                reply = await claim(keys=[key], args=[wanted, self.host_id, 1 if force else 0])
+                kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+                if kind == "ok":
+                    break
+                if kind != "owned":
+                    return refused if kind != "ended" else "the session ended"
+                owner = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+                if not asked:
+                    asked = True
+                    if not await client.exists(f"relio:{self.channel}:node:{owner}"):
+                        deadline = loop.time()         # the owner is dead: take it now
+                        self.stats["forced"] += 1
+                        continue
+                    await self._relay({"k": HANDOVER, "h": self.host_id, "to": owner,
+                                       "sid": sid, "ns": namespace})
+                if force:
+                    self.stats["forced"] += 1
+                await asyncio.sleep(0.02)
+            epoch = int(reply[1])
+            meta, snapshot = records.unpack_state(reply[2])
+            async with self._apply_lock:
+                start = meta.get("bus") or "0-0"
+                end = self._applied_id
+                replay = []
+                if _id_tuple(end) > _id_tuple(start):
+                    replay = await client.xrange(self.stream_key, min="(" + start, max=end)
+                channel = self.server._relio_adopt(sid, namespace, eio_sid, credential, meta,
+                                                   snapshot)
+                channel.epoch = epoch
+                for entry_id, fields in replay:
+                    await self._replay(channel, fields)
+        except asyncio.CancelledError:
+            raise
+        except (ValueError, KeyError) as exc:
+            self._log().warning("relio: session %s: unreadable record: %s", sid, exc)
+            return refused
+        except Exception as exc:
+            from relio.errors import RemoteProtocolError
+            if isinstance(exc, RemoteProtocolError):
+                self._log().warning("relio: session %s: cannot restore: %s", sid, exc.reason)
+                return refused
+            self._redis_trouble(exc, "claim session")
+            return "the session store is unavailable"
+        self.stats["claimed"] += 1
+        self._log().info("relio: session %s taken over (epoch %d, %d bus entries replayed)", sid,
+                         epoch, len(replay))
+        return None
+
+    async def _replay(self, channel, fields: dict) -> None:
+        """Apply one bus entry (from after the snapshot) to one adopted session only."""
+        header = stdlib_json.loads(fields[b"h"])
+        kind = header.get("k")
+        sid, namespace = channel.sid, channel.namespace
+        if (header.get("ns") or "/") != namespace:
+            return
+        if kind == EMIT:
+            room = header.get("r")
+            rooms = self.get_rooms(sid, namespace)
+            targets = room if isinstance(room, list) else [room]
+            if room is not None and not any(r == sid or r in rooms for r in targets):
+                return
+            if sid in (header.get("s") or ()):
+                return
+            payload = fields[b"p"]
+            items = payload_codec.decode(payload, self.server._relio_codec)
+            callback = None
+            if header.get("cb"):
+                callback = self._remote_callback(header["h"], *header["cb"])
+            try:
+                channel.send_nowait(payload, items[0] if items else None, None, callback,
+                                    _entry_msg_id(header))
+            except (QueueFull, DeliveryError) as exc:
+                self.server.on_undelivered(channel, DeliveryError(
+                    f"relayed message dropped: {exc}", None, sid=sid, namespace=namespace,
+                    event=header.get("ev")))
+        elif kind in (ENTER_ROOM, LEAVE_ROOM) and header.get("sid") == sid:
+            if kind == ENTER_ROOM:
+                self.basic_enter_room(sid, namespace, header.get("r"))
+            else:
+                self.basic_leave_room(sid, namespace, header.get("r"))
+        elif kind == CLOSE_ROOM:
+            self.basic_leave_room(sid, namespace, header.get("r"))
+        elif kind == DISCONNECT and header.get("sid") == sid:
+            spawn(self.server.disconnect(sid, namespace=namespace, ignore_queue=True))
 
     def _remote_callback(self, host_id: str, sid: str, namespace: str, callback_id):
         async def send_back(*args):
@@ -518,6 +787,14 @@ class AsyncRedisManager(AsyncManager):
                                "ns": namespace, "id": callback_id},
                               payload_codec.encode(list(args), self._codec))
         return lambda *args: spawn(send_back(*args))
+
+
+def _entry_msg_id(header: dict) -> bytes | None:
+    value = header.get("id")
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) and len(value) == 32 else None
+    except ValueError:
+        return None
 
 
 def _as_data(args: list):

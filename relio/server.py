@@ -40,10 +40,12 @@ class AsyncManager(socketio.AsyncManager):
     channels (so a broadcast reaches connected and suspended relio sessions alike)."""
 
     async def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None,
-                   to=None, block=True, _encoded: bytes | None = None, **kwargs):
+                   to=None, block=True, _encoded: bytes | None = None,
+                   _msg_id: bytes | None = None, **kwargs):
         """Emit to one client, a room or a namespace; returns a :class:`relio.Delivery`.
 
-        (``_encoded``: the payload already encoded, as a relayed message arrives.)
+        (``_encoded``, ``_msg_id``: the payload already encoded and the message's id, as a message
+        relayed between nodes arrives.)
         Note: this method is a coroutine.
         """
         delivery = Delivery()
@@ -73,13 +75,13 @@ class AsyncManager(socketio.AsyncManager):
                 encoded = payload_codec.encode([event, *args], self.server._relio_codec)
             try:
                 try:
-                    channel.send_nowait(encoded, event, delivery, callback)
+                    channel.send_nowait(encoded, event, delivery, callback, _msg_id)
                 except QueueFull:
                     if not block:
                         full.append(sid)
                         continue
                     # Waits for room; a session that ends meanwhile fails only its own delivery.
-                    await channel.send(encoded, event, delivery, callback)
+                    await channel.send(encoded, event, delivery, callback, msg_id=_msg_id)
             except DeliveryError as exc:
                 delivery._add()
                 delivery._settle(exc)
@@ -249,6 +251,9 @@ class AsyncServer(socketio.AsyncServer):
         if self._relio_expiry is not None:
             self._relio_expiry.cancel()
             self._relio_expiry = None
+        if getattr(self.manager, 'relio_movable', False):
+            # Several nodes: the sessions live on; their clients resume them on another node.
+            await self.manager.relio_hand_over_all()
         for channel in list(self._relio_channels.values()):
             self._forget(channel)
             channel.close('server shutdown')
@@ -376,6 +381,15 @@ class AsyncServer(socketio.AsyncServer):
         reason it was refused (the caller starts a new session and tells the client why)."""
         loop = asyncio.get_running_loop()
         sid = hello.get('sid')
+        if isinstance(sid, str) and sid not in self._relio_table \
+                and getattr(self.manager, 'relio_movable', False) \
+                and self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+            # Not here: another node has it (or had it). Take it over through Redis.
+            refused = await self.manager.relio_claim(sid, namespace, eio_sid,
+                                                     hello.get('credential'))
+            if refused is not None:
+                logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, refused)
+                return refused
         try:
             if not isinstance(sid, str):
                 raise ResumeRefused('no session to resume for these credentials')
@@ -431,6 +445,8 @@ class AsyncServer(socketio.AsyncServer):
             'state': wire.encode_state(channel.resume_state())}}
         await self._send_connect(eio_sid, namespace, reply, channel)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
+        if getattr(self.manager, 'relio_movable', False):
+            spawn(self.manager.relio_save(channel))     # the new credential, for other nodes
         if old_eio != eio_sid and old_eio in self.eio.sockets \
                 and not self._relio_eio_refs.get(old_eio):
             spawn(self.eio.disconnect(old_eio))
@@ -559,6 +575,10 @@ class AsyncServer(socketio.AsyncServer):
         for evicted in self._relio_table.park(channel.sid, loop.time()):
             self._end(evicted.state, 'session evicted')
         self._arm_expiry()
+        if getattr(self.manager, 'relio_movable', False):
+            # The client may come back through another node: leave the session where it can
+            # find it.
+            spawn(self.manager.relio_save(channel))
         spawn(self._trigger_event(wire.SUSPEND_EVENT, channel.namespace, channel.sid, reason))
 
     def _suspend_again(self, channel: Channel) -> None:
@@ -624,6 +644,8 @@ class AsyncServer(socketio.AsyncServer):
         connected, fire ``disconnect`` once, leave every room."""
         sid, namespace = channel.sid, channel.namespace
         self._remember_ended(sid, reason)
+        if getattr(self.manager, 'relio_movable', False):
+            spawn(self.manager.relio_ended(channel, reason))
         # With async_handlers=False python-socketio runs each handler before reading the next
         # packet, so `disconnect` comes after every handler of the session: keep that order.
         await channel.idle()
@@ -637,6 +659,60 @@ class AsyncServer(socketio.AsyncServer):
         await self.manager.disconnect(sid, namespace, ignore_queue=True)
         if eio_sid not in self._relio_eio_refs and eio_sid not in self.eio.sockets:
             self.environ.pop(eio_sid, None)
+
+    # --- sessions moving between nodes (relio.AsyncRedisManager) ------------------------------
+    def _relio_export(self, channel: Channel) -> tuple[dict, bytes]:
+        """What another node needs to carry the session on: the engine snapshot and the socket.io
+        layer's part (rooms, the application's session dict). Taken synchronously."""
+        snapshot = channel.engine.snapshot(asyncio.get_running_loop().time())
+        rooms = [r for r in self.manager.get_rooms(channel.sid, channel.namespace)
+                 if r != channel.sid]
+        return {'v': 1, 'sid': channel.sid, 'ns': channel.namespace, 'rooms': rooms,
+                'session': channel.user_session}, snapshot
+
+    def _relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> Channel:
+        """Register a session moved here from another node (parked on ``eio_sid`` until the resume
+        that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
+        if meta.get('ns') != namespace or meta.get('sid') != sid:
+            raise ValueError('the record is for another session or namespace')
+        now = asyncio.get_running_loop().time()
+        engine = Engine.restore(snapshot, self.relio_config, now=now)
+        channel = Channel(engine, self, json=self._relio_codec, sid=sid, namespace=namespace)
+        self._relio_table.adopt(sid, channel, credential, now)
+        channel.credential = credential
+        session = meta.get('session')
+        channel.user_session = session if isinstance(session, dict) else {}
+        channel.eio_sid = eio_sid
+        channel.finished = False
+        self._relio_channels[sid] = channel
+        self._relio_eio_refs[eio_sid] = self._relio_eio_refs.get(eio_sid, 0) + 1
+        manager = self.manager
+        manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+        manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+        for room in meta.get('rooms') or ():
+            if isinstance(room, (str, int)) and room != sid:
+                manager.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        return channel
+
+    def _relio_moved_away(self, channel: Channel, reason: str | None) -> None:
+        """The session now lives on another node: drop it here without ending it (no
+        ``disconnect``; its record is not touched). ``reason``: this copy was stale (fenced)."""
+        if channel.finished:
+            return
+        sid, namespace, eio_sid = channel.sid, channel.namespace, channel.eio_sid
+        self._forget(channel)
+        channel.abandon(reason)
+        self.manager.basic_disconnect(sid, namespace)
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and not self._relio_eio_refs.get(eio_sid) and not sock.closed:
+            # A connection the client left (or that shutdown will close): drop it *without*
+            # engine.io's CLOSE packet, which would tell the client not to reconnect.
+            if sock.upgraded:
+                sock.queue.put_nowait(None)       # the websocket writer exits and closes
+            else:
+                spawn(sock.close(wait=False, abort=True))
+        logger.info('relio: session %s [%s] left this node%s', sid, namespace,
+                    f' ({reason})' if reason else '')
 
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:

@@ -76,6 +76,16 @@ class SessionTable:
         self._sessions[sid] = session
         return session
 
+    def adopt(self, sid: str, state: Any, credential: str, now: float) -> Session:
+        """A session moved here from another server node (its record's credential hash matched
+        ``credential``): registered as parked, to be resumed by that client at once."""
+        if sid in self._sessions:
+            raise ValueError(f"session {sid!r} exists already")
+        session = Session(sid, state, credential, connected=False, parked_at=now)
+        self._sessions[sid] = session
+        self._parked[sid] = session
+        return session
+
     def park(self, sid: str, now: float) -> list[Session]:
         """The session's connection is gone: keep it for ``ttl``. Returns the sessions evicted to
         respect ``max_parked_sessions`` (the caller closes them)."""

@@ -1,0 +1,239 @@
+"""Socket.IO server nodes as separate OS processes (tests/multinode_app.py) for multi-node tests.
+
+    node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
+    node.port; node.url                      # 'http://127.0.0.1:<port>'
+    node.pause(); node.resume()              # SIGSTOP / SIGCONT
+    await node.kill()                        # SIGKILL (no goodbye: sockets reset by the kernel)
+    await node.stop()                        # SIGTERM, bounded wait, then SIGKILL
+    await node.restart()                     # start again on the same port (after kill/stop)
+    node.received()                          # [(sid, n), ...] lines the `m` handler logged
+    node.stderr_text()                       # the node's captured stdout+stderr
+
+    async with run_nodes(redis.url, 3, mode='socketio', datadir=tmp_path) as nodes: ...
+
+Each node's stdout+stderr goes to DATADIR/<name>.stderr; every started process is SIGKILLed
+when the context exits (or on ``close()``), so nothing outlives a test.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import AsyncIterator
+
+from tests.redis_server import free_port
+
+__all__ = ['Node', 'start_node', 'run_nodes', 'free_port', 'REPO_ROOT']
+
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+_HOST = '127.0.0.1'
+
+
+async def _port_open(port: int, timeout: float = 0.5) -> bool:
+    writer = None
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(_HOST, port), timeout)
+        return True
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout)
+
+
+class Node:
+    def __init__(self, redis_url: str, *, mode: str = 'socketio', name: str = 'n1',
+                 datadir: str | os.PathLike, port: int | None = None,
+                 startup_timeout: float = 20.0, extra_env: dict | None = None) -> None:
+        if mode not in ('relio', 'socketio'):
+            raise ValueError(f'mode must be relio or socketio, not {mode!r}')
+        self.redis_url = redis_url
+        self.mode = mode
+        self.name = name
+        self.datadir = str(datadir)
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.extra_env = dict(extra_env or {})
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self._err = None
+        os.makedirs(self.datadir, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f'http://{_HOST}:{self.port}'
+
+    @property
+    def logfile(self) -> str:
+        return os.path.join(self.datadir, f'{self.name}.log')
+
+    @property
+    def stderr_file(self) -> str:
+        return os.path.join(self.datadir, f'{self.name}.stderr')
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def args(self) -> list[str]:
+        return [sys.executable, '-m', 'tests.multinode_app', '--port', str(self.port),
+                '--redis', self.redis_url, '--mode', self.mode, '--name', self.name,
+                '--datadir', self.datadir]
+
+    async def start(self) -> None:
+        """Launch the process; returns when its port accepts TCP connections (bounded)."""
+        if self.running:
+            raise RuntimeError(f'node {self.name} is already running')
+        env = dict(os.environ)
+        pp = env.get('PYTHONPATH')
+        env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + pp if pp else '')
+        env['PYTHONUNBUFFERED'] = '1'
+        env.update(self.extra_env)
+        if self._err is None:
+            self._err = open(self.stderr_file, 'ab')
+        self.proc = subprocess.Popen(self.args(), cwd=REPO_ROOT, env=env,
+                                     stdin=subprocess.DEVNULL, stdout=self._err,
+                                     stderr=subprocess.STDOUT)
+        self.starts += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.startup_timeout
+        for _ in range(int(self.startup_timeout / 0.02) + 1):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'node {self.name} exited with {self.proc.returncode} at '
+                                   f'start:\n{self.stderr_text()[-3000:]}')
+            if await _port_open(self.port):
+                return
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        await self.kill()
+        raise RuntimeError(f'node {self.name} did not listen on {self.port} within '
+                           f'{self.startup_timeout}s:\n{self.stderr_text()[-3000:]}')
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def _wait_exit(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for _ in range(int(timeout / 0.01) + 1):
+            if self.proc is None or self.proc.poll() is not None:
+                return True
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        return self.proc.poll() is not None
+
+    async def kill(self) -> None:
+        """SIGKILL and reap (bounded)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        if not await self._wait_exit(5.0):  # pragma: no cover
+            raise RuntimeError(f'node {self.name} pid {self.proc.pid} survived SIGKILL')
+
+    async def stop(self, timeout: float = 8.0) -> None:
+        """SIGTERM (uvicorn graceful shutdown), wait up to ``timeout``, then SIGKILL."""
+        if not self.running:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGTERM)
+        if not await self._wait_exit(timeout):
+            await self.kill()
+
+    def pause(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def received(self) -> list[tuple[str, str]]:
+        """Lines logged by the node's ``m`` handler, as (sid, n-as-text) tuples."""
+        try:
+            with open(self.logfile, encoding='utf-8') as f:
+                return [tuple(line.split(' ', 1)) for line in f.read().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def stderr_text(self) -> str:
+        try:
+            with open(self.stderr_file, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
+
+    async def close(self) -> None:
+        """Always SIGKILL (after SIGCONT, in case it is paused) and close the capture file."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.send_signal(signal.SIGCONT)
+                    self.proc.kill()
+                with contextlib.suppress(Exception):
+                    await self._wait_exit(5.0)
+                if self.proc.poll() is None:  # pragma: no cover
+                    self.proc.wait(5)
+        finally:
+            if self._err is not None:
+                self._err.close()
+                self._err = None
+
+    async def __aenter__(self) -> 'Node':
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return (f'<Node {self.name} {self.mode} {self.url} pid={self.pid} '
+                f'{"running" if self.running else "down"}>')
+
+
+async def start_node(redis_url: str, *, mode: str = 'socketio', name: str = 'n1',
+                     datadir: str | os.PathLike, port: int | None = None,
+                     **kwargs) -> Node:
+    """Start one node and return it (caller must ``await node.close()``)."""
+    node = Node(redis_url, mode=mode, name=name, datadir=datadir, port=port, **kwargs)
+    try:
+        await node.start()
+    except BaseException:
+        await node.close()
+        raise
+    return node
+
+
+@contextlib.asynccontextmanager
+async def run_nodes(redis_url: str, count: int, *, mode: str = 'socketio',
+                    datadir: str | os.PathLike, prefix: str = 'n',
+                    **kwargs) -> AsyncIterator[list[Node]]:
+    """Start ``count`` nodes concurrently (names n1..nN); all are SIGKILLed on exit."""
+    nodes = [Node(redis_url, mode=mode, name=f'{prefix}{i + 1}', datadir=datadir, **kwargs)
+             for i in range(count)]
+    try:
+        results = await asyncio.gather(*(n.start() for n in nodes), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        yield nodes
+    finally:
+        await asyncio.gather(*(n.close() for n in nodes), return_exceptions=True)

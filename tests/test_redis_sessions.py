@@ -1,0 +1,176 @@
+"""relio sessions moving between server nodes through Redis (relio.AsyncRedisManager).
+
+Two relio servers (uvicorn on 127.0.0.1, in this process) share a real redis-server behind a
+round-robin TCP balancer without stickiness: every reconnect of the client lands on the other
+node, which takes the session over. Checked: the same sid, rooms and session data on the new node,
+``connect`` once, ``relio_resume`` on the client, numbered traffic both ways (client emits and a
+write-only emitter's room broadcasts) exactly once and in order across the moves, calls answered
+once, and a graceful shutdown handing its sessions over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import relio
+from tests.balancer import Balancer
+from tests.redis_server import RedisServer
+from tests.servers import serve_socketio
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def until(cond, timeout=15.0, what="condition"):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Cluster:
+    """What every node records (shared: the nodes run in this process)."""
+
+    def __init__(self):
+        self.got: list[tuple[str, str, int]] = []       # (node, sid, n)
+        self.connects: list[tuple[str, str]] = []
+        self.disconnects: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, int]] = []
+
+    def node(self, url, name):
+        sio = relio.AsyncServer(async_mode="asgi",
+                                client_manager=relio.AsyncRedisManager(url))
+
+        @sio.event
+        async def connect(sid, environ, auth):
+            self.connects.append((name, sid))
+
+        @sio.event
+        async def disconnect(sid, reason):
+            self.disconnects.append((name, sid))
+
+        @sio.on("join")
+        async def join(sid, room):
+            await sio.enter_room(sid, room)
+            await sio.save_session(sid, {"user": "ada", "joined": room})
+            return name
+
+        @sio.on("m")
+        def m(sid, n):
+            self.got.append((name, sid, n))
+
+        @sio.on("work")
+        async def work(sid, n):
+            self.calls.append((name, n))
+            return n * 10
+
+        @sio.on("where")
+        async def where(sid):
+            return [name, sorted(r for r in sio.rooms(sid) if r != sid),
+                    await sio.get_session(sid)]
+
+        return sio
+
+
+@pytest.fixture
+async def redis():
+    async with RedisServer() as server:
+        yield server
+
+
+async def test_session_moves_to_the_other_node_with_everything(redis):
+    cl = Cluster()
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    got_b, events = [], []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        client.on("b", lambda n: got_b.append(n))
+        client.on("relio_resume", lambda: events.append("resume"))
+        client.on("disconnect", lambda reason: events.append(("disconnect", reason)))
+        emitter = relio.AsyncRedisManager(redis.url, write_only=True)
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            first = await client.call("join", "room-r")
+            n = 0
+            nodes_seen = {first}
+            for move in range(3):
+                for _ in range(100):
+                    await client.emit("m", n)
+                    await emitter.emit("b", n, namespace="/", room="room-r")
+                    n += 1
+                    if n % 10 == 0:
+                        await asyncio.sleep(0.01)
+                assert await client.call("work", move, timeout=20) == move * 10
+                resumes = events.count("resume")
+                await lb.cut()                         # the next connection: the other node
+                await until(lambda: events.count("resume") == resumes + 1, 20,
+                            f"resume #{move + 1}")
+                where = await client.call("where", timeout=20)
+                nodes_seen.add(where[0])
+                assert where[1:] == [["room-r"], {"user": "ada", "joined": "room-r"}], where
+            for _ in range(50):
+                await client.emit("m", n)
+                await emitter.emit("b", n, namespace="/", room="room-r")
+                n += 1
+            await until(lambda: len(cl.got) >= n and len(got_b) >= n, 20, "all messages")
+            await asyncio.sleep(0.3)
+            assert [x[2] for x in cl.got] == list(range(n)), "client->server lost/dup/reordered"
+            assert got_b == list(range(n)), "broadcasts lost/dup/reordered"
+            assert {x[1] for x in cl.got} == {sid} and client.get_sid() == sid
+            assert nodes_seen == {"n1", "n2"}
+            assert cl.connects == [(first, sid)] and cl.disconnects == []
+            assert sorted(c[1] for c in cl.calls) == [0, 1, 2]     # each handler ran once
+            assert ("disconnect", "io server disconnect") not in events
+            assert not [e for e in events if isinstance(e, tuple)], events
+            moved = s1.manager.stats["claimed"] + s2.manager.stats["claimed"]
+            assert moved == 3
+            handed = s1.manager.stats["handed_over"] + s2.manager.stats["handed_over"]
+            assert handed == 3
+        finally:
+            await emitter.close()
+            await client.disconnect()
+    assert cl.disconnects and cl.disconnects[0][1] == sid
+
+
+async def test_graceful_shutdown_hands_sessions_to_another_node(redis):
+    cl = Cluster()
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    got_b = []
+    async with serve_socketio(s2) as p2:
+        srv1_ctx = serve_socketio(s1)
+        p1 = await srv1_ctx.__aenter__()
+        stopped = False
+        async with Balancer([p1, p2]) as lb:
+            client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                       randomization_factor=0.0, handle_sigint=False)
+            client.on("b", lambda n: got_b.append(n))
+            try:
+                await client.connect(lb.url, transports=["websocket"])
+                sid = client.get_sid()
+                assert await client.call("join", "room-r") == "n1"
+                for n in range(200):
+                    await client.emit("m", n)
+                    await s1.emit("b", n, room="room-r")
+                await srv1_ctx.__aexit__(None, None, None)      # SIGTERM-like: shutdown
+                stopped = True
+                for n in range(200, 300):
+                    await client.emit("m", n)                  # queued while moving
+                await until(lambda: len(cl.got) >= 300, 20, "the client's messages")
+                where = await client.call("where", timeout=20)
+                assert where == ["n2", ["room-r"], {"user": "ada", "joined": "room-r"}]
+                await until(lambda: len(got_b) >= 200, 20, "the broadcasts")
+                await asyncio.sleep(0.3)
+                assert [x[2] for x in cl.got] == list(range(300))
+                assert got_b == list(range(200))
+                assert client.get_sid() == sid and len(cl.connects) == 1
+                assert cl.disconnects == []
+                assert s1.manager.stats["handed_over"] == 1
+            finally:
+                await client.disconnect()
+                if not stopped:
+                    await srv1_ctx.__aexit__(None, None, None)
