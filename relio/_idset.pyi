@@ -40,8 +40,9 @@ class IdSet:
     def contains_many(self, ids: Buffer, /) -> bytes:
         """For concatenated 16-byte ids, one byte per id: 1 if it is held, else 0."""
 
-    def to_list(self) -> list[bytes]:
-        """The ids held, oldest first (the order of eviction); ``add_many(b"".join(...))`` restores it."""
+    def to_list(self, newest: int = -1) -> list[bytes]:
+        """The ids held, oldest first (the order of eviction); ``add_many(b"".join(...))`` restores it.
+        With ``newest`` >= 0, only that many of the most recently added."""
 
     def clear(self) -> None:
         """Forget every id; the memory already allocated is kept."""

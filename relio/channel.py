@@ -205,6 +205,9 @@ class Channel:
         self.unconfirmed_resume = False        # server: resumed, client not yet heard from
         self.session_ttl: float | None = None  # client: how long the server keeps it suspended
         self.expiry_handle: asyncio.TimerHandle | None = None   # client: local expiry timer
+        self._persist = None                   # durable mode (make_durable)
+        self._persist_again = False
+        self._persist_dirty = False            # durable: a message was queued since the last save
 
     # --- transport ---------------------------------------------------------------------------
     @property
@@ -292,6 +295,7 @@ class Channel:
         msg_id = self.engine.send(items_payload, self.loop.time(), request=callback is not None,
                                   msg_id=msg_id)
         self._pending[msg_id] = (delivery, event)
+        self._persist_dirty = True
         if delivery is not None:
             delivery._add()
         if callback is not None:
@@ -478,6 +482,14 @@ class Channel:
     def _flush(self) -> None:
         self._flush_handle = None
         write = self._write
+        if self._persist is not None and not self.engine.closed:
+            # durable: what goes out waits for the save of the state that includes it (and a
+            # message queued while the session is suspended is saved too)
+            if write is not None:
+                self._held_batches.extend(self.engine.data_to_send(self.loop.time()))
+            self._request_persist()
+            self._arm_timer()
+            return
         if write is not None:
             batches = self.engine.data_to_send(self.loop.time())
             try:
@@ -509,33 +521,91 @@ class Channel:
         self.engine.handle_timer(self.loop.time())
         self._flush()
 
+    # --- durable mode (relio.AsyncRedisManager(mode='durable')) ----------------------------------
+    def make_durable(self, capture: Callable[["Channel"], Any],
+                     persist: Callable[["Channel", Any], Any]) -> None:
+        """From now on nothing leaves this session and nothing received reaches a handler before
+        the session's state including it is saved: ``capture(channel)`` takes the state now,
+        ``await persist(channel, state)`` saves it (False: not saved; the session goes on anyway,
+        as in fast mode, and is saved again later)."""
+        self._capture = capture
+        self._persist = persist
+        self._held_batches: list[bytes] = []
+        self._persist_task: asyncio.Task | None = None
+
+    def _request_persist(self) -> None:
+        task = self._persist_task
+        if task is None or task.done():
+            self._persist_task = self.loop.create_task(self._persist_loop())
+        else:
+            self._persist_again = True
+
+    async def _persist_loop(self) -> None:
+        while not self.closed:
+            self._persist_again = False
+            batches, self._held_batches = self._held_batches, []
+            events = []
+            event = self.engine.next_event()
+            while event is not None:          # the events this state includes, no later ones
+                events.append(event)
+                event = self.engine.next_event()
+            if not batches and not events and not self._persist_dirty:
+                return
+            self._persist_dirty = False
+            state = self._capture(self)
+            await self._persist(self, state)
+            if self.closed and not self.engine.closed:
+                return                         # moved away meanwhile (fenced): nothing goes out
+            write = self._write
+            if write is not None and batches:
+                try:
+                    for batch in batches:
+                        write(batch)
+                except Exception as exc:
+                    logger.info("relio session %s: write failed (%r)", self.sid, exc)
+            for event in events:
+                if not self._handle_event(event):
+                    break
+            self._arm_timer()
+            if not self._persist_again and not self._held_batches:
+                return
+
     def _drain_events(self) -> None:
+        if self._persist is not None and not self.engine.closed:
+            self._request_persist()           # durable: events wait for their state's save
+            return
         engine = self.engine
         event = engine.next_event()
         while event is not None:
-            kind = type(event)
-            if kind is MessagesDelivered:
-                pending = self._pending
-                for msg_id in event.msg_ids:
-                    record = pending.pop(msg_id, None)
-                    if record is not None and record[0] is not None:
-                        record[0]._settle(None)
-                if self._room_waiters:
-                    self._wake_room_waiters()
-            elif kind is MessageReceived:
-                try:
-                    items = payload_codec.decode(event.payload, self.json)
-                except RemoteProtocolError as exc:
-                    self._protocol_error(exc)
-                    return
-                self.handler.on_message(self, event.msg_id, items, event.request)
-            elif kind is ResponseReceived:
-                self._on_response(event)
-            elif kind is MessageExpired:
-                self._on_expired(event.msg_id, event.reason)
-            elif kind is SessionClosed:
-                self._on_session_closed(event.reason, event.by_peer)
+            if not self._handle_event(event):
+                return
             event = engine.next_event()
+
+    def _handle_event(self, event) -> bool:
+        """Act on one engine event; False stops (the session was closed for a protocol error)."""
+        kind = type(event)
+        if kind is MessagesDelivered:
+            pending = self._pending
+            for msg_id in event.msg_ids:
+                record = pending.pop(msg_id, None)
+                if record is not None and record[0] is not None:
+                    record[0]._settle(None)
+            if self._room_waiters:
+                self._wake_room_waiters()
+        elif kind is MessageReceived:
+            try:
+                items = payload_codec.decode(event.payload, self.json)
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return False
+            self.handler.on_message(self, event.msg_id, items, event.request)
+        elif kind is ResponseReceived:
+            self._on_response(event)
+        elif kind is MessageExpired:
+            self._on_expired(event.msg_id, event.reason)
+        elif kind is SessionClosed:
+            self._on_session_closed(event.reason, event.by_peer)
+        return True
 
     def _on_response(self, event: ResponseReceived) -> None:
         waiter = self._awaiting.pop(event.reply_to, None)

@@ -34,6 +34,7 @@ import itertools
 import json as stdlib_json
 import logging
 import os
+import time
 from collections import deque
 from typing import Any
 
@@ -80,6 +81,9 @@ return n
 PUBLISHER_ID_TTL = 24 * 3600
 #: Reader's XREAD block time (ms): how long one read waits for new entries before asking again.
 READ_BLOCK_MS = 1000
+#: A node that cannot reach Redis when it starts reads the bus, once Redis is back, from its start
+#: time minus this (ms): stream ids are Redis's clock, which may lag this host's a little.
+START_SLACK_MS = 2000
 #: Retry delays while Redis is unreachable (seconds): first, and the cap of the doubling.
 RETRY_DELAY, RETRY_DELAY_MAX = 0.05, 1.0
 
@@ -451,14 +455,20 @@ class AsyncRedisManager(AsyncManager):
         client = self._client()
         delay = RETRY_DELAY
         last_id = None
+        started_ms = None
         while True:
             try:
                 if last_id is None:
                     # Start at the stream's current end: earlier entries predate this node's
                     # clients. Read explicitly from that id from then on, so that a blip
-                    # cannot make the reader skip what was appended meanwhile.
-                    tail = await client.xrevrange(self.stream_key, count=1)
-                    last_id = self._applied_id = tail[0][0] if tail else b"0-0"
+                    # cannot make the reader skip what was appended meanwhile. (If Redis was
+                    # away when this node started, start from the time it started instead.)
+                    if started_ms is None:
+                        tail = await client.xrevrange(self.stream_key, count=1)
+                        last_id = tail[0][0] if tail else b"0-0"
+                    else:
+                        last_id = f"{started_ms}-0".encode()
+                    self._applied_id = last_id
                     resumed = False
                 elif resumed:
                     await self._check_gap(client, last_id)
@@ -470,6 +480,8 @@ class AsyncRedisManager(AsyncManager):
                 raise
             except Exception as exc:
                 self._redis_trouble(exc, "read")
+                if last_id is None and started_ms is None:
+                    started_ms = int(time.time() * 1000) - START_SLACK_MS
                 resumed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_DELAY_MAX)
@@ -613,6 +625,16 @@ class AsyncRedisManager(AsyncManager):
             blob = records.pack_state(meta, snapshot)
         return blob, cred, prev
 
+    def relio_capture(self, channel):
+        """Durable mode: the session's state now (see :meth:`relio_persist`)."""
+        return self._state_of(channel)
+
+    async def relio_persist(self, channel, state) -> bool:
+        """Durable mode: save ``state`` before what it includes leaves or reaches a handler."""
+        if channel.finished:
+            return False
+        return await self.relio_save(channel, state=state)
+
     async def relio_save(self, channel, release: bool = False, state=None) -> bool:
         """Write the session's record (the server calls this when it suspends or hands over a
         session, and in durable mode after every change). False if Redis did not take it; a
@@ -623,10 +645,15 @@ class AsyncRedisManager(AsyncManager):
         epoch = getattr(channel, "epoch", 1)
         self._client()
         save = self._save_scripts[0]
+        lock = getattr(channel, "save_lock", None)
+        if lock is None:
+            # Saves of one session reach Redis in the order their states were taken.
+            lock = channel.save_lock = asyncio.Lock()
         try:
-            ok = await save(keys=[self._record_key(channel.sid)],
-                            args=[epoch, self.host_id, blob, cred, prev, self._record_ttl_ms(),
-                                  1 if release else 0])
+            async with lock:
+                ok = await save(keys=[self._record_key(channel.sid)],
+                                args=[epoch, self.host_id, blob, cred, prev,
+                                      self._record_ttl_ms(), 1 if release else 0])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -699,6 +726,8 @@ class AsyncRedisManager(AsyncManager):
                 reply = await claim(keys=[key], args=[wanted, self.host_id, 1 if force else 0])
                 kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
                 if kind == "ok":
+                    if force:
+                        self.stats["forced"] += 1
                     break
                 if kind != "owned":
                     return refused if kind != "ended" else "the session ended"
@@ -707,12 +736,9 @@ class AsyncRedisManager(AsyncManager):
                     asked = True
                     if not await client.exists(f"relio:{self.channel}:node:{owner}"):
                         deadline = loop.time()         # the owner is dead: take it now
-                        self.stats["forced"] += 1
                         continue
                     await self._relay({"k": HANDOVER, "h": self.host_id, "to": owner,
                                        "sid": sid, "ns": namespace})
-                if force:
-                    self.stats["forced"] += 1
                 await asyncio.sleep(0.02)
             epoch = int(reply[1])
             meta, snapshot = records.unpack_state(reply[2])

@@ -38,13 +38,13 @@ NODE_ALIVE_TTL = 3.0
 _META_LEN = struct.Struct(">I")
 
 #: KEYS[1] record. ARGV: epoch, owner, state, cred, prev, ttl_ms, release (0/1).
-#: Writes only if the record does not exist (a new session, epoch 1) or holds this epoch and is
-#: not ended. Returns 1, or 0 when fenced off.
+#: Writes only if the record does not exist (a new session, epoch 1) or this node owns it with this
+#: epoch (not released, not ended). Returns 1, or 0 when fenced off.
 SAVE_SCRIPT = """
-local cur = redis.call('HMGET', KEYS[1], 'epoch', 'ended')
+local cur = redis.call('HMGET', KEYS[1], 'epoch', 'ended', 'owner')
 if cur[2] then return 0 end
 if cur[1] then
-  if tonumber(cur[1]) ~= tonumber(ARGV[1]) then return 0 end
+  if tonumber(cur[1]) ~= tonumber(ARGV[1]) or cur[3] ~= ARGV[2] then return 0 end
 elseif tonumber(ARGV[1]) ~= 1 then
   return 0
 end

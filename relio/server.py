@@ -374,7 +374,12 @@ class AsyncServer(socketio.AsyncServer):
         channel.finished = False
         self._relio_channels[sid] = channel
         self._relio_eio_refs[eio_sid] = self._relio_eio_refs.get(eio_sid, 0) + 1
+        self._relio_make_durable(channel)
         return channel
+
+    def _relio_make_durable(self, channel: Channel) -> None:
+        if getattr(self.manager, 'mode', None) == 'durable':
+            channel.make_durable(self.manager.relio_capture, self.manager.relio_persist)
 
     async def _resume_session(self, eio_sid, namespace, hello, auth) -> str | None:
         """Resume the session named in ``hello`` on this connection; None if resumed, else the
@@ -692,6 +697,7 @@ class AsyncServer(socketio.AsyncServer):
         for room in meta.get('rooms') or ():
             if isinstance(room, (str, int)) and room != sid:
                 manager.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._relio_make_durable(channel)
         return channel
 
     def _relio_moved_away(self, channel: Channel, reason: str | None) -> None:

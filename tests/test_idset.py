@@ -155,6 +155,23 @@ def test_the_oldest_id_is_evicted_first():
     assert ids.to_list() == [b, c, d]
 
 
+@pytest.mark.parametrize("added", [0, 2, 3, 5, 11])
+def test_to_list_newest_is_the_tail_of_the_eviction_order(added):
+    """``to_list(n)``: the n most recent ids, oldest first, before and after the ring wraps
+    (what a durable session snapshot keeps of the id set)."""
+    ids = IdSet(4)
+    made = [session_id(PREFIX, n) for n in range(added)]
+    for message_id in made:
+        assert ids.add(message_id)
+    everything = ids.to_list()
+    assert everything == made[-4:]
+    for newest in range(0, 6):
+        expected = everything[len(everything) - newest:] if newest < len(everything) \
+            else everything
+        assert ids.to_list(newest) == expected, newest
+    assert ids.to_list(-1) == everything
+
+
 def test_seeing_an_id_again_does_not_make_it_younger():
     ids = IdSet(2)
     a, b, c = (session_id(PREFIX, n) for n in range(3))

@@ -34,7 +34,8 @@ async def until(cond, timeout=15.0, what="condition"):
 class Cluster:
     """What every node records (shared: the nodes run in this process)."""
 
-    def __init__(self):
+    def __init__(self, mode="fast"):
+        self.mode = mode
         self.got: list[tuple[str, str, int]] = []       # (node, sid, n)
         self.connects: list[tuple[str, str]] = []
         self.disconnects: list[tuple[str, str]] = []
@@ -42,7 +43,7 @@ class Cluster:
 
     def node(self, url, name):
         sio = relio.AsyncServer(async_mode="asgi",
-                                client_manager=relio.AsyncRedisManager(url))
+                                client_manager=relio.AsyncRedisManager(url, mode=self.mode))
 
         @sio.event
         async def connect(sid, environ, auth):
@@ -81,8 +82,9 @@ async def redis():
         yield server
 
 
-async def test_session_moves_to_the_other_node_with_everything(redis):
-    cl = Cluster()
+@pytest.mark.parametrize("mode", ["fast", "durable"])
+async def test_session_moves_to_the_other_node_with_everything(redis, mode):
+    cl = Cluster(mode)
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got_b, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
@@ -137,8 +139,9 @@ async def test_session_moves_to_the_other_node_with_everything(redis):
     assert cl.disconnects and cl.disconnects[0][1] == sid
 
 
-async def test_graceful_shutdown_hands_sessions_to_another_node(redis):
-    cl = Cluster()
+@pytest.mark.parametrize("mode", ["fast", "durable"])
+async def test_graceful_shutdown_hands_sessions_to_another_node(redis, mode):
+    cl = Cluster(mode)
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got_b = []
     async with serve_socketio(s2) as p2:
@@ -174,3 +177,53 @@ async def test_graceful_shutdown_hands_sessions_to_another_node(redis):
                 await client.disconnect()
                 if not stopped:
                     await srv1_ctx.__aexit__(None, None, None)
+
+
+async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
+    """The owner does not answer the handover (as if paused with SIGSTOP): the other node takes
+    the session's last saved state after the handover timeout, with a new epoch. When the old
+    owner wakes and writes into its stale copy, the write is refused: its copy is dropped, what
+    waited in it fails with DeliveryError, and its next emit to the sid reaches the session on
+    the new node through the bus."""
+    import redis.asyncio as aioredis
+
+    cl = Cluster("durable")
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    got, events = [], []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        client.on("direct", lambda x: got.append(x))
+        client.on("relio_resume", lambda: events.append("resume"))
+        store = aioredis.Redis.from_url(redis.url)
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            assert await client.call("join", "room-r") == "n1"
+            await client.emit("m", 0)
+
+            async def paused(channel):
+                return None                      # the owner never hands over
+            s1.manager._hand_over = paused
+            await lb.cut()
+            await until(lambda: "resume" in events, 20, "the resume on n2 (forced)")
+            assert (await client.call("where", timeout=10))[0] == "n2"
+            assert s2.manager.stats["forced"] >= 1
+            assert int(await store.hget(f"relio:socketio:s:{sid}", "epoch")) == 2
+            # The old owner wakes up and emits into its stale copy: refused, reported.
+            stale = await s1.emit("direct", "stale", to=sid)
+            with pytest.raises(relio.DeliveryError) as excinfo:
+                await asyncio.wait_for(stale, 10)
+            assert "moved" in excinfo.value.reason
+            assert s1.manager.stats["fenced"] == 1 and sid not in s1._relio_channels
+            assert int(await store.hget(f"relio:socketio:s:{sid}", "epoch")) == 2
+            # Its next emit goes through the bus to the session on n2.
+            await s1.emit("direct", "fresh", to=sid)
+            await client.emit("m", 1)
+            await until(lambda: got == ["fresh"] and len(cl.got) == 2, 10, "the fresh emit")
+            await asyncio.sleep(0.3)
+            assert got == ["fresh"] and [x[2] for x in cl.got] == [0, 1]
+            assert cl.connects == [("n1", sid)] and cl.disconnects == []
+        finally:
+            await store.aclose()
+            await client.disconnect()

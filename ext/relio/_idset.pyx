@@ -258,15 +258,19 @@ cdef class IdSet:
             PyBuffer_Release(&view)
         return result
 
-    def to_list(self):
-        """The ids held, oldest first (the order in which they will be evicted)."""
-        cdef list ids = PyList_New(self._count)
+    def to_list(self, Py_ssize_t newest=-1):
+        """The ids held, oldest first (the order in which they will be evicted); with ``newest``
+        >= 0, only the ``newest`` most recently added ones."""
+        cdef Py_ssize_t skip = 0
+        if 0 <= newest < self._count:
+            skip = self._count - newest
+        cdef list ids = PyList_New(self._count - skip)
         cdef unsigned char buf[ID_SIZE]
         cdef Py_ssize_t i, position
         cdef bytes message_id
-        for i in range(self._count):
+        for i in range(self._count - skip):
             # Before the set is full _oldest is 0 and this is ring[i]; once full, _count is the ring size.
-            position = self._oldest + i
+            position = self._oldest + skip + i
             if position >= self._count:
                 position -= self._count
             write_u64(buf, self._ring[position].hi)

@@ -54,8 +54,9 @@ class IdSetModel:
     def contains_many(self, ids: bytes | bytearray | memoryview) -> bytes:
         return bytes(message_id in self._ids for message_id in _split_ids(ids))
 
-    def to_list(self) -> list[bytes]:
-        return list(self._order)
+    def to_list(self, newest: int = -1) -> list[bytes]:
+        ids = list(self._order)
+        return ids[len(ids) - newest:] if 0 <= newest < len(ids) else ids
 
     def clear(self) -> None:
         self._ids.clear()
