@@ -28,7 +28,8 @@ class Engine:
                  id_prefix: bytes | None = ...) -> None: ...
     def send(self, payload: bytes, now: float, *, request: bool = ...,
              msg_id: bytes | None = ...) -> bytes:
-        """Queue a message for reliable delivery; return its 16-byte id (QueueFull if no room)."""
+        """Queue a message for reliable delivery; return its 16-byte id (QueueFull if no room).
+        With the ``msg_id`` of a message still pending, queue nothing and return that id."""
     def reply(self, request_id: bytes, payload: bytes, now: float, *,
               request: bool = ...) -> bytes:
         """Answer the peer's request; ``request=True`` makes it a chained reply."""

@@ -208,6 +208,10 @@ class Channel:
         self._persist = None                   # durable mode (make_durable)
         self._persist_again = False
         self._persist_dirty = False            # durable: a message was queued since the last save
+        #: durable: received messages whose handler has not finished, msg_id -> (payload, request)
+        self.running: dict[bytes, tuple[bytes, bool]] = {}
+        self._dispatching: bytes | None = None
+        self._deferred = False
 
     # --- transport ---------------------------------------------------------------------------
     @property
@@ -386,10 +390,13 @@ class Channel:
         """Run a handler or callback: a plain function at once, a coroutine function in a task (or,
         with ``sequential``, one after another in this session's consumer task). Handlers start in
         delivery order either way; ``then(result)`` gets the return value."""
+        track = self._dispatching         # durable: the received message this handler is for
         if sequential:
             if self._inbox is None:
                 self._inbox = deque()
-            self._inbox.append((fn, args, then, request_id))
+            self._inbox.append((fn, args, then, request_id, track))
+            if track is not None:
+                self._deferred = True
             if self._consumer is None:
                 self._consumer = spawn(self._consume())
             return
@@ -399,7 +406,10 @@ class Channel:
             # started, later handlers go through tasks too, so that handlers start in delivery
             # order (tasks start first-in first-out).
             self._unstarted += 1
-            spawn(self._run_async(fn, args, then, request_id))
+            task = spawn(self._run_async(fn, args, then, request_id))
+            if track is not None:
+                self._deferred = True
+                task.add_done_callback(lambda _, track=track: self._handler_done(track))
             return
         context = contextvars.copy_context()
         try:
@@ -418,7 +428,10 @@ class Channel:
                 self.decline(request_id)
             return
         if kind == SYNC and result is not None and inspect.isawaitable(result):
-            spawn(self._finish_awaitable(result, then, request_id))   # e.g. a partial of a coroutine function
+            task = spawn(self._finish_awaitable(result, then, request_id))   # e.g. a partial of a coroutine function
+            if track is not None:
+                self._deferred = True
+                task.add_done_callback(lambda _, track=track: self._handler_done(track))
         elif then is not None:
             then(result)
 
@@ -452,7 +465,7 @@ class Channel:
         inbox = self._inbox
         try:
             while inbox:
-                fn, args, then, request_id = inbox.popleft()
+                fn, args, then, request_id, track = inbox.popleft()
                 try:
                     result = fn(*args)
                     if inspect.isawaitable(result):
@@ -462,6 +475,9 @@ class Channel:
                     if request_id is not None:
                         self.decline(request_id)
                     continue
+                finally:
+                    if track is not None:
+                        self._handler_done(track)
                 if then is not None:
                     then(result)
         finally:
@@ -552,6 +568,11 @@ class Channel:
             if not batches and not events and not self._persist_dirty:
                 return
             self._persist_dirty = False
+            for event in events:
+                if type(event) is MessageReceived:
+                    # Saved as "handler not finished" until it has: a node that takes the session
+                    # over after this one died runs it (at least once, never lost).
+                    self.running[event.msg_id] = (event.payload, event.request)
             state = self._capture(self)
             await self._persist(self, state)
             if self.closed and not self.engine.closed:
@@ -564,10 +585,44 @@ class Channel:
                 except Exception as exc:
                     logger.info("relio session %s: write failed (%r)", self.sid, exc)
             for event in events:
-                if not self._handle_event(event):
+                if type(event) is MessageReceived:
+                    if not self._dispatch_tracked(event.msg_id, event.payload, event.request):
+                        break
+                elif not self._handle_event(event):
                     break
             self._arm_timer()
             if not self._persist_again and not self._held_batches:
+                return
+
+    def _dispatch_tracked(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
+        """Durable: hand a received message to its handler; it stays in ``running`` until the
+        handler has finished. False if the payload was malformed (the session is closed)."""
+        try:
+            items = payload_codec.decode(payload, self.json)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+            return False
+        self._dispatching, self._deferred = msg_id, False
+        try:
+            self.handler.on_message(self, msg_id, items, request)
+        finally:
+            self._dispatching = None
+        if not self._deferred:
+            self._handler_done(msg_id)
+        return True
+
+    def _handler_done(self, msg_id: bytes) -> None:
+        if self.running.pop(msg_id, None) is not None and not self.closed:
+            self._persist_dirty = True         # the next save says it has run
+            self.kick()
+
+    def redeliver(self, running: list[tuple[bytes, bytes, bool]]) -> None:
+        """Durable takeover: run again the handlers the previous node had not finished (it died
+        or froze meanwhile), in the order it received their messages."""
+        for msg_id, payload, request in running:
+            self.running[msg_id] = (payload, request)
+        for msg_id, payload, request in running:
+            if not self._dispatch_tracked(msg_id, payload, request):
                 return
 
     def _drain_events(self) -> None:

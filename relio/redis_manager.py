@@ -29,6 +29,7 @@ a session to another node is not part of this module yet). See ``docs/SCALING.md
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 import json as stdlib_json
@@ -57,16 +58,17 @@ except ImportError:                         # pragma: no cover - exercised witho
 
 #: Appends a batch of entries from one publisher, skipping those it appended before (a batch
 #: retried after its reply was lost). KEYS: stream, the publisher's last-number key. ARGV: stream
-#: cap, seconds the publisher's number is kept, the batch's first number, then (header, payload)
-#: per entry. Runs atomically, so a batch is in the stream entirely or not at all.
+#: cap, seconds the publisher's number is kept, the batch's first number, the publisher's id (each
+#: entry's ``o``, so that a node skips its own entries without decoding them), then (header,
+#: payload) per entry. Runs atomically, so a batch is in the stream entirely or not at all.
 _APPEND_SCRIPT = """
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local first = tonumber(ARGV[3])
-local n = (#ARGV - 3) / 2
+local n = (#ARGV - 4) / 2
 for i = 0, n - 1 do
   if first + i > last then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'h', ARGV[4 + 2 * i],
-               'p', ARGV[5 + 2 * i])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[4],
+               'h', ARGV[5 + 2 * i], 'p', ARGV[6 + 2 * i])
   end
 end
 if first + n - 1 > last then
@@ -156,6 +158,7 @@ class AsyncRedisManager(AsyncManager):
         self.write_only = write_only
         self.logger = logger
         self.host_id = os.urandom(16).hex()
+        self._origin = self.host_id.encode()
         self.stream_key = f"relio:{channel}:bus"
         self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
         options = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
@@ -178,6 +181,7 @@ class AsyncRedisManager(AsyncManager):
         self.mode = mode
         self._applied_id = b"0-0"             # last bus entry applied here (reader)
         self._apply_lock: asyncio.Lock | None = None
+        self._reader_ready = asyncio.Event()
         self._alive: asyncio.Task | None = None
         self._alive_key = f"relio:{channel}:node:{self.host_id}"
         self._save_scripts = None
@@ -282,9 +286,13 @@ class AsyncRedisManager(AsyncManager):
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, block=block)
         msg_id = self._next_msg_id()
+        server = getattr(self, "server", None)
+        codec = self._codec if server is None else server._relio_codec
+        payload = payload_codec.encode([event, *payload_codec.as_args(data)], codec)
         if not self.write_only:
             delivery = await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
-                                          callback=callback, block=block, _msg_id=msg_id)
+                                          callback=callback, block=block, _msg_id=msg_id,
+                                          _encoded=payload)
         remote_callback = None
         if callback is not None:
             if self.write_only or getattr(self, "server", None) is None:
@@ -298,9 +306,6 @@ class AsyncRedisManager(AsyncManager):
             header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
         if remote_callback is not None:
             header["cb"] = remote_callback
-        server = getattr(self, "server", None)
-        codec = self._codec if server is None else server._relio_codec
-        payload = payload_codec.encode([event, *payload_codec.as_args(data)], codec)
         await self._relay(header, payload, delivery, block)
         return delivery
 
@@ -382,7 +387,8 @@ class AsyncRedisManager(AsyncManager):
             if not self._queue:
                 continue
             batch = list(itertools.islice(self._queue, self.config.relay_batch))
-            args: list[Any] = [self.config.relay_stream_maxlen, PUBLISHER_ID_TTL, batch[0].seq]
+            args: list[Any] = [self.config.relay_stream_maxlen, PUBLISHER_ID_TTL, batch[0].seq,
+                               self._origin]
             for entry in batch:
                 args.append(entry.header)
                 args.append(entry.payload)
@@ -469,6 +475,7 @@ class AsyncRedisManager(AsyncManager):
                     else:
                         last_id = f"{started_ms}-0".encode()
                     self._applied_id = last_id
+                    self._reader_ready.set()
                     resumed = False
                 elif resumed:
                     await self._check_gap(client, last_id)
@@ -520,9 +527,11 @@ class AsyncRedisManager(AsyncManager):
         self._log().error("relio: redis bus gap: %s; emits from other nodes may be missing", what)
 
     async def _apply(self, fields: dict, entry_id: bytes = b"") -> None:
+        self.stats["applied"] += 1
+        if fields.get(b"o") == self._origin:
+            return                # this node's own entry: applied here when it was emitted
         header = stdlib_json.loads(fields[b"h"])
         kind = header.get("k")
-        self.stats["applied"] += 1
         if kind == HANDOVER:
             if header.get("to") == self.host_id:
                 channel = self.server._relio_channels.get(header.get("sid"))
@@ -613,6 +622,9 @@ class AsyncRedisManager(AsyncManager):
         includes), and its credential hashes."""
         meta, snapshot = self.server._relio_export(channel)
         meta["bus"] = self._applied_id.decode()
+        if channel.running:
+            meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
+                               for msg_id, (payload, request) in channel.running.items()]
         session = self.server._relio_table.get(channel.sid)
         cred = records.credential_hash(session.credential if session else channel.credential)
         prev = records.credential_hash(session.previous_credential if session else None)
@@ -716,6 +728,13 @@ class AsyncRedisManager(AsyncManager):
         client = self._client()
         claim = self._save_scripts[1]
         key = self._record_key(sid)
+        if not self._reader_ready.is_set():
+            # The bus position this node has applied must be known before a snapshot is
+            # caught up from it.
+            try:
+                await asyncio.wait_for(self._reader_ready.wait(), HANDOVER_TIMEOUT)
+            except asyncio.TimeoutError:
+                return "the session store is unavailable"
         wanted = records.credential_hash(credential)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + HANDOVER_TIMEOUT
@@ -732,11 +751,11 @@ class AsyncRedisManager(AsyncManager):
                 if kind != "owned":
                     return refused if kind != "ended" else "the session ended"
                 owner = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+                if not await client.exists(f"relio:{self.channel}:node:{owner}"):
+                    deadline = loop.time()             # the owner is dead: take it now
+                    continue
                 if not asked:
                     asked = True
-                    if not await client.exists(f"relio:{self.channel}:node:{owner}"):
-                        deadline = loop.time()         # the owner is dead: take it now
-                        continue
                     await self._relay({"k": HANDOVER, "h": self.host_id, "to": owner,
                                        "sid": sid, "ns": namespace})
                 await asyncio.sleep(0.02)
@@ -753,6 +772,11 @@ class AsyncRedisManager(AsyncManager):
                 channel.epoch = epoch
                 for entry_id, fields in replay:
                     await self._replay(channel, fields)
+                running = [(bytes.fromhex(m), base64.b64decode(p), bool(r))
+                           for m, p, r in meta.get("running") or ()]
+                if running:
+                    # Handlers the previous owner had not finished when it stopped: run here.
+                    channel.redeliver(running)
         except asyncio.CancelledError:
             raise
         except (ValueError, KeyError) as exc:

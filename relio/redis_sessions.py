@@ -32,8 +32,9 @@ import struct
 RECORD_TTL_MARGIN = 30
 #: Owned records are refreshed every ``session_ttl * REFRESH_FRACTION`` seconds.
 REFRESH_FRACTION = 0.25
-#: Seconds a node's liveness key lives without being refreshed (refreshed every third of it).
-NODE_ALIVE_TTL = 3.0
+#: Seconds a node's liveness key lives without being refreshed (refreshed every third of it): how
+#: long a session of a killed node waits before another node takes it over.
+NODE_ALIVE_TTL = 1.5
 
 _META_LEN = struct.Struct(">I")
 

@@ -1,19 +1,29 @@
 """One Socket.IO server node for multi-node tests, run as its own OS process:
 
     python -m tests.multinode_app --port P --redis redis://127.0.0.1:R/0 \
-        --mode relio|socketio --name n1 --datadir DIR
+        --mode relio|socketio --name n1 --datadir DIR [--redis-mode fast|durable]
 
-mode 'relio':    relio.AsyncServer(async_mode='asgi', client_manager=relio.AsyncRedisManager(url))
+mode 'relio':    relio.AsyncServer(async_mode='asgi',
+                                   client_manager=relio.AsyncRedisManager(url, mode=REDIS_MODE))
+                 (--redis-mode, default 'durable'; ignored in mode 'socketio')
 mode 'socketio': socketio.AsyncServer(async_mode='asgi', client_manager=socketio.AsyncRedisManager(url))
 
 Served by uvicorn on 127.0.0.1:P (wsproto, no uvicorn ws pings, no per-message-deflate), see
 tests/servers.py.  Event handlers (namespace '/'):
 
-    join(sid, room)          -> await sio.enter_room(sid, room); returns the node name
+    join(sid, room)          -> await sio.enter_room(sid, room);
+                                await sio.save_session(sid, {'joined': room}); returns the node name
     m(sid, n)                -> appends "<sid> <n>\\n" to DIR/<name>.log (flushed); returns n
+    work(sid, n[, delay])    -> appends "call <sid> <n>\\n" to the log, sleeps delay s (default 0,
+                                at most 30); returns n * 10
+    where(sid)               -> [node name, sorted rooms except sid, await sio.get_session(sid)]
     broadcast(sid, room, n)  -> await sio.emit('b', n, room=room) (crosses nodes via the manager);
                                 returns n
     whoami(sid)              -> the node name
+
+Lifecycle lines in the same log: "connect <sid>", "disconnect <sid>" and (relio mode)
+"resume <sid>" (the server's relio_resume event).  Every line is written with one write() and
+flushed at once, so a node killed with SIGKILL leaves every line of the handlers that ran.
 
 SIGTERM shuts uvicorn down gracefully; tests/nodes.py runs and kills these processes.
 """
@@ -25,14 +35,16 @@ import os
 import sys
 
 
-def build_server(mode: str, redis_url: str, name: str, datadir: str):
+def build_server(mode: str, redis_url: str, name: str, datadir: str,
+                 redis_mode: str = 'durable'):
     if mode == 'relio':
         import relio
         # Lazy: relio.AsyncRedisManager may not exist in older checkouts; only this mode needs it.
         manager_cls = getattr(relio, 'AsyncRedisManager', None)
         if manager_cls is None:
             raise SystemExit('relio.AsyncRedisManager is not available in this checkout')
-        sio = relio.AsyncServer(async_mode='asgi', client_manager=manager_cls(redis_url))
+        sio = relio.AsyncServer(async_mode='asgi',
+                                client_manager=manager_cls(redis_url, mode=redis_mode))
         app = relio.ASGIApp(sio)
     elif mode == 'socketio':
         import socketio
@@ -45,16 +57,46 @@ def build_server(mode: str, redis_url: str, name: str, datadir: str):
     log_path = os.path.join(datadir, f'{name}.log')
     log = open(log_path, 'a', encoding='utf-8')
 
+    def record(line: str) -> None:
+        log.write(line + '\n')
+        log.flush()
+
+    @sio.event
+    async def connect(sid, environ, auth=None):
+        record(f'connect {sid}')
+
+    @sio.event
+    async def disconnect(sid, reason=None):
+        record(f'disconnect {sid}')
+
+    if mode == 'relio':
+        @sio.on('relio_resume')
+        async def relio_resume(sid, environ, auth=None):
+            record(f'resume {sid}')
+            return True
+
     @sio.event
     async def join(sid, room):
         await sio.enter_room(sid, room)
+        await sio.save_session(sid, {'joined': room})
         return name
 
     @sio.event
     async def m(sid, n):
-        log.write(f'{sid} {n}\n')
-        log.flush()
+        record(f'{sid} {n}')
         return n
+
+    @sio.event
+    async def work(sid, n, delay=0):
+        record(f'call {sid} {n}')
+        if delay:
+            await asyncio.sleep(min(float(delay), 30.0))
+        return n * 10
+
+    @sio.event
+    async def where(sid):
+        rooms = sorted(r for r in sio.rooms(sid) if r != sid)
+        return [name, rooms, await sio.get_session(sid)]
 
     @sio.event
     async def broadcast(sid, room, n):
@@ -71,7 +113,8 @@ def build_server(mode: str, redis_url: str, name: str, datadir: str):
 async def amain(args) -> None:
     import uvicorn
 
-    sio, app, log = build_server(args.mode, args.redis, args.name, args.datadir)
+    sio, app, log = build_server(args.mode, args.redis, args.name, args.datadir,
+                                 args.redis_mode)
     config = uvicorn.Config(
         app, host='127.0.0.1', port=args.port,
         ws='wsproto', ws_ping_interval=None, ws_ping_timeout=None,
@@ -95,6 +138,8 @@ def main(argv=None) -> None:
     p.add_argument('--mode', choices=('relio', 'socketio'), required=True)
     p.add_argument('--name', required=True)
     p.add_argument('--datadir', required=True)
+    p.add_argument('--redis-mode', choices=('fast', 'durable'), default='durable',
+                   help="relio.AsyncRedisManager(mode=...) in mode 'relio'")
     args = p.parse_args(argv)
     os.makedirs(args.datadir, exist_ok=True)
     asyncio.run(amain(args))

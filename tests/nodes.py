@@ -1,12 +1,15 @@
 """Socket.IO server nodes as separate OS processes (tests/multinode_app.py) for multi-node tests.
 
     node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
+    node = Node(redis.url, mode='relio', redis_mode='fast'|'durable', ...)   # default durable
     node.port; node.url                      # 'http://127.0.0.1:<port>'
     node.pause(); node.resume()              # SIGSTOP / SIGCONT
     await node.kill()                        # SIGKILL (no goodbye: sockets reset by the kernel)
     await node.stop()                        # SIGTERM, bounded wait, then SIGKILL
     await node.restart()                     # start again on the same port (after kill/stop)
     node.received()                          # [(sid, n), ...] lines the `m` handler logged
+    node.calls()                             # [(sid, n), ...] lines the `work` handler logged
+    node.events('connect'|'disconnect'|'resume')   # [sid, ...] lifecycle lines logged
     node.stderr_text()                       # the node's captured stdout+stderr
 
     async with run_nodes(redis.url, 3, mode='socketio', datadir=tmp_path) as nodes: ...
@@ -50,9 +53,13 @@ async def _port_open(port: int, timeout: float = 0.5) -> bool:
 class Node:
     def __init__(self, redis_url: str, *, mode: str = 'socketio', name: str = 'n1',
                  datadir: str | os.PathLike, port: int | None = None,
-                 startup_timeout: float = 20.0, extra_env: dict | None = None) -> None:
+                 startup_timeout: float = 20.0, extra_env: dict | None = None,
+                 redis_mode: str = 'durable') -> None:
         if mode not in ('relio', 'socketio'):
             raise ValueError(f'mode must be relio or socketio, not {mode!r}')
+        if redis_mode not in ('fast', 'durable'):
+            raise ValueError(f'redis_mode must be fast or durable, not {redis_mode!r}')
+        self.redis_mode = redis_mode
         self.redis_url = redis_url
         self.mode = mode
         self.name = name
@@ -88,7 +95,7 @@ class Node:
     def args(self) -> list[str]:
         return [sys.executable, '-m', 'tests.multinode_app', '--port', str(self.port),
                 '--redis', self.redis_url, '--mode', self.mode, '--name', self.name,
-                '--datadir', self.datadir]
+                '--datadir', self.datadir, '--redis-mode', self.redis_mode]
 
     async def start(self) -> None:
         """Launch the process; returns when its port accepts TCP connections (bounded)."""
@@ -162,13 +169,30 @@ class Node:
         if self.running:
             self.proc.send_signal(signal.SIGCONT)
 
-    def received(self) -> list[tuple[str, str]]:
-        """Lines logged by the node's ``m`` handler, as (sid, n-as-text) tuples."""
+    _KEYWORDS = ('call', 'connect', 'disconnect', 'resume')
+
+    def log_lines(self) -> list[list[str]]:
+        """Every complete line of the node's log, split on spaces (a line cut short by a
+        SIGKILL has no newline yet and is left out)."""
         try:
             with open(self.logfile, encoding='utf-8') as f:
-                return [tuple(line.split(' ', 1)) for line in f.read().splitlines() if line]
+                text = f.read()
         except FileNotFoundError:
             return []
+        return [line.split(' ') for line in text.split('\n')[:-1] if line]
+
+    def received(self) -> list[tuple[str, str]]:
+        """Lines logged by the node's ``m`` handler, as (sid, n-as-text) tuples."""
+        return [(p[0], p[1]) for p in self.log_lines()
+                if len(p) == 2 and p[0] not in self._KEYWORDS]
+
+    def calls(self) -> list[tuple[str, str]]:
+        """Lines logged by the node's ``work`` handler, as (sid, n-as-text) tuples."""
+        return [(p[1], p[2]) for p in self.log_lines() if len(p) == 3 and p[0] == 'call']
+
+    def events(self, kind: str) -> list[str]:
+        """Sids of the lifecycle lines ``kind`` ('connect', 'disconnect', 'resume') logged."""
+        return [p[1] for p in self.log_lines() if len(p) == 2 and p[0] == kind]
 
     def stderr_text(self) -> str:
         try:

@@ -221,11 +221,11 @@ async def test_a_retried_batch_is_not_appended_twice(redis):
         entries = await client.xrange(emitter.stream_key)
         h, p = entries[-1][1][b"h"], entries[-1][1][b"p"]
         await script(keys=[emitter.stream_key, emitter._publisher_key],
-                     args=[1000, 60, 1, h, p])
+                     args=[1000, 60, 1, emitter._origin, h, p])
         assert await client.xlen(emitter.stream_key) == before
         # A new number is appended.
         await script(keys=[emitter.stream_key, emitter._publisher_key],
-                     args=[1000, 60, 2, h, p])
+                     args=[1000, 60, 2, emitter._origin, h, p])
         assert await client.xlen(emitter.stream_key) == before + 1
     finally:
         await client.aclose()
