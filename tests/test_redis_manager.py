@@ -230,3 +230,29 @@ async def test_a_retried_batch_is_not_appended_twice(redis):
     finally:
         await client.aclose()
         await emitter.close()
+
+
+async def test_plain_socketio_clients_get_cross_node_broadcasts(redis):
+    """A plain python-socketio client on a relio node receives what another node broadcasts,
+    exactly as with python-socketio's Redis manager (no relio frames reach it)."""
+    import socketio
+
+    s1, s2 = await two_nodes(redis)
+    r1 = Recorder()
+    got = []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2:
+        c1 = await connect(p1, r1)
+        plain = socketio.AsyncClient(reconnection=False)
+        plain.on("b", lambda n: got.append(n))
+        await plain.connect(f"http://127.0.0.1:{p2}", transports=["websocket"])
+        try:
+            assert await plain.call("join", "all", timeout=10) == "n2"
+            assert await c1.call("join", "all") == "n1"
+            for n in range(100):
+                await c1.emit("broadcast", ("all", n))
+            await until(lambda: len(got) == 100 and len(r1.b) == 100, what="both clients")
+            await asyncio.sleep(0.2)
+            assert got == list(range(100)) and r1.b == list(range(100))
+        finally:
+            await plain.disconnect()
+            await c1.disconnect()
