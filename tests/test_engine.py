@@ -221,16 +221,86 @@ def test_retried_request_runs_once_and_gets_the_cached_response():
     rid = a.send(b"charge card", 0.0, request=True)
     pump(a, b)
     assert len(received(b)) == 1
-    b.reply(rid, b"charged", 0.0)
-    b.data_to_send(0.0)                        # the response is lost in a dying link
-    # a retries the request under a new sequence number with the same id (e.g. a new session).
-    a.send(b"charge card", 0.1, request=True, msg_id=rid)
-    pump(a, b, 0.1)
+    b.handle_timer(0.5)
+    pump(b, a, 0.5)                            # b's delayed ACK: a has its request delivered
+    assert delivered_ids(a.events()) == [rid]
+    b.reply(rid, b"charged", 0.5)
+    b.data_to_send(0.5)                        # the response is lost in a dying link
+    # a retries the request under a new sequence number with the same id (its caller timed out).
+    a.send(b"charge card", 2.0, request=True, msg_id=rid)
+    pump(a, b, 2.0)
     assert received(b) == []                   # the handler does not run again
     assert b.stats["responses_resent"] == 1
-    settle(a, b, 0.1)                          # the lost original is retransmitted too
+    # The response is still pending: it is retransmitted at once (under its own seq), not queued
+    # a second time under the same id.
+    assert b.outbox_messages == 1
+    assert pump(b, a, 2.0) == 1
     responses = [e for e in received(a) if isinstance(e, ResponseReceived)]
     assert [(r.reply_to, r.payload) for r in responses] == [(rid, b"charged")]
+    assert b.stats["frames_retransmitted"] == 1
+    settle(a, b, 2.0)
+    assert received(a) == [] and a.outbox_messages == b.outbox_messages == 0
+
+
+def test_send_with_an_id_still_pending_queues_nothing():
+    a, b = pair(chunk_size=64)
+    payload = b"x" * 150                       # three chunks
+    rid = a.send(payload, 0.0, request=True)
+    assert a.send(payload, 0.0, request=True, msg_id=rid) == rid
+    assert a.send(b"other payload", 0.0, msg_id=rid) == rid     # the pending message stands
+    assert a.outbox_messages == 1 and a.stats["messages_sent"] == 1
+    pump(a, b)
+    assert a.send(payload, 0.0, request=True, msg_id=rid) == rid  # in flight: still a no-op
+    settle(a, b)
+    assert [(e.msg_id, e.payload) for e in received(b)] == [(rid, payload)]
+    assert delivered_ids(a.events()) == [rid]
+    # Delivered, so no longer pending: a new copy goes out, and the peer drops it by id.
+    assert a.send(payload, 1.0, request=True, msg_id=rid) == rid
+    assert a.outbox_messages == 1
+    settle(a, b, 1.0)
+    assert received(b) == [] and b.stats["duplicates_dropped"] >= 1
+    assert delivered_ids(a.events()) == [rid]
+    # An id made by this engine later never collides with one given explicitly.
+    ahead = b"A" * 8 + (1000).to_bytes(8, "big")
+    assert a.send(b"explicit", 2.0, msg_id=ahead) == ahead
+    assert a.send(b"made", 2.0) == b"A" * 8 + (1001).to_bytes(8, "big")
+
+
+def test_pending_ids_are_found_whatever_their_state():
+    # The id index is made on the first send with an explicit id: from messages in flight (some
+    # acknowledged selectively), the one being framed, and those queued.
+    a, b = pair(chunk_size=64, max_inflight_messages=6)
+    ids = [a.send(b"%d" % i * 10, 0.0) for i in range(3)]          # one frame each
+    big = a.send(b"b" * 200, 0.0)                                  # four chunks
+    queued = a.send(b"q", 0.0)
+    batches = a.data_to_send(0.0)                                  # seqs 0-5: big framed in part
+    frames = [f for x in batches for f in F.decode_batch(x)]
+    assert [f.seq for f in frames] == [0, 1, 2, 3, 4, 5]
+    a.receive(F.encode_batch([F.encode_ack(0, [(1, 2)])]), 0.1)    # ids[1] delivered
+    assert delivered_ids(a.events()) == [ids[1]]
+    for msg_id in (ids[0], ids[2], big, queued):
+        assert a.send(b"again", 0.2, msg_id=msg_id) == msg_id
+    assert a.outbox_messages == 4
+    assert a.send(b"again", 0.2, msg_id=ids[1]) == ids[1]          # delivered: a new copy
+    assert a.outbox_messages == 5
+    for x in batches:
+        b.receive(x, 0.3)
+    settle(a, b, 0.3)
+    assert sorted(delivered_ids(a.events())) == sorted([ids[0], ids[2], big, queued, ids[1]])
+    assert [e.msg_id for e in received(b)] == ids + [big, queued]  # the copy dropped by id
+    assert a.outbox_messages == 0
+    assert a.send(b"x", 1.0, msg_id=big) == big and a.outbox_messages == 1
+
+
+def test_send_with_an_id_still_pending_is_not_refused_when_the_outbox_is_full():
+    a, _ = pair(max_outbox_messages=2)
+    first = a.send(b"1", 0.0)
+    a.send(b"2", 0.0)
+    with pytest.raises(QueueFull):
+        a.send(b"3", 0.0)
+    assert a.send(b"1", 0.0, msg_id=first) == first
+    with pytest.raises(LocalProtocolError):
+        a.send(b"1", 0.0, msg_id=b"short")
 
 
 def test_response_cache_entry_is_released_when_acknowledged():

@@ -19,6 +19,8 @@ Message ids are 128-bit: a random 64-bit session prefix and a 64-bit counter.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
+from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.set cimport PySet_GET_SIZE
 from libc.math cimport INFINITY, fabs, nextafter
@@ -55,6 +57,9 @@ cdef int MAX_BACKOFF = 16
 cdef Py_ssize_t INITIAL_SLOTS = 64
 # Size of a response-cache value's header: the response's id and its flags.
 cdef Py_ssize_t CACHED_HEADER = ID_SIZE + 1
+cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
+# _OutMessage.first_seq of a message not framed yet.
+cdef uint64_t NOT_FRAMED = U64_MAX
 _F64 = struct.Struct(">d")
 
 
@@ -110,7 +115,8 @@ cdef inline bint _starts_request(uint8_t flags, uint64_t offset) noexcept:
 
 
 cdef class _OutMessage:
-    """A message accepted by send/reply and not yet acknowledged or expired."""
+    """A message accepted by send/reply and not yet acknowledged or expired. An outbox holds at
+    most one message per id (``Engine._pending_ids``)."""
     cdef bytes msg_id
     cdef uint64_t hi, lo
     cdef bytes reply_to            # the request this answers, or None
@@ -120,6 +126,7 @@ cdef class _OutMessage:
     cdef Py_ssize_t size
     cdef Py_ssize_t framed         # bytes of payload already given a sequence number
     cdef Py_ssize_t unacked        # frames sent and not yet acknowledged
+    cdef uint64_t first_seq        # seq of its first frame (its frames take consecutive seqs)
     cdef double accepted_at
 
 
@@ -168,6 +175,10 @@ cdef class Engine:
 
     # --- send side ---
     cdef object _queue                  # deque of _OutMessage not fully framed
+    # msg_id -> _OutMessage for every message of the outbox; made on first need (a send with an
+    # explicit msg_id, a retried request) and kept from then on, so that sessions that never
+    # reuse an id pay nothing per message.
+    cdef dict _pending
     cdef Py_ssize_t _outbox_count, _outbox_bytes
     cdef uint64_t _snd_next
     cdef AckWindow _acked               # base == oldest unacknowledged seq
@@ -251,6 +262,7 @@ cdef class Engine:
         self._close_frame = None
 
         self._queue = deque()
+        self._pending = None
         self._outbox_count = self._outbox_bytes = 0
         self._snd_next = 0
         self._acked = AckWindow(_pow2_at_least(self._max_inflight), 0)
@@ -293,10 +305,15 @@ cdef class Engine:
         :param payload: the message (bytes); any size up to ``max_message_size``.
         :param request: the peer must answer it (the answer arrives as ``ResponseReceived``).
         :param msg_id: reuse an id (to re-send a message of an earlier session so the peer can drop
-                       it if it already has it); a new one is made if omitted.
+                       it if it already has it); a new one is made if omitted. If a message with
+                       this id is still pending (accepted, not yet acknowledged), the call queues
+                       nothing and returns the id: the pending message is on its way and stands
+                       (its payload and kind), exactly as a receiver keeps the first copy of an id.
         :raises QueueFull: the outbox is at its message or byte limit; nothing was queued.
         """
         cdef _OutMessage m = self._new_message(payload, now, FLAG_REQUEST if request else 0, msg_id)
+        if m is None:
+            return msg_id              # already pending under this id
         self._enqueue(m)
         return m.msg_id
 
@@ -325,6 +342,9 @@ cdef class Engine:
         self._awaiting_reply.discard(_check_id(request_id, "request_id"))
 
     cdef _OutMessage _new_message(self, object payload, double now, uint8_t flags, object msg_id):
+        # A new message, or None if ``msg_id`` is given and a message with that id is pending (an
+        # outbox never holds two messages with one id: their frames would be indistinguishable to
+        # the peer's reassembly, and to snapshots).
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
         if type(payload) is not bytes:
@@ -333,6 +353,10 @@ cdef class Engine:
         if size > self._max_message:
             raise LocalProtocolError(
                 f"message of {size} bytes exceeds max_message_size ({self._max_message})")
+        if msg_id is not None:
+            msg_id = _check_id(msg_id, "msg_id")
+            if PyDict_GetItem(self._pending_ids(), msg_id) != NULL:
+                return None
         if (self._outbox_count >= self._max_outbox
                 or (self._outbox_count and self._outbox_bytes + size > self._max_outbox_bytes)):
             raise QueueFull(f"outbox full ({self._outbox_count} messages, "
@@ -344,17 +368,41 @@ cdef class Engine:
             self._counter += 1
             m.msg_id = id_bytes(m.hi, m.lo)
         else:
-            m.msg_id = _check_id(msg_id, "msg_id")
+            m.msg_id = <bytes>msg_id
             _id_words(m.msg_id, &m.hi, &m.lo)
+            if m.hi == self._prefix and m.lo >= self._counter and m.lo != U64_MAX:
+                # An id this engine would make later: never make it while this one may be pending.
+                self._counter = m.lo + 1
         m.flags = flags | (FLAG_CHUNK if size > self._chunk_size else 0)
         m.payload = <bytes>payload
         m.size = size
         m.framed = 0
         m.unacked = 0
+        m.first_seq = NOT_FRAMED
         m.accepted_at = now
         return m
 
-    cdef inline void _enqueue(self, _OutMessage m):
+    cdef dict _pending_ids(self):
+        # The outbox by id, made once (O(outbox)) and maintained by _enqueue / _on_frame_acked.
+        cdef _OutMessage m
+        cdef uint64_t seq
+        cdef dict pending
+        if self._pending is None:
+            pending = {}
+            seq = self._acked.base
+            while seq < self._snd_next:
+                if not self._acked.is_marked_c(seq):
+                    m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
+                    pending[m.msg_id] = m
+                seq += 1
+            for m in self._queue:
+                pending[m.msg_id] = m
+            self._pending = pending
+        return self._pending
+
+    cdef inline int _enqueue(self, _OutMessage m) except -1:
+        if self._pending is not None:
+            PyDict_SetItem(self._pending, m.msg_id, m)
         self._queue.append(m)
         self._outbox_count += 1
         self._outbox_bytes += m.size
@@ -582,6 +630,7 @@ cdef class Engine:
                 self._events.append(MessageExpired(m.msg_id, reason))
         self.messages_expired += len(seen)
         self._queue.clear()
+        self._pending = None
         self._rtx.clear()
         self._outbox_count = self._outbox_bytes = 0
         self._inflight_count = self._inflight_bytes = 0
@@ -655,7 +704,17 @@ cdef class Engine:
             h.offset = f.offset
             h.length = f.length
             if f.flags & FLAG_CHUNK:
-                if not self._reasm.add_c(id_bytes(f.id_hi, f.id_lo), <Py_ssize_t>f.total,
+                chunk_id = id_bytes(f.id_hi, f.id_lo)
+                if (chunk_id in self._reasm._parts
+                        and self._reasm.received(chunk_id) >= f.total):
+                    # A chunk of a message already complete here, held behind the gap: the sender
+                    # sent the message again under its id (a retry) once we had acknowledged all
+                    # of it. Its bytes must not go into the first copy's buffer, so it is refused
+                    # (not acknowledged): resent after the first copy is delivered, it is then
+                    # reassembled on its own and dropped by id.
+                    self.frames_refused += 1
+                    return 0
+                if not self._reasm.add_c(chunk_id, <Py_ssize_t>f.total,
                                          <Py_ssize_t>f.offset, f.payload, f.length, False):
                     self.frames_refused += 1
                     return 0
@@ -754,11 +813,21 @@ cdef class Engine:
 
     cdef int _resend_cached(self, bytes request_id, bytes cached, double now) except -1:
         cdef _OutMessage m
+        cdef bytes response_id = cached[:ID_SIZE]
+        cdef PyObject* pending
         if self.closed:
+            return 0
+        pending = PyDict_GetItem(self._pending_ids(), response_id)
+        if pending != NULL:
+            # The response is still in the outbox (not acknowledged): a second copy under the same
+            # id would only race the first one at the peer's reassembly. Send the first one's
+            # unacknowledged frames again instead (at most once per round trip).
+            self._retransmit_message(<_OutMessage>pending, now)
+            self.responses_resent += 1
             return 0
         try:
             m = self._new_message(cached[CACHED_HEADER:], now, cached[ID_SIZE] & ~FLAG_CHUNK,
-                                  cached[:ID_SIZE])
+                                  response_id)
         except QueueFull:
             return 0  # the requester retries again later
         m.flags |= FLAG_RESPONSE
@@ -766,6 +835,27 @@ cdef class Engine:
         _id_words(request_id, &m.reply_hi, &m.reply_lo)
         self._enqueue(m)
         self.responses_resent += 1
+        return 0
+
+    cdef int _retransmit_message(self, _OutMessage m, double now) except -1:
+        # Queue for retransmission the frames of m sent and not acknowledged, unless sent less than
+        # a round trip ago (as fast retransmit). Nothing framed yet: it goes out anyway; not
+        # connected: resume() sends every unacknowledged frame.
+        cdef uint64_t seq, stop
+        cdef double rtt = self._srtt if self._has_rtt else self._rto
+        cdef _Slot* slot
+        if not self.connected or m.first_seq == NOT_FRAMED or m.unacked == 0:
+            return 0
+        if m.flags & FLAG_CHUNK:
+            stop = m.first_seq + <uint64_t>((m.framed + self._chunk_size - 1) // self._chunk_size)
+        else:
+            stop = m.first_seq + 1
+        seq = m.first_seq if m.first_seq > self._acked.base else self._acked.base
+        while seq < stop:
+            slot = &self._slots[seq & self._slot_mask]
+            if not self._acked.is_marked_c(seq) and now - slot.sent_at >= rtt:
+                self._queue_rtx(seq)
+            seq += 1
         return 0
 
     # ============================================================================================
@@ -833,6 +923,8 @@ cdef class Engine:
             # Every frame of the message is acknowledged: the peer has it.
             self._outbox_count -= 1
             self._outbox_bytes -= m.size
+            if self._pending is not None:
+                self._pending.pop(m.msg_id, None)
             self.messages_delivered += 1
             delivered.append(m.msg_id)
             if m.reply_to is not None:
@@ -976,6 +1068,8 @@ cdef class Engine:
             slot.transmissions = 1
             slot.queued = False
             self._slot_msgs[seq & self._slot_mask] = m
+            if m.framed == 0:
+                m.first_seq = seq
             used = self._put_frame(buf, used, &frames, &has_data, out, m, seq, m.framed, length)
             m.framed += length
             m.unacked += 1
@@ -1146,6 +1240,10 @@ cdef class Engine:
         cdef Py_ssize_t idx
         cdef bytes chunk
         cdef list messages = []
+        cdef dict by_id = {}
+        cdef uint64_t framed, offset, length, transmissions, k, full
+        cdef Py_ssize_t nframes
+        cdef bint framed_all
         if r.raw(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
             raise RemoteProtocolError("snapshot: not a relio session snapshot")
         version = r.varint()
@@ -1174,11 +1272,22 @@ cdef class Engine:
             m.size = len(m.payload)
             if bool(m.flags & FLAG_CHUNK) != (m.size > self._chunk_size):
                 raise RemoteProtocolError("snapshot: message chunking does not match chunk_size")
-            m.framed = r.varint()
-            if m.framed > m.size:
+            framed = r.varint()
+            if framed > <uint64_t>m.size:
                 raise RemoteProtocolError("snapshot: message framed beyond its size")
+            m.framed = <Py_ssize_t>framed
+            # Framing cuts a message at chunk boundaries only (an unchunked one is one frame).
+            if m.framed != m.size and m.framed % self._chunk_size:
+                raise RemoteProtocolError("snapshot: message framed up to the middle of a frame")
             m.accepted_at = now - r.f64()
             m.unacked = 0
+            m.first_seq = NOT_FRAMED
+            if PyDict_GetItem(by_id, m.msg_id) != NULL:
+                raise RemoteProtocolError("snapshot: two messages with the same id")
+            if m.hi == self._prefix and m.lo >= self._counter and m.lo != U64_MAX:
+                # The restored engine would make this id again while it is pending.
+                raise RemoteProtocolError("snapshot: a message id is ahead of the id counter")
+            PyDict_SetItem(by_id, m.msg_id, m)
             self._outbox_bytes += m.size
             messages.append(m)
         self._outbox_count = len(messages)
@@ -1200,30 +1309,97 @@ cdef class Engine:
                 self._acked.mark_c(seq)  # acknowledged selectively before the snapshot
                 seq += 1
             m = messages[r.index(len(messages))]
+            offset = r.varint()
+            length = r.varint()
+            transmissions = r.varint()
+            if (length > <uint64_t>self._chunk_size or offset + length > <uint64_t>m.framed
+                    or transmissions == 0 or transmissions > 0xFFFFFFFF):
+                raise RemoteProtocolError("snapshot: in-flight frame does not match its message")
+            # It must be one of the message's frames as the engine cuts them: the whole of an
+            # unchunked message, or chunk k at offset k * chunk_size, and chunk k of a message
+            # takes the sequence number of its chunk 0 plus k (the chunks of a message take
+            # consecutive sequence numbers, so no frame is claimed by two messages or twice).
+            if m.flags & FLAG_CHUNK:
+                k = offset // <uint64_t>self._chunk_size
+                full = <uint64_t>m.size - offset
+                if full > <uint64_t>self._chunk_size:
+                    full = <uint64_t>self._chunk_size
+                if offset % <uint64_t>self._chunk_size or length != full:
+                    raise RemoteProtocolError(
+                        "snapshot: in-flight frame does not match its message")
+            else:
+                k = 0
+                if offset != 0 or length != <uint64_t>m.size:
+                    raise RemoteProtocolError(
+                        "snapshot: in-flight frame does not match its message")
+            if k > <uint64_t>s:
+                raise RemoteProtocolError("snapshot: in-flight frame does not match its message")
+            if m.first_seq == NOT_FRAMED:
+                m.first_seq = <uint64_t>s - k
+            elif m.first_seq != <uint64_t>s - k:
+                raise RemoteProtocolError(
+                    "snapshot: the frames of a message are not on consecutive sequence numbers")
             slot = &self._slots[s & self._slot_mask]
-            slot.offset = r.varint()
-            slot.length = r.varint()
-            slot.transmissions = r.varint()
+            slot.offset = offset
+            slot.length = <uint32_t>length
+            slot.transmissions = <uint32_t>transmissions
             slot.sent_at = now
             slot.queued = False
-            if (slot.length > self._chunk_size or slot.offset + slot.length > <uint64_t>m.framed
-                    or slot.transmissions == 0):
-                raise RemoteProtocolError("snapshot: in-flight frame does not match its message")
             self._slot_msgs[s & self._slot_mask] = m
             m.unacked += 1
             self._inflight_count += 1
-            self._inflight_bytes += slot.length
+            self._inflight_bytes += <Py_ssize_t>length
             seq = s + 1
         while seq < self._snd_next:
             self._acked.mark_c(seq)
             seq += 1
+        if self._inflight_bytes > self._max_inflight_bytes + self._chunk_size:
+            raise RemoteProtocolError("snapshot: in-flight bytes exceed max_inflight_bytes")
         count = r.count(len(messages), "queued messages")
+        cdef set queued = set()
         for i in range(count):
-            self._queue.append(messages[r.index(len(messages))])
-        queued = {id(q) for q in self._queue}
-        for m in messages:
-            if m.unacked == 0 and id(m) not in queued:
-                raise RemoteProtocolError("snapshot: a message is neither in flight nor queued")
+            idx = r.index(len(messages))
+            if idx in queued:
+                raise RemoteProtocolError("snapshot: a message is queued twice")
+            queued.add(idx)
+            m = messages[idx]
+            if i and (m.framed or m.unacked):
+                # Only the head of the queue can have been framed in part.
+                raise RemoteProtocolError("snapshot: a queued message behind the head is framed")
+            self._queue.append(m)
+        cdef list spans = []
+        for idx in range(len(messages)):
+            m = messages[idx]
+            # Wholly framed: every byte given a frame (an empty message: its one frame sent).
+            framed_all = m.framed == m.size and (m.size or m.unacked)
+            if idx not in queued:
+                if m.unacked == 0:
+                    raise RemoteProtocolError("snapshot: a message is neither in flight nor queued")
+                if not framed_all:
+                    raise RemoteProtocolError("snapshot: a message framed in part is not queued")
+            elif framed_all:
+                raise RemoteProtocolError("snapshot: a queued message is already framed")
+            elif m.framed:
+                # The head of the queue, framed in part: its frames are the last ones sent.
+                nframes = (m.framed + self._chunk_size - 1) // self._chunk_size
+                if m.first_seq == NOT_FRAMED:       # all of them acknowledged already
+                    if <uint64_t>nframes > self._snd_next:
+                        raise RemoteProtocolError("snapshot: framed message beyond the frames sent")
+                    m.first_seq = self._snd_next - <uint64_t>nframes
+                elif m.first_seq + <uint64_t>nframes != self._snd_next:
+                    raise RemoteProtocolError(
+                        "snapshot: a message framed in part is not the last one framed")
+            if m.first_seq != NOT_FRAMED:
+                if m.flags & FLAG_CHUNK:
+                    nframes = (m.framed + self._chunk_size - 1) // self._chunk_size
+                else:
+                    nframes = 1
+                spans.append((m.first_seq, m.first_seq + <uint64_t>nframes))
+        spans.sort()
+        for idx in range(len(spans)):
+            if spans[idx][1] > self._snd_next or (idx and spans[idx][0] < spans[idx - 1][1]):
+                raise RemoteProtocolError(
+                    "snapshot: the frames of two messages overlap or go beyond the frames sent")
         # Receive side.
         base = r.varint()
         self._rcv = AckWindow(self._rcv.size, base)
