@@ -132,6 +132,10 @@ class Config:
     relay_batch: int = 256
     #: Entries read per XREAD.
     relay_read_count: int = 512
+    #: Durable mode saves a session on every batch: of its id set (16 bytes per delivered message,
+    #: up to ``id_set_capacity``) it keeps the newest this many ids, which cover every message its
+    #: peer can still be retrying (a full id set made saves ~1.6 MB and p50 +9 ms, measured).
+    durable_id_tail: int = 1024
     #: Approximate cap of the bus stream. A node further behind than this loses entries (reported
     #: as a gap). At ~200 bytes per entry, the default keeps ~200 MB in Redis at most.
     relay_stream_maxlen: int = 1_000_000
@@ -161,7 +165,8 @@ class Config:
                      "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
                      "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions",
                      "max_pending_requests", "ack_every_bytes", "relay_queue_messages",
-                     "relay_batch", "relay_read_count", "relay_stream_maxlen"):
+                     "relay_batch", "relay_read_count", "relay_stream_maxlen",
+                     "durable_id_tail"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 

@@ -617,10 +617,10 @@ class AsyncRedisManager(AsyncManager):
                         spawn(self.relio_save(channel))
             await asyncio.sleep(records.NODE_ALIVE_TTL / 3)
 
-    def _state_of(self, channel) -> tuple[bytes, str, str]:
+    def _state_of(self, channel, max_ids: int = -1) -> tuple[bytes, str, str]:
         """The session's record state, taken now (synchronously, with the bus position it
         includes), and its credential hashes."""
-        meta, snapshot = self.server._relio_export(channel)
+        meta, snapshot = self.server._relio_export(channel, max_ids)
         meta["bus"] = self._applied_id.decode()
         if channel.running:
             meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
@@ -639,7 +639,7 @@ class AsyncRedisManager(AsyncManager):
 
     def relio_capture(self, channel):
         """Durable mode: the session's state now (see :meth:`relio_persist`)."""
-        return self._state_of(channel)
+        return self._state_of(channel, self.config.durable_id_tail)
 
     async def relio_persist(self, channel, state) -> bool:
         """Durable mode: save ``state`` before what it includes leaves or reaches a handler."""

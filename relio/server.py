@@ -666,10 +666,11 @@ class AsyncServer(socketio.AsyncServer):
             self.environ.pop(eio_sid, None)
 
     # --- sessions moving between nodes (relio.AsyncRedisManager) ------------------------------
-    def _relio_export(self, channel: Channel) -> tuple[dict, bytes]:
-        """What another node needs to carry the session on: the engine snapshot and the socket.io
-        layer's part (rooms, the application's session dict). Taken synchronously."""
-        snapshot = channel.engine.snapshot(asyncio.get_running_loop().time())
+    def _relio_export(self, channel: Channel, max_ids: int = -1) -> tuple[dict, bytes]:
+        """What another node needs to carry the session on: the engine snapshot (``max_ids``: of
+        the id set, only the newest) and the socket.io layer's part (rooms, the application's
+        session dict). Taken synchronously."""
+        snapshot = channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
         rooms = [r for r in self.manager.get_rooms(channel.sid, channel.namespace)
                  if r != channel.sid]
         return {'v': 1, 'sid': channel.sid, 'ns': channel.namespace, 'rooms': rooms,

@@ -77,3 +77,35 @@ def test_damaged_snapshot_raises_only_remote_protocol_error(data):
         Engine.restore(bytes(blob), SMALL, now=link.now)
     except RemoteProtocolError as exc:
         assert exc.reason.startswith("snapshot")
+
+
+def test_snapshot_max_ids_keeps_the_newest_ids_and_still_drops_their_duplicates():
+    """``snapshot(now, max_ids)`` (durable saves): the id set shrinks to its newest ``max_ids``
+    ids; the restored engine still drops a re-sent copy of a recent message by id."""
+    from relio import Config
+    a, b = Engine(Config(), now=0.0), Engine(Config(), now=0.0)
+    ids = []
+    t = 0.0
+    while len(ids) < 3000:
+        ids += [a.send(b"\x00[1]", t) for _ in range(250)]
+        for batch in a.data_to_send(t):
+            b.receive(batch, t)
+        b.events()
+        for batch in b.data_to_send(t):
+            a.receive(batch, t)
+        a.events()
+        t += 0.01
+    full, tail = b.snapshot(t), b.snapshot(t, 100)
+    assert len(full) - len(tail) == (3000 - 100) * 16
+    restored = Engine.restore(tail, Config(), now=t)
+    assert Engine.restore(restored.snapshot(t), Config(), now=t).snapshot(t) == \
+        restored.snapshot(t)
+    # The sender resumes and re-sends the newest message under its own id: dropped.
+    a.disconnect(t)
+    restored.resume(a.resume_state(), t)
+    a.resume(restored.resume_state(), t)
+    a.send(b"\x00[1]", t, msg_id=ids[-1])
+    for batch in a.data_to_send(t):
+        restored.receive(batch, t)
+    assert [e for e in restored.events() if type(e).__name__ == "MessageReceived"] == []
+    assert restored.duplicates_dropped >= 1

@@ -1109,9 +1109,13 @@ cdef class Engine:
     # ============================================================================================
     # Snapshots: the whole session as bytes, to move it to another process (see docs/PROTOCOL.md).
 
-    def snapshot(self, double now):
+    def snapshot(self, double now, Py_ssize_t max_ids=-1):
         """The whole state of this session as bytes (a versioned format, validated on restore like
-        any peer input). Times are stored relative to ``now``. The engine itself is unchanged."""
+        any peer input). Times are stored relative to ``now``. The engine itself is unchanged.
+
+        ``max_ids`` >= 0 keeps only that many of the most recently delivered message ids (the id
+        set is 16 bytes per id up to ``id_set_capacity``; a snapshot taken on every batch keeps
+        the ids that can still be retried, not the whole history)."""
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
         cdef _SnapshotWriter w = _SnapshotWriter()
@@ -1192,7 +1196,7 @@ cdef class Engine:
                 w.blob(self._reasm.buffer_c(id_bytes(h.hi, h.lo))[h.offset:h.offset + h.length])
             else:
                 w.blob(h.payload)
-        ids = self._ids.to_list()
+        ids = self._ids.to_list(max_ids)
         w.varint(len(ids))
         for i in ids:
             w.raw(i)
