@@ -189,10 +189,10 @@ class AsyncRedisManager(AsyncManager):
         #: ``gaps`` (entries trimmed before this node read them), ``redis_errors``; sessions:
         #: ``saved``, ``save_failed``, ``claimed`` (taken over from another node), ``forced``
         #: (taken from an owner that did not hand over), ``handed_over``, ``fenced`` (dropped here
-        #: because another node owns them now).
+        #: because another node owns them now), ``replayed`` (bus entries caught up on takeovers).
         self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0,
                       "saved": 0, "save_failed": 0, "claimed": 0, "forced": 0,
-                      "handed_over": 0, "fenced": 0}
+                      "handed_over": 0, "fenced": 0, "replayed": 0}
 
     #: The server may move sessions through this manager (it keeps session records in Redis).
     relio_movable = True
@@ -762,11 +762,7 @@ class AsyncRedisManager(AsyncManager):
             epoch = int(reply[1])
             meta, snapshot = records.unpack_state(reply[2])
             async with self._apply_lock:
-                start = meta.get("bus") or "0-0"
-                end = self._applied_id
-                replay = []
-                if _id_tuple(end) > _id_tuple(start):
-                    replay = await client.xrange(self.stream_key, min="(" + start, max=end)
+                replay = await self._entries_for(client, sid, namespace, meta)
                 channel = self.server._relio_adopt(sid, namespace, eio_sid, credential, meta,
                                                    snapshot)
                 channel.epoch = epoch
@@ -790,9 +786,38 @@ class AsyncRedisManager(AsyncManager):
             self._redis_trouble(exc, "claim session")
             return "the session store is unavailable"
         self.stats["claimed"] += 1
+        self.stats["replayed"] += len(replay)
         self._log().info("relio: session %s taken over (epoch %d, %d bus entries replayed)", sid,
                          epoch, len(replay))
         return None
+
+    async def _entries_for(self, client, sid: str, namespace: str, meta: dict) -> list:
+        """The bus entries after the snapshot's position, up to what this node has applied, that
+        may concern the session (read a page at a time; only those are kept)."""
+        start, end = (meta.get("bus") or "0-0").encode(), self._applied_id
+        rooms = {sid, *[r for r in meta.get("rooms") or () if isinstance(r, str)]}
+        kept = []
+        while _id_tuple(end) > _id_tuple(start):
+            page = await client.xrange(self.stream_key, min=b"(" + start, max=end,
+                                       count=self.config.relay_read_count)
+            if not page:
+                break
+            for entry_id, fields in page:
+                header = stdlib_json.loads(fields[b"h"])
+                if (header.get("ns") or "/") != namespace:
+                    continue
+                kind, room = header.get("k"), header.get("r")
+                if kind == ENTER_ROOM and header.get("sid") == sid:
+                    rooms.add(room)
+                if kind == EMIT and room is not None:
+                    targets = room if isinstance(room, list) else [room]
+                    if not any(r in rooms for r in targets):
+                        continue          # (a room it enters later is added before its emits)
+                elif kind not in (EMIT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM, DISCONNECT):
+                    continue
+                kept.append((entry_id, fields))
+            start = page[-1][0]
+        return kept
 
     async def _replay(self, channel, fields: dict) -> None:
         """Apply one bus entry (from after the snapshot) to one adopted session only."""

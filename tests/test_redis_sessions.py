@@ -227,3 +227,46 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
         finally:
             await store.aclose()
             await client.disconnect()
+
+
+async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
+    """fast mode, an owner that does not hand over: the new node takes the state saved when the
+    session was suspended, and catches up, from the bus, the broadcasts published after that
+    save (they went to the old owner's stale copy, which never sends them): the client gets
+    every broadcast once, in order."""
+    cl = Cluster("fast")
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    got, events = [], []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        client.on("b", lambda n: got.append(n))
+        client.on("relio_resume", lambda: events.append("resume"))
+        emitter = relio.AsyncRedisManager(redis.url, write_only=True)
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            assert await client.call("join", "room-r") == "n1"
+            for n in range(20):
+                await emitter.emit("b", n, namespace="/", room="room-r")
+            await until(lambda: len(got) == 20, what="the first broadcasts")
+
+            async def paused(channel):
+                return None
+            s1.manager._hand_over = paused
+            await lb.cut()
+            await until(lambda: s1.manager.stats["saved"] >= 1, what="the save at suspend")
+            n = 20
+            while "resume" not in events and n < 500:      # published during the takeover
+                await emitter.emit("b", n, namespace="/", room="room-r")
+                n += 1
+                await asyncio.sleep(0.02)
+            await until(lambda: "resume" in events, 20, "the forced takeover")
+            for m in range(n, n + 20):
+                await emitter.emit("b", m, namespace="/", room="room-r")
+            await until(lambda: len(got) >= n + 20, 20, "every broadcast")
+            await asyncio.sleep(0.3)
+            assert got == list(range(n + 20))
+            assert s2.manager.stats["forced"] == 1 and s2.manager.stats["replayed"] > 0
+        finally:
+            await emitter.close()
+            await client.disconnect()
