@@ -22,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import AsyncIterator
 
+from tests.processes import ManagedProcess
 from tests.redis_server import free_port
 
 __all__ = ['Node', 'start_node', 'run_nodes', 'free_port', 'REPO_ROOT']
@@ -50,7 +49,7 @@ async def _port_open(port: int, timeout: float = 0.5) -> bool:
                 await asyncio.wait_for(writer.wait_closed(), timeout)
 
 
-class Node:
+class Node(ManagedProcess):
     def __init__(self, redis_url: str, *, mode: str = 'socketio', name: str = 'n1',
                  datadir: str | os.PathLike, port: int | None = None,
                  startup_timeout: float = 20.0, extra_env: dict | None = None,
@@ -65,11 +64,9 @@ class Node:
         self.name = name
         self.datadir = str(datadir)
         self.port = port or free_port()
-        self.startup_timeout = startup_timeout
+        super().__init__(startup_timeout)
+        self.label = f'node {name}'
         self.extra_env = dict(extra_env or {})
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self._err = None
         os.makedirs(self.datadir, exist_ok=True)
 
     @property
@@ -84,14 +81,6 @@ class Node:
     def stderr_file(self) -> str:
         return os.path.join(self.datadir, f'{self.name}.stderr')
 
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     def args(self) -> list[str]:
         return [sys.executable, '-m', 'tests.multinode_app', '--port', str(self.port),
                 '--redis', self.redis_url, '--mode', self.mode, '--name', self.name,
@@ -99,75 +88,26 @@ class Node:
 
     async def start(self) -> None:
         """Launch the process; returns when its port accepts TCP connections (bounded)."""
-        if self.running:
-            raise RuntimeError(f'node {self.name} is already running')
         env = dict(os.environ)
         pp = env.get('PYTHONPATH')
         env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + pp if pp else '')
         env['PYTHONUNBUFFERED'] = '1'
         env.update(self.extra_env)
-        if self._err is None:
-            self._err = open(self.stderr_file, 'ab')
-        self.proc = subprocess.Popen(self.args(), cwd=REPO_ROOT, env=env,
-                                     stdin=subprocess.DEVNULL, stdout=self._err,
-                                     stderr=subprocess.STDOUT)
-        self.starts += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        for _ in range(int(self.startup_timeout / 0.02) + 1):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'node {self.name} exited with {self.proc.returncode} at '
-                                   f'start:\n{self.stderr_text()[-3000:]}')
-            if await _port_open(self.port):
-                return
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        await self.kill()
-        raise RuntimeError(f'node {self.name} did not listen on {self.port} within '
-                           f'{self.startup_timeout}s:\n{self.stderr_text()[-3000:]}')
+        await self._launch(REPO_ROOT, env, self.stderr_file)
+
+    async def _ready(self) -> bool:
+        return await _port_open(self.port)
+
+    def _diagnostics(self) -> str:
+        return self.stderr_text()[-3000:]
 
     async def restart(self) -> None:
         await self.stop()
         await self.start()
 
-    async def _wait_exit(self, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        for _ in range(int(timeout / 0.01) + 1):
-            if self.proc is None or self.proc.poll() is not None:
-                return True
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(0.01)
-        return self.proc.poll() is not None
-
-    async def kill(self) -> None:
-        """SIGKILL and reap (bounded)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
-        if not await self._wait_exit(5.0):  # pragma: no cover
-            raise RuntimeError(f'node {self.name} pid {self.proc.pid} survived SIGKILL')
-
     async def stop(self, timeout: float = 8.0) -> None:
         """SIGTERM (uvicorn graceful shutdown), wait up to ``timeout``, then SIGKILL."""
-        if not self.running:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-        if not await self._wait_exit(timeout):
-            await self.kill()
-
-    def pause(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGCONT)
+        await super().stop(timeout)
 
     _KEYWORDS = ('call', 'connect', 'disconnect', 'resume')
 
@@ -203,19 +143,7 @@ class Node:
 
     async def close(self) -> None:
         """Always SIGKILL (after SIGCONT, in case it is paused) and close the capture file."""
-        try:
-            if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGCONT)
-                    self.proc.kill()
-                with contextlib.suppress(Exception):
-                    await self._wait_exit(5.0)
-                if self.proc.poll() is None:  # pragma: no cover
-                    self.proc.wait(5)
-        finally:
-            if self._err is not None:
-                self._err.close()
-                self._err = None
+        await self._reap()
 
     async def __aenter__(self) -> 'Node':
         try:

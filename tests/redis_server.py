@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 from typing import AsyncIterator
+
+from tests.processes import ManagedProcess
 
 __all__ = ['RedisServer', 'RedisNotInstalled', 'run_redis', 'free_port', 'redis_server_binary']
 
@@ -78,7 +78,7 @@ async def _ping(port: int, timeout: float = 0.5) -> bool:
                 await asyncio.wait_for(writer.wait_closed(), timeout)
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """One redis-server process; restartable on the same port and data dir."""
 
     def __init__(self, *, port: int | None = None, appendfsync: str = 'everysec',
@@ -91,11 +91,9 @@ class RedisServer:
         self.appendfsync = appendfsync
         self._own_dir = dir is None
         self.dir = dir or tempfile.mkdtemp(prefix='relio-redis-')
-        self.startup_timeout = startup_timeout
+        super().__init__(startup_timeout)
+        self.label = 'redis-server'
         self.extra_args = tuple(extra_args)
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-        self._log = None
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -105,10 +103,6 @@ class RedisServer:
     @property
     def logfile(self) -> str:
         return os.path.join(self.dir, 'redis.log')
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def args(self) -> list[str]:
         return [self.binary,
@@ -126,66 +120,17 @@ class RedisServer:
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         """Start (or restart) on the same port and dir; returns when PING answers."""
-        if self.running:
-            raise RuntimeError('redis-server is already running')
-        if self._log is None:
-            self._log = open(self.logfile, 'ab')
-        self.proc = subprocess.Popen(self.args(), cwd=self.dir, stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        self.starts += 1
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.startup_timeout
-        for _ in range(int(self.startup_timeout / 0.02) + 1):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f'redis-server exited with {self.proc.returncode} at start:\n'
-                                   + self.log_tail())
-            if await _ping(self.port):
-                return
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(0.02)
-        await self.kill()
-        raise RuntimeError(f'redis-server did not answer PING within {self.startup_timeout}s:\n'
-                           + self.log_tail())
+        await self._launch(self.dir, None, self.logfile)
 
-    async def _wait_exit(self, timeout: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        for _ in range(int(timeout / 0.01) + 1):
-            if self.proc is None or self.proc.poll() is not None:
-                return True
-            if loop.time() > deadline:
-                break
-            await asyncio.sleep(0.01)
-        return self.proc.poll() is not None
+    async def _ready(self) -> bool:
+        return await _ping(self.port)
+
+    def _diagnostics(self) -> str:
+        return self.log_tail()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (redis flushes the AOF and exits), wait bounded; SIGKILL if it hangs."""
-        if not self.running:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGCONT)   # a paused server cannot handle SIGTERM
-            self.proc.send_signal(signal.SIGTERM)
-        if not await self._wait_exit(timeout):
-            await self.kill()
-
-    async def kill(self) -> None:
-        """SIGKILL and reap (bounded)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
-        if not await self._wait_exit(5.0):  # pragma: no cover - SIGKILL is not ignorable
-            raise RuntimeError(f'redis-server pid {self.proc.pid} survived SIGKILL')
-
-    def pause(self) -> None:
-        """SIGSTOP: the server freezes, TCP connections stay open (writes hang, no errors)."""
-        if self.running:
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self.running:
-            self.proc.send_signal(signal.SIGCONT)
+        await super().stop(timeout)
 
     async def ping(self) -> bool:
         return await _ping(self.port)
@@ -200,18 +145,8 @@ class RedisServer:
     async def close(self) -> None:
         """Always SIGKILL the process, close the log, remove the temp dir (if ours)."""
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGCONT)
-                    self.proc.kill()
-                with contextlib.suppress(Exception):
-                    await self._wait_exit(5.0)
-                if self.proc.poll() is None:  # pragma: no cover
-                    self.proc.wait(5)
+            await self._reap()
         finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
