@@ -145,17 +145,6 @@ class Node(ManagedProcess):
         """Always SIGKILL (after SIGCONT, in case it is paused) and close the capture file."""
         await self._reap()
 
-    async def __aenter__(self) -> 'Node':
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
-
     def __repr__(self) -> str:
         return (f'<Node {self.name} {self.mode} {self.url} pid={self.pid} '
                 f'{"running" if self.running else "down"}>')

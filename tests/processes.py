@@ -121,3 +121,20 @@ class ManagedProcess:
             if self._capture is not None:
                 self._capture.close()
                 self._capture = None
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self._reap()
+
+    async def __aenter__(self):
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

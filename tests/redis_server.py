@@ -150,17 +150,6 @@ class RedisServer(ManagedProcess):
             if self._own_dir:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
-    async def __aenter__(self) -> 'RedisServer':
-        try:
-            await self.start()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
-
     def __repr__(self) -> str:
         state = 'running' if self.running else 'stopped'
         return f'<RedisServer {self.url} {state} starts={self.starts}>'

@@ -38,6 +38,7 @@ from relio import _frames as F
 from relio import wire
 from tests.hostile import HostilePeer, PeerClosed, app_payload, raw_ack, raw_data, varint
 from tests.servers import serve_socketio
+from tests.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)
@@ -58,20 +59,6 @@ def logs(caplog):
     """caplog with relio's INFO and up captured (relio logs session ends at WARNING/INFO)."""
     caplog.set_level(logging.INFO, logger='relio')
     return caplog
-
-
-async def until(pred: Callable[[], Any], timeout: float = 5.0, what: str = 'condition') -> None:
-    """Poll ``pred`` every 10 ms for at most ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.01) + 2):
-        if pred():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    if not pred():
-        raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 def relio_messages(caplog, level: int = logging.WARNING) -> list[str]:

@@ -17,17 +17,9 @@ import pytest
 import relio
 from tests.redis_server import RedisServer
 from tests.servers import serve_socketio
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(cond, timeout=10.0, what="condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def make_node(url, name, config=None, got=None):
@@ -99,7 +91,7 @@ async def test_broadcast_and_direct_emits_cross_nodes_exactly_once_in_order(redi
             for n in range(100):
                 await c1.emit("to_sid", (c2.get_sid(), n))
             await until(lambda: len(r1.b) == 300 and len(r2.b) == 300 and len(r2.direct) == 100,
-                        what="every broadcast on both nodes")
+                        15, "every broadcast on both nodes")
             await asyncio.sleep(0.3)        # nothing more (no duplicates) arrives
             assert r1.b == list(range(300)) and r2.b == list(range(300))
             assert r2.direct == list(range(100)) and r1.direct == []
@@ -121,24 +113,24 @@ async def test_write_only_emitter_room_changes_disconnect_and_callbacks(redis):
             sid2 = c2.get_sid()
             # Node 1 puts node 2's client in a room; a write-only process broadcasts to it.
             await s1.enter_room(sid2, "late", namespace="/")
-            await until(lambda: "late" in s2.rooms(sid2), what="the remote enter_room")
+            await until(lambda: "late" in s2.rooms(sid2), 15, what="the remote enter_room")
             for n in range(50):
                 delivery = await emitter.emit("b", n, namespace="/", room="late")
             await delivery                  # Redis holds it
             assert delivery.relayed == 1
-            await until(lambda: r2.b == list(range(50)), what="the write-only emits")
+            await until(lambda: r2.b == list(range(50)), 15, what="the write-only emits")
             assert r1.b == []
             await s1.leave_room(sid2, "late", namespace="/")
-            await until(lambda: "late" not in s2.rooms(sid2), what="the remote leave_room")
+            await until(lambda: "late" not in s2.rooms(sid2), 15, what="the remote leave_room")
             # A callback from node 1 to node 2's client comes back to node 1.
             answers = []
             await s1.emit("ask", 21, to=sid2, callback=lambda x: answers.append(x))
-            await until(lambda: answers == [42], what="the remote callback")
+            await until(lambda: answers == [42], 15, what="the remote callback")
             # ...and call() to a remote sid.
             assert await s1.call("ask", 5, to=sid2, timeout=10) == 10
             # Disconnecting a client of the other node.
             await s1.disconnect(sid2, namespace="/")
-            await until(lambda: not c2.connected, what="the remote disconnect")
+            await until(lambda: not c2.connected, 15, what="the remote disconnect")
         finally:
             await emitter.close()
             await c1.disconnect()
@@ -162,7 +154,7 @@ async def test_redis_blip_loses_and_duplicates_nothing(redis):
                     await asyncio.sleep(0.005)
 
             producer = asyncio.create_task(produce())
-            await until(lambda: len(r2.b) > 50, what="traffic")
+            await until(lambda: len(r2.b) > 50, 15, what="traffic")
             await redis.stop()
             await asyncio.sleep(2.0)
             stopped_at = len(deliveries)
@@ -250,7 +242,7 @@ async def test_plain_socketio_clients_get_cross_node_broadcasts(redis):
             assert await c1.call("join", "all") == "n1"
             for n in range(100):
                 await c1.emit("broadcast", ("all", n))
-            await until(lambda: len(got) == 100 and len(r1.b) == 100, what="both clients")
+            await until(lambda: len(got) == 100 and len(r1.b) == 100, 15, what="both clients")
             await asyncio.sleep(0.2)
             assert got == list(range(100)) and r1.b == list(range(100))
         finally:

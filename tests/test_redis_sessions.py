@@ -18,17 +18,9 @@ import relio
 from tests.balancer import Balancer
 from tests.redis_server import RedisServer
 from tests.servers import serve_socketio
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def until(cond, timeout=15.0, what="condition"):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Cluster:
@@ -248,13 +240,13 @@ async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
             assert await client.call("join", "room-r") == "n1"
             for n in range(20):
                 await emitter.emit("b", n, namespace="/", room="room-r")
-            await until(lambda: len(got) == 20, what="the first broadcasts")
+            await until(lambda: len(got) == 20, 15, what="the first broadcasts")
 
             async def paused(channel):
                 return None
             s1.manager._hand_over = paused
             await lb.cut()
-            await until(lambda: s1.manager.stats["saved"] >= 1, what="the save at suspend")
+            await until(lambda: s1.manager.stats["saved"] >= 1, 15, what="the save at suspend")
             n = 20
             while "resume" not in events and n < 500:      # published during the takeover
                 await emitter.emit("b", n, namespace="/", room="room-r")

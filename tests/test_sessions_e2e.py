@@ -19,6 +19,7 @@ import socketio
 import relio
 from tests.faultproxy import FaultProxy, Schedule
 from tests.servers import serve_socketio
+from tests.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)
@@ -32,20 +33,6 @@ def _collect_garbage():
     (ResourceWarning is an error here), not whichever test runs when the collector does."""
     yield
     gc.collect()
-
-
-async def until(pred: Callable[[], Any], timeout: float = 5.0, what: str = 'condition') -> None:
-    """Poll ``pred`` every 10 ms for at most ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.01) + 2):
-        if pred():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    if not pred():
-        raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 class Rec:
