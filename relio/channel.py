@@ -597,18 +597,24 @@ class Channel:
     def _dispatch_tracked(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
         """Durable: hand a received message to its handler; it stays in ``running`` until the
         handler has finished. False if the payload was malformed (the session is closed)."""
+        self._dispatching, self._deferred = msg_id, False
+        try:
+            delivered = self._deliver(msg_id, payload, request)
+        finally:
+            self._dispatching = None
+        if delivered and not self._deferred:
+            self._handler_done(msg_id)
+        return delivered
+
+    def _deliver(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
+        """Decode a received message and hand it to the layer; False if the payload was
+        malformed (the session is closed)."""
         try:
             items = payload_codec.decode(payload, self.json)
         except RemoteProtocolError as exc:
             self._protocol_error(exc)
             return False
-        self._dispatching, self._deferred = msg_id, False
-        try:
-            self.handler.on_message(self, msg_id, items, request)
-        finally:
-            self._dispatching = None
-        if not self._deferred:
-            self._handler_done(msg_id)
+        self.handler.on_message(self, msg_id, items, request)
         return True
 
     def _handler_done(self, msg_id: bytes) -> None:
@@ -648,12 +654,7 @@ class Channel:
             if self._room_waiters:
                 self._wake_room_waiters()
         elif kind is MessageReceived:
-            try:
-                items = payload_codec.decode(event.payload, self.json)
-            except RemoteProtocolError as exc:
-                self._protocol_error(exc)
-                return False
-            self.handler.on_message(self, event.msg_id, items, event.request)
+            return self._deliver(event.msg_id, event.payload, event.request)
         elif kind is ResponseReceived:
             self._on_response(event)
         elif kind is MessageExpired:
@@ -707,17 +708,21 @@ class Channel:
         if self.closed:
             return
         self.closed = True
+        self._fail_awaiting(reason)
+        self._wake_room_waiters()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.handler.on_closed(self, reason, by_peer)
+
+    def _fail_awaiting(self, reason: str) -> None:
+        """Every call waiting here for its reply fails with ``reason``."""
         for future in self._awaiting.values():
             if isinstance(future, asyncio.Future) and not future.done():
                 future.set_exception(DeliveryError(reason, None, sid=self.sid,
                                                    namespace=self.namespace))
                 future.exception()
         self._awaiting.clear()
-        self._wake_room_waiters()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.handler.on_closed(self, reason, by_peer)
 
     def abandon(self, reason: str | None = None) -> None:
         """The session moved to another server node: stop driving it here without closing it
@@ -734,13 +739,7 @@ class Channel:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        moved = reason or "the session moved to another server node"
-        for future in self._awaiting.values():
-            if isinstance(future, asyncio.Future) and not future.done():
-                future.set_exception(DeliveryError(moved, None, sid=self.sid,
-                                                   namespace=self.namespace))
-                future.exception()
-        self._awaiting.clear()
+        self._fail_awaiting(reason or "the session moved to another server node")
         for msg_id, (delivery, event) in self._pending.items():
             if delivery is None:
                 continue

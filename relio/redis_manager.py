@@ -43,7 +43,7 @@ from relio import payload as payload_codec
 from relio import redis_sessions as records
 from relio.channel import Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import DeliveryError, QueueFull, RelayError
+from relio.errors import DeliveryError, QueueFull, RelayError, RemoteProtocolError
 from relio.server import AsyncManager
 
 logger = logging.getLogger("relio")
@@ -778,11 +778,10 @@ class AsyncRedisManager(AsyncManager):
         except (ValueError, KeyError) as exc:
             self._log().warning("relio: session %s: unreadable record: %s", sid, exc)
             return refused
+        except RemoteProtocolError as exc:
+            self._log().warning("relio: session %s: cannot restore: %s", sid, exc.reason)
+            return refused
         except Exception as exc:
-            from relio.errors import RemoteProtocolError
-            if isinstance(exc, RemoteProtocolError):
-                self._log().warning("relio: session %s: cannot restore: %s", sid, exc.reason)
-                return refused
             self._redis_trouble(exc, "claim session")
             return "the session store is unavailable"
         self.stats["claimed"] += 1
