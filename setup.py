@@ -1,7 +1,7 @@
 """Build relio's compiled engine (Cython) alongside the pure-Python package.
 
-Every ``ext/relio/*.pyx`` becomes the extension module ``relio.<name>``. The ``.pxd`` files sit under
-``ext/relio/`` (a package path that matches the module names) so that Cython finds them for cimports;
+Every ``ext/relio/engine/*.pyx`` becomes the extension module ``relio.engine.<name>``. The ``.pxd`` files
+sit beside them (a package path that matches the module names) so that Cython finds them for cimports;
 see the layout note in ``docs/PROTOCOL.md``.
 
 Environment knobs (for development only):
@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - the PEP 517 build installs Cyth
     raise SystemExit("relio needs Cython to build its engine: pip install cython") from exc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXT_DIR = os.path.join("ext", "relio")
+EXT_DIR = os.path.join("ext", "relio", "engine")
 
 
 def _extensions():
@@ -39,7 +39,7 @@ def _extensions():
             continue
         exts.append(
             Extension(
-                f"relio.{name}",
+                f"relio.engine.{name}",
                 [os.path.relpath(pyx, HERE)],
                 extra_compile_args=["-O3", "-Wno-unused-function", "-Wno-unreachable-code"],
                 define_macros=macros,

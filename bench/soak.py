@@ -55,7 +55,7 @@ import tracemalloc
 from collections import deque
 
 import relio
-from relio import channel as relio_channel
+from relio.asyncio import channel as relio_channel
 from tests.faultproxy import FaultProxy
 from tests.servers import serve_socketio
 

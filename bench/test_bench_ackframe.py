@@ -10,8 +10,8 @@ import random
 import pytest
 
 from bench.test_bench_ackwindow import GAPS, PurePythonAckWindow
-from relio import _frames as F
-from relio._engine import Engine
+from relio.engine import _frames as F
+from relio.engine._engine import Engine
 
 FILLED = 60_000
 MAX_RANGES = 32

@@ -1,4 +1,4 @@
-"""Benchmarks of relio._ackwindow.AckWindow against the idiomatic pure-Python ack window.
+"""Benchmarks of relio.engine._ackwindow.AckWindow against the idiomatic pure-Python ack window.
 
 The pure-Python equivalent keeps one bytearray flag per ring slot and scans runs with
 ``bytearray.find`` (C-speed memchr), which is how one would write it without a compiler. Both sides
@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 
-from relio._ackwindow import AckWindow
+from relio.engine._ackwindow import AckWindow
 
 WINDOW = 65536
 OPS = 10_000

@@ -1,4 +1,4 @@
-"""Benchmarks of relio._chunks against the idiomatic pure-Python equivalent (the reference model:
+"""Benchmarks of relio.engine._chunks against the idiomatic pure-Python equivalent (the reference model:
 bytes slicing to split, a bytearray and a list of ranges to reassemble), on the same data.
 
 Project target: split + reassembly of a 64 MiB payload in 64 KiB chunks into reused memory runs at
@@ -15,7 +15,7 @@ import timeit
 import numpy as np
 import pytest
 
-from relio._chunks import Reassembler, reassemble_into, split
+from relio.engine._chunks import Reassembler, reassemble_into, split
 from tests.models import chunks_model as model
 
 MiB = 1024 * 1024

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from relio._engine import Engine
+from relio.engine._engine import Engine
 from relio.config import Config
 
 N = 10_000

@@ -1,4 +1,4 @@
-"""Benchmarks of relio._idset.IdSet against the idiomatic pure-Python equivalent, a set plus a deque.
+"""Benchmarks of relio.engine._idset.IdSet against the idiomatic pure-Python equivalent, a set plus a deque.
 
 The pure-Python side is the reference model (tests/models/idset_model.py), so both sides have the
 same semantics and get the same ids in the same run. Sets have the default capacity (100,000) and are
@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from relio._idset import IdSet
+from relio.engine._idset import IdSet
 from tests.models.idset_model import IdSetModel
 
 CAPACITY = 100_000

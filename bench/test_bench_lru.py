@@ -1,4 +1,4 @@
-"""Benchmarks of relio._lru.ResponseCache against the idiomatic pure-Python equivalent (the
+"""Benchmarks of relio.engine._lru.ResponseCache against the idiomatic pure-Python equivalent (the
 reference model, an OrderedDict), on the same data in the same run.
 
 Project target: at least 2x the OrderedDict model per call. Every benchmark runs ``ops`` calls per
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relio._lru import ResponseCache
+from relio.engine._lru import ResponseCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from models.lru_model import ResponseCacheModel  # noqa: E402

@@ -2,29 +2,29 @@
 
 ``relio.AsyncServer`` and ``relio.AsyncClient`` take python-socketio's arguments and handlers
 unchanged; between two relio peers every message is delivered exactly once and in order, and
-sessions survive reconnects. The sans-I/O protocol engine underneath is :class:`Engine`.
+sessions survive reconnects.
+
+Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is the model):
+
+* :mod:`relio.engine`: the sans-I/O protocol engine (compiled), one side of one session;
+* :mod:`relio.binding`: its binding to Socket.IO without I/O (handshake, carriers, payloads,
+  the session table);
+* :mod:`relio.asyncio`: the asyncio shell (``AsyncServer``, ``AsyncClient``);
+* :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``);
+* :mod:`relio.demo`: ``python -m relio demo``.
 """
 
 from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
 
-from relio._engine import Engine
-from relio._events import (Event, MessageExpired, MessageReceived, MessagesDelivered,
-                           ResponseReceived, SessionClosed)
-from relio.channel import Delivery, Question, Reply
-from relio.client import AsyncClient
+from relio import exceptions
+from relio.asyncio.channel import Delivery, Question, Reply
+from relio.asyncio.client import AsyncClient
+from relio.asyncio.server import AsyncManager, AsyncServer
+from relio.binding.sessions import ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelayError,
-                          RelioError, RemoteProtocolError)
-from relio.server import AsyncManager, AsyncServer
-from relio.sessions import ResumeRefused
-
-
-def __getattr__(name):
-    # relio.AsyncRedisManager imports redis-py (the "redis" extra) only when it is asked for.
-    if name == "AsyncRedisManager":
-        from relio.redis_manager import AsyncRedisManager
-        return AsyncRedisManager
-    raise AttributeError(f"module 'relio' has no attribute {name!r}")
+from relio.engine import (DeliveryError, Engine, Event, LocalProtocolError, MessageExpired,
+                          MessageReceived, MessagesDelivered, ProtocolError, QueueFull, RelayError,
+                          RelioError, RemoteProtocolError, ResponseReceived, SessionClosed)
 
 __version__ = "0.1.0"
 
@@ -34,4 +34,17 @@ __all__ = [
     "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
     "RelayError", "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
+    "exceptions",
 ]
+
+
+def __getattr__(name):
+    # relio.AsyncRedisManager imports redis-py (the "redis" extra) only when it is asked for.
+    if name == "AsyncRedisManager":
+        from relio.cluster.redis_manager import AsyncRedisManager
+        return AsyncRedisManager
+    raise AttributeError(f"module 'relio' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

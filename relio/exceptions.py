@@ -1,13 +1,13 @@
 """Exceptions, as in ``socketio.exceptions``: python-socketio's family re-exported unchanged (so
 ``except socketio.exceptions.TimeoutError`` keeps working for applications that move over), next to
-the errors relio adds (:mod:`relio.errors`)."""
+the errors relio adds (:mod:`relio.engine.errors`)."""
 
 from socketio.exceptions import (BadNamespaceError, ConnectionError, ConnectionRefusedError,
                                  DisconnectedError, SocketIOError, TimeoutError)
 
-from relio.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelayError,
+from relio.engine.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull, RelayError,
                           RelioError, RemoteProtocolError)
-from relio.sessions import ResumeRefused
+from relio.binding.sessions import ResumeRefused
 
 __all__ = [
     "BadNamespaceError", "ConnectionError", "ConnectionRefusedError", "DeliveryError",

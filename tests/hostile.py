@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 from socketio import packet as sio_packet
 
-from relio import _frames as F
-from relio import wire
+from relio.engine import _frames as F
+from relio.binding import wire
 
 __all__ = ['HostilePeer', 'PeerClosed', 'app_payload', 'MsgIds', 'varint', 'raw_data', 'raw_ack']
 

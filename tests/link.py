@@ -14,9 +14,9 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from relio._engine import Engine
-from relio.errors import QueueFull
-from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
+from relio.engine._engine import Engine
+from relio.engine.errors import QueueFull
+from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
                            SessionClosed)
 
 

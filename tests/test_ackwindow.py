@@ -1,4 +1,4 @@
-"""Tests of relio._ackwindow.AckWindow: edge cases, then a stateful comparison with the reference model."""
+"""Tests of relio.engine._ackwindow.AckWindow: edge cases, then a stateful comparison with the reference model."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from relio._ackwindow import AckWindow
+from relio.engine._ackwindow import AckWindow
 from tests.models.ackwindow_model import AckWindowModel
 
 # --- construction ---------------------------------------------------------------------------------

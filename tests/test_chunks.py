@@ -1,4 +1,4 @@
-"""Tests of relio._chunks: split, Reassembler and reassemble_into, each edge case on its own, then
+"""Tests of relio.engine._chunks: split, Reassembler and reassemble_into, each edge case on its own, then
 the compiled module against the pure-Python model under random chunkings (any order, duplicates,
 overlapping retransmits) of several messages at once, with small caps."""
 
@@ -17,8 +17,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from relio._chunks import Reassembler, reassemble_into, split
-from relio.errors import LocalProtocolError, RemoteProtocolError
+from relio.engine._chunks import Reassembler, reassemble_into, split
+from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 from tests.models import chunks_model as model
 
 PAYLOAD = bytes(range(256)) * 4  # 1024 bytes, every offset distinguishable modulo 256

@@ -10,14 +10,14 @@ COMPILED = ["_engine", "_frames", "_events", "_idset", "_ackwindow", "_lru", "_c
 
 @pytest.mark.parametrize("name", COMPILED)
 def test_module_is_a_compiled_extension(name):
-    module = importlib.import_module(f"relio.{name}")
+    module = importlib.import_module(f"relio.engine.{name}")
     assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), (
-        f"relio.{name} was loaded from {module.__file__}, not a compiled extension")
+        f"relio.engine.{name} was loaded from {module.__file__}, not a compiled extension")
 
 
 def test_engine_classes_are_extension_types():
-    from relio._engine import Engine
+    from relio.engine._engine import Engine
 
     # A cdef class has no instance __dict__ and is not a Python-level class.
     assert not hasattr(Engine(), "__dict__")
-    assert type(Engine).__name__ == "type" and Engine.__module__ == "relio._engine"
+    assert type(Engine).__name__ == "type" and Engine.__module__ == "relio.engine._engine"

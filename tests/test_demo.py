@@ -1,6 +1,6 @@
 """The README's first command, ``python -m relio demo``, and what it is built on.
 
-* The real demo (a real aiohttp server and client on 127.0.0.1 through relio._flaky_link, with a
+* The real demo (a real aiohttp server and client on 127.0.0.1 through relio.demo.flaky_link, with a
   smaller workload): relio's column shows every message delivered exactly once and in order, every
   call answered, the upload delivered and the session kept; python-socketio's shows loss.
 * ``--engine``: the sans-I/O simulation still shows the same difference.
@@ -17,7 +17,7 @@ import pytest
 
 from relio import demo
 from relio.__main__ import main
-from relio._flaky_link import FaultPlan, FlakyLink
+from relio.demo.flaky_link import FaultPlan, FlakyLink
 
 SEED = 7
 MESSAGES = 400          # each way (the demo's default is 3,000)

@@ -1,4 +1,4 @@
-"""relio.dispatch: which handlers may run inline, and that inline runs behave like task runs."""
+"""relio.asyncio.dispatch: which handlers may run inline, and that inline runs behave like task runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextvars
 import functools
 
 import relio
-from relio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
+from relio.asyncio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
 from tests.servers import serve_socketio
 
 

@@ -2,12 +2,12 @@
 
 import pytest
 
-from relio import _frames as F
-from relio._engine import Engine
-from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
+from relio.engine import _frames as F
+from relio.engine._engine import Engine
+from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
                            SessionClosed)
 from relio.config import Config
-from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+from relio.engine.errors import LocalProtocolError, QueueFull, RemoteProtocolError
 
 
 def pair(**overrides):

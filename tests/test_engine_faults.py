@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relio.config import Config
-from relio.errors import QueueFull
+from relio.engine.errors import QueueFull
 from tests.link import Faults, LinkedPair
 
 # Small limits so that chunking, windows, backpressure and caps are all exercised.

@@ -4,11 +4,11 @@ raises RemoteProtocolError, closes that session with a reason, and stays within 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relio import _frames as F
-from relio._engine import Engine
-from relio._events import SessionClosed
+from relio.engine import _frames as F
+from relio.engine._engine import Engine
+from relio.engine._events import SessionClosed
 from relio.config import Config
-from relio.errors import RemoteProtocolError
+from relio.engine.errors import RemoteProtocolError
 
 LIMITS = Config(chunk_size=64, coalesce_bytes=512, max_batch_size=4096, max_message_size=1024,
                 receive_window=128, max_inflight_messages=64, max_reorder_bytes=512,

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relio import _frames as F
-from relio.errors import RemoteProtocolError
+from relio.engine import _frames as F
+from relio.engine.errors import RemoteProtocolError
 
 ids = st.binary(min_size=16, max_size=16)
 seqs = st.integers(min_value=0, max_value=2**62 - 1)

@@ -2,10 +2,10 @@
 
 Targets, and the contract each one is held to whatever bytes it is fed:
 
-* ``relio._frames.decode_batch`` / ``check_batch_header`` (the wire decoder),
+* ``relio.engine._frames.decode_batch`` / ``check_batch_header`` (the wire decoder),
 * ``relio.Engine.receive``, ``Engine.resume`` and ``Engine.restore`` (the engine's input paths),
-* ``relio.payload.decode`` (the application payload inside a message),
-* ``relio.wire.split_carrier`` (the namespace prefix of a carrier message).
+* ``relio.binding.payload.decode`` (the application payload inside a message),
+* ``relio.binding.wire.split_carrier`` (the namespace prefix of a carrier message).
 
 Only :class:`relio.RemoteProtocolError` may escape (never another exception, never a crash, never a
 hang), and an engine that raised is closed (reason ``protocol error: <reason>``) and stays usable
@@ -32,7 +32,7 @@ each file still decodes exactly as recorded. The fuzz tests mutate corpus entrie
 interesting bytes, truncation, insertion, duplication, splicing, and, through a field walker that
 knows the formats, varint fields set to the boundary values 0/63/64/16383/16384/2^30/2^62-1 or
 moved by +-1, e.g. length fields), and also feed structured-but-hostile frames built with
-``relio._frames.encode_*``.
+``relio.engine._frames.encode_*``.
 
 Budget: the whole file runs in well under 60 s. ``RELIO_FUZZ_EXAMPLES=N`` runs N examples per fuzz
 test instead (long local runs).
@@ -57,14 +57,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from relio import _frames as F
-from relio import payload as payload_codec
-from relio import wire
-from relio._engine import Engine
-from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
+from relio.engine import _frames as F
+from relio.binding import payload as payload_codec
+from relio.binding import wire
+from relio.engine._engine import Engine
+from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
                            SessionClosed)
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import QueueFull, RemoteProtocolError
+from relio.engine.errors import QueueFull, RemoteProtocolError
 
 CORPUS = pathlib.Path(__file__).parent / "corpus"
 MANIFEST = CORPUS / "MANIFEST.json"
@@ -1022,7 +1022,7 @@ def _leb_value(data: bytes, pos: int) -> int:
     return value
 
 
-# Structured but hostile frames, built with relio._frames.encode_* (and raw builders for what the
+# Structured but hostile frames, built with relio.engine._frames.encode_* (and raw builders for what the
 # encoders refuse), with ids, sequence numbers and sizes around the interesting values.
 ids = st.sampled_from(PEER_IDS[:4] + REF_IDS + [b"\0" * 16, b"\xff" * 16])
 near_seqs = st.one_of(st.integers(0, 12), st.sampled_from([63, 64, 126, 127, 128, 129, 2**62 - 1]),

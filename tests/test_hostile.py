@@ -34,8 +34,8 @@ import aiohttp
 import pytest
 
 import relio
-from relio import _frames as F
-from relio import wire
+from relio.engine import _frames as F
+from relio.binding import wire
 from tests.hostile import HostilePeer, PeerClosed, app_payload, raw_ack, raw_data, varint
 from tests.servers import serve_socketio
 from tests.waiting import until

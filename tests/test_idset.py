@@ -1,4 +1,4 @@
-"""Tests of relio._idset.IdSet: edge cases, then the compiled set against its reference model."""
+"""Tests of relio.engine._idset.IdSet: edge cases, then the compiled set against its reference model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import relio._idset
-from relio._idset import MAX_CAPACITY, IdSet, _hashes
+import relio.engine._idset
+from relio.engine._idset import MAX_CAPACITY, IdSet, _hashes
 from tests.models.idset_model import IdSetModel
 
 ZERO_ID = bytes(16)
@@ -47,7 +47,7 @@ COLLIDING = ids_with_equal_hashes(2)
 
 
 def test_the_compiled_module_is_what_is_tested():
-    assert relio._idset.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert relio.engine._idset.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 # --- construction ---------------------------------------------------------------------------

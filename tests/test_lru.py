@@ -1,4 +1,4 @@
-"""Tests of relio._lru.ResponseCache: edge cases (run against the compiled cache and its reference
+"""Tests of relio.engine._lru.ResponseCache: edge cases (run against the compiled cache and its reference
 model alike), then the compiled cache against the model under random operations."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import relio._lru
-from relio._lru import ResponseCache
+import relio.engine._lru
+from relio.engine._lru import ResponseCache
 from tests.models.lru_model import ResponseCacheModel
 
 
@@ -34,7 +34,7 @@ def keys(cache) -> list[bytes]:
 
 
 def test_the_compiled_module_is_what_is_tested():
-    assert relio._lru.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert relio.engine._lru.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 # --- construction ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Application payloads (relio.payload) and the socket.io carrier/handshake helpers (relio.wire)."""
+"""Application payloads (relio.binding.payload) and the socket.io carrier/handshake helpers (relio.binding.wire)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relio import payload, wire
-from relio.errors import RemoteProtocolError
+from relio.binding import payload, wire
+from relio.engine.errors import RemoteProtocolError
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20)

@@ -208,7 +208,7 @@ async def test_a_retried_batch_is_not_appended_twice(redis):
     try:
         await (await emitter.emit("b", 1, namespace="/", room="r"))
         # Replay the same batch (same publisher numbers), as after a lost reply.
-        script = client.register_script(relio.redis_manager._APPEND_SCRIPT)
+        script = client.register_script(relio.cluster.redis_manager._APPEND_SCRIPT)
         before = await client.xlen(emitter.stream_key)
         entries = await client.xrange(emitter.stream_key)
         h, p = entries[-1][1][b"h"], entries[-1][1][b"p"]

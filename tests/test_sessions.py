@@ -3,7 +3,7 @@
 import pytest
 
 from relio.config import Config
-from relio.sessions import CREDENTIAL_BYTES, ResumeRefused, SessionTable
+from relio.binding.sessions import CREDENTIAL_BYTES, ResumeRefused, SessionTable
 
 
 def table(**overrides):

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relio._engine import Engine
-from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+from relio.engine._engine import Engine
+from relio.engine.errors import LocalProtocolError, QueueFull, RemoteProtocolError
 from tests.link import Faults, LinkedPair
 from tests.test_engine_faults import SMALL, check_guarantees
 

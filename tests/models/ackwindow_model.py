@@ -1,4 +1,4 @@
-"""Reference model of relio._ackwindow.AckWindow: the readable specification.
+"""Reference model of relio.engine._ackwindow.AckWindow: the readable specification.
 
 A set of the marked seqs above ``base`` plus ``base`` itself. Everything is done the obvious way
 (linear scans over the set), so the compiled ring bitmap can be checked against it step by step.

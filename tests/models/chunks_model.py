@@ -1,4 +1,4 @@
-"""Pure-Python reference model of relio._chunks: the readable specification of split, Reassembler
+"""Pure-Python reference model of relio.engine._chunks: the readable specification of split, Reassembler
 and reassemble_into, written the idiomatic way (bytes slicing, a bytearray per message and a list of
 received ranges). The compiled module must agree with it on every return value and exception; the
 benchmarks use it as the pure-Python baseline.
@@ -6,7 +6,7 @@ benchmarks use it as the pure-Python baseline.
 
 from __future__ import annotations
 
-from relio.errors import LocalProtocolError, RemoteProtocolError
+from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 
 DEFAULT_CHUNK_SIZE = 65536
 

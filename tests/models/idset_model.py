@@ -1,4 +1,4 @@
-"""Reference model of :class:`relio._idset.IdSet`: a set for membership and a deque for age.
+"""Reference model of :class:`relio.engine._idset.IdSet`: a set for membership and a deque for age.
 
 This is the readable specification (and the idiomatic pure-Python equivalent the benchmark measures
 against): ids are 16-byte strings, the oldest *inserted* id is forgotten first once ``capacity`` ids

@@ -1,4 +1,4 @@
-"""Reference model of :class:`relio._lru.ResponseCache`: an OrderedDict in recency order.
+"""Reference model of :class:`relio.engine._lru.ResponseCache`: an OrderedDict in recency order.
 
 This is the readable specification (and the idiomatic pure-Python equivalent the benchmark measures
 against). Keys and values are bytes. The dict runs from the least to the most recently used entry:

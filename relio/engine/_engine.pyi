@@ -1,6 +1,6 @@
-"""The relio engine: one session's reliability protocol, sans I/O (compiled: relio/_engine.pyx)."""
+"""The relio engine: one session's reliability protocol, sans I/O (compiled from ext/relio/engine/_engine.pyx)."""
 
-from relio._events import Event
+from relio.engine._events import Event
 from relio.config import Config
 
 CLOSE_NORMAL: int

@@ -1,4 +1,4 @@
-"""Type stubs for the compiled :mod:`relio._idset` (see ``ext/relio/_idset.pyx``)."""
+"""Type stubs for the compiled :mod:`relio.engine._idset` (see ``ext/relio/engine/_idset.pyx``)."""
 
 from typing_extensions import Buffer
 

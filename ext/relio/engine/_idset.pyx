@@ -22,7 +22,7 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
-from relio._frames cimport ID_SIZE, read_u64, write_u64
+from relio.engine._frames cimport ID_SIZE, read_u64, write_u64
 
 import os
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json as _stdlib_json
 from typing import Any
 
-from relio.errors import RemoteProtocolError
+from relio.engine.errors import RemoteProtocolError
 
 _PLACEHOLDER = "_placeholder"
 _NO_ATTACHMENTS = b"\x00"

@@ -28,7 +28,7 @@ import binascii
 import logging
 import re
 
-from relio.errors import RemoteProtocolError
+from relio.engine.errors import RemoteProtocolError
 
 #: The key relio adds to the CONNECT auth and reply objects.
 HANDSHAKE_KEY = "__relio"

@@ -1,4 +1,4 @@
-"""relio's wire format (compiled: relio/_frames.pyx); see docs/PROTOCOL.md."""
+"""relio's wire format (compiled from ext/relio/engine/_frames.pyx); see docs/PROTOCOL.md."""
 
 VERSION: int
 DATA: int

@@ -21,15 +21,15 @@ import logging
 from collections import deque
 from typing import Any, Callable, Protocol
 
-from relio import _frames
-from relio import payload as payload_codec
-from relio._engine import Engine
-from relio._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
+from relio.engine import _frames
+from relio.binding import payload as payload_codec
+from relio.engine._engine import Engine
+from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
                            SessionClosed)
 from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
-from relio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
-from relio.errors import DeliveryError, LocalProtocolError, QueueFull, RemoteProtocolError
+from relio.asyncio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
+from relio.engine.errors import DeliveryError, LocalProtocolError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
 

@@ -1,4 +1,4 @@
-# Contract of relio._idset used by the engine (cimport). Implementation: _idset.pyx.
+# Contract of relio.engine._idset used by the engine (cimport). Implementation: _idset.pyx.
 # The implementer may add private cdef attributes; the cdef method signatures below are fixed.
 from libc.stdint cimport uint32_t, uint64_t
 

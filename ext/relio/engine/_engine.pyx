@@ -27,21 +27,21 @@ from libc.math cimport INFINITY, fabs, nextafter
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
-from relio._ackwindow cimport AckWindow
-from relio._chunks cimport Reassembler
-from relio._events cimport (MessageExpired, MessagesDelivered, SessionClosed,
+from relio.engine._ackwindow cimport AckWindow
+from relio.engine._chunks cimport Reassembler
+from relio.engine._events cimport (MessageExpired, MessagesDelivered, SessionClosed,
                             new_message_received, new_response_received)
-from relio._frames cimport *
-from relio._idset cimport IdSet
-from relio._lru cimport ResponseCache
+from relio.engine._frames cimport *
+from relio.engine._idset cimport IdSet
+from relio.engine._lru cimport ResponseCache
 
 import os
 import struct
 from collections import deque
 
 from relio.config import DEFAULT_CONFIG, Config
-from relio._frames import encode_close
-from relio.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+from relio.engine._frames import encode_close
+from relio.engine.errors import LocalProtocolError, QueueFull, RemoteProtocolError
 
 #: Close codes carried by CLOSE frames.
 CLOSE_NORMAL = 0

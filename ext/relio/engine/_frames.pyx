@@ -7,7 +7,7 @@ integers (RFC 9000 section 16) so that a JavaScript peer can decode them with a 
 message ids are 16 raw bytes.
 
 Everything a peer sends is hostile until checked: the parser never reads past ``end``, rejects every
-inconsistency with :class:`relio.errors.RemoteProtocolError` carrying a reason, and allocates nothing
+inconsistency with :class:`relio.engine.errors.RemoteProtocolError` carrying a reason, and allocates nothing
 (it returns pointers into the caller's buffer). The engine calls :func:`parse_frame` directly; the
 Python-level :func:`decode_batch` and the ``encode_*`` functions exist for tests, fuzzing, tools and
 other implementations to check themselves against.
@@ -17,7 +17,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
-from relio.errors import RemoteProtocolError
+from relio.engine.errors import RemoteProtocolError
 
 # Python-visible copies of the wire constants (the C enum lives in _frames.pxd).
 VERSION = PROTOCOL_VERSION

@@ -1,4 +1,4 @@
-# Contract of relio._chunks used by the engine (cimport). Implementation: _chunks.pyx.
+# Contract of relio.engine._chunks used by the engine (cimport). Implementation: _chunks.pyx.
 # The implementer may add private cdef attributes; the cdef method signatures below are fixed.
 
 cdef class Reassembler:

@@ -1,4 +1,4 @@
-# Contract of relio._lru used by the engine (cimport). Implementation: _lru.pyx.
+# Contract of relio.engine._lru used by the engine (cimport). Implementation: _lru.pyx.
 # The implementer may add private cdef attributes; the cdef method signatures below are fixed.
 
 cdef class ResponseCache:

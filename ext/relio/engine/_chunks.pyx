@@ -28,7 +28,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.string cimport memmove, memset
 
-from relio.errors import LocalProtocolError, RemoteProtocolError
+from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 
 DEFAULT_CHUNK_SIZE = 65536
 

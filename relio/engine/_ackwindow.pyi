@@ -1,4 +1,4 @@
-"""Type stubs for relio._ackwindow (compiled): the selective-acknowledgement window."""
+"""Type stubs for relio.engine._ackwindow (compiled): the selective-acknowledgement window."""
 
 from collections.abc import Iterable
 from typing import Literal

@@ -1,10 +1,10 @@
 """``relio.AsyncServer``: python-socketio's ``AsyncServer`` with reliable, resumable sessions.
 
 This module owns the server's socket.io plumbing: which connections speak relio (the handshake in
-:mod:`relio.wire`), the session table (sids, credentials, parking and expiry), routing emits to
+:mod:`relio.binding.wire`), the session table (sids, credentials, parking and expiry), routing emits to
 sessions and batches to connections, and turning delivered messages into handler calls exactly as
 python-socketio would make them. The protocol itself is the engine's; the asyncio glue is
-:class:`relio.channel.Channel`.
+:class:`relio.asyncio.channel.Channel`.
 
 A relio session keeps its socket.io ``sid`` for its whole life. When its connection drops, the sid
 stays in the manager's rooms, mapped to the dead engine.io sid: broadcasts, ``rooms()``,
@@ -24,13 +24,13 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
-from relio import payload as payload_codec
-from relio import wire
-from relio._engine import Engine
-from relio.channel import Channel, Delivery, spawn
+from relio.binding import payload as payload_codec
+from relio.binding import wire
+from relio.engine._engine import Engine
+from relio.asyncio.channel import Channel, Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import DeliveryError, QueueFull, RemoteProtocolError
-from relio.sessions import ResumeRefused, SessionTable
+from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.binding.sessions import ResumeRefused, SessionTable
 
 logger = logging.getLogger("relio")
 

@@ -1,4 +1,4 @@
-# Contract of relio._ackwindow used by the engine (cimport). Implementation: _ackwindow.pyx.
+# Contract of relio.engine._ackwindow used by the engine (cimport). Implementation: _ackwindow.pyx.
 # The implementer may add private cdef attributes; the cdef method signatures below are fixed.
 from libc.stdint cimport uint64_t
 

@@ -39,12 +39,12 @@ import time
 from collections import deque
 from typing import Any
 
-from relio import payload as payload_codec
-from relio import redis_sessions as records
-from relio.channel import Delivery, spawn
+from relio.binding import payload as payload_codec
+from relio.cluster import redis_sessions as records
+from relio.asyncio.channel import Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import DeliveryError, QueueFull, RelayError, RemoteProtocolError
-from relio.server import AsyncManager
+from relio.engine.errors import DeliveryError, QueueFull, RelayError, RemoteProtocolError
+from relio.asyncio.server import AsyncManager
 
 logger = logging.getLogger("relio")
 

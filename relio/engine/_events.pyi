@@ -1,4 +1,4 @@
-"""Events the engine hands to its caller (compiled: relio/_events.pyx)."""
+"""Events the engine hands to its caller (compiled from ext/relio/engine/_events.pyx)."""
 
 class Event: ...
 

@@ -1,7 +1,7 @@
 """``python -m relio demo``: what relio fixes, shown on a real loopback Socket.IO connection.
 
 One small Socket.IO app (an aiohttp server on 127.0.0.1 and an asyncio client, websocket transport)
-runs twice through the same flaky link (:mod:`relio._flaky_link`, a seeded TCP proxy that cuts the
+runs twice through the same flaky link (:mod:`relio.demo.flaky_link`, a seeded TCP proxy that cuts the
 connection about every 1.2 s and once stalls it for longer than the heartbeat): first with
 ``socketio.AsyncServer`` / ``socketio.AsyncClient``, then with ``relio.AsyncServer`` /
 ``relio.AsyncClient``. The handler code is the same; only the module differs. The client emits
@@ -34,9 +34,9 @@ import socketio
 from aiohttp import web
 
 import relio
-from relio._engine import Engine
-from relio._events import MessageReceived
-from relio._flaky_link import FaultPlan, FlakyLink
+from relio.engine._engine import Engine
+from relio.engine._events import MessageReceived
+from relio.demo.flaky_link import FaultPlan, FlakyLink
 from relio.config import Config
 
 DEFAULT_SEED = 2026

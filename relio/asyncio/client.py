@@ -1,7 +1,7 @@
 """``relio.AsyncClient``: python-socketio's ``AsyncClient`` whose sessions survive reconnects.
 
 This module owns the client's socket.io plumbing: asking for relio in each namespace's CONNECT
-(:mod:`relio.wire`), resuming the session on every reconnect, queueing emits while the connection
+(:mod:`relio.binding.wire`), resuming the session on every reconnect, queueing emits while the connection
 is down, and dispatching delivered messages to handlers exactly as python-socketio would. Against a
 plain Socket.IO server it behaves like ``socketio.AsyncClient``.
 
@@ -22,12 +22,12 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
-from relio import payload as payload_codec
-from relio import wire
-from relio._engine import Engine
-from relio.channel import Channel, Delivery, spawn
+from relio.binding import payload as payload_codec
+from relio.binding import wire
+from relio.engine._engine import Engine
+from relio.asyncio.channel import Channel, Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
 

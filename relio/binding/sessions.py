@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relio.config import DEFAULT_CONFIG, Config
-from relio.errors import RelioError
+from relio.engine.errors import RelioError
 
 #: Bytes of randomness in a resume credential (the issue asks for at least 128 bits).
 CREDENTIAL_BYTES = 32

@@ -1,4 +1,4 @@
-"""Type stubs for the compiled :mod:`relio._lru` (see ``ext/relio/_lru.pyx``)."""
+"""Type stubs for the compiled :mod:`relio.engine._lru` (see ``ext/relio/engine/_lru.pyx``)."""
 
 class ResponseCache:
     """A bounded cache of encoded handler responses keyed by request id, least recently used out

@@ -1,0 +1,7 @@
+"""relio's binding to Socket.IO, free of I/O: what the asyncio (and any other) shell shares.
+
+:mod:`~relio.binding.wire` (the handshake keys, the carrier envelope, reserved event names,
+credential redaction), :mod:`~relio.binding.payload` (the application payload codec: JSON plus
+binary attachments) and :mod:`~relio.binding.sessions` (the server's table of resumable sessions:
+credentials, parking, expiry; the caller passes ``now``).
+"""
