@@ -190,10 +190,10 @@ def build_server(kind: str, redis_url: str | None):
     def state_bytes(sid):
         if not is_relio:
             return None
-        channel = getattr(sio, '_relio_channels', {}).get(sid)
-        if channel is None:
+        session = sio.relio_registry.get(sid)
+        if session is None:
             return None
-        return len(channel.engine.snapshot(asyncio.get_running_loop().time()))
+        return len(session.channel.engine.snapshot(asyncio.get_running_loop().time()))
 
     return sio, app, profiler
 

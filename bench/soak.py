@@ -19,8 +19,8 @@ Every ``--fault-every`` seconds (jittered) the proxy cuts every connection, part
 now and then (``--faults`` picks the kinds; ``drop`` is available too). Every ``--sample-every``
 seconds, after a ``gc.collect()``, one JSON line goes to ``--out``: process RSS (from
 ``/proc/self/statm``; server, clients and proxy share the process), ``tracemalloc`` current, and
-the sizes of the server's tables (``_relio_channels``, ``_relio_bound``, ``_relio_eio_refs``,
-``_relio_ended``, ``environ``, the manager's rooms and callbacks, engine.io sockets), the sums
+the sizes of the server's tables (``relio_registry.sizes()``: sessions, bound, connection refs,
+ended reasons, ``environ``, the manager's rooms and callbacks, engine.io sockets), the sums
 over the server's and the clients' sessions of the engines' gauges (``held_bytes``,
 ``reassembly_bytes``, ``cached_responses``, ``outbox_messages``, ``awaiting_replies``) and of
 each channel's ``_pending`` / ``_awaiting`` dicts, and the asyncio task count.
@@ -55,7 +55,7 @@ import tracemalloc
 from collections import deque
 
 import relio
-from relio.asyncio import channel as relio_channel
+from relio.asyncio import dispatch as relio_dispatch
 from tests.faultproxy import FaultProxy
 from tests.servers import serve_socketio
 
@@ -373,8 +373,9 @@ class Soak:
         loop = asyncio.get_running_loop()
         with open("/proc/self/statm") as f:
             rss = int(f.read().split()[1]) * PAGE
-        server_channels = list(server._relio_channels.values())
-        client_channels = [ch for c in self.clients for ch in c._relio_channels.values()]
+        registry = server.relio_registry
+        server_channels = [session.channel for session in registry]
+        client_channels = [cs.channel for c in self.clients for cs in c.relio_sessions.values()]
 
         def engines(channels, key):
             return sum(ch.engine.stats[key] for ch in channels)
@@ -387,14 +388,14 @@ class Soak:
             "tracemalloc": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing()
             else None,
             "tasks": len(asyncio.all_tasks()),
-            "background_tasks": len(relio_channel._background_tasks),
+            "background_tasks": len(relio_dispatch._background_tasks),
             # server tables
-            "relio_channels": len(server._relio_channels),
-            "relio_bound": len(server._relio_bound),
-            "relio_eio_refs": len(server._relio_eio_refs),
-            "relio_ended": len(server._relio_ended),
-            "relio_draining": len(server._relio_draining),
-            "relio_sessions_table": len(server._relio_table),
+            "relio_channels": registry.sizes()["sessions"],
+            "relio_bound": registry.sizes()["bound"],
+            "relio_eio_refs": registry.sizes()["eio_refs"],
+            "relio_ended": registry.sizes()["ended"],
+            "relio_draining": registry.sizes()["draining"],
+            "relio_sessions_table": registry.sizes()["table"],
             "relio_parked": server.relio_parked_sessions,
             "environ": len(server.environ),
             "eio_sockets": len(server.eio.sockets),
@@ -409,16 +410,16 @@ class Soak:
             "outbox_messages": engines(server_channels, "outbox_messages"),
             "outbox_bytes": engines(server_channels, "outbox_bytes"),
             "in_flight_frames": engines(server_channels, "in_flight_frames"),
-            "awaiting_replies": sum(len(ch._awaiting) for ch in server_channels),
-            "pending": sum(len(ch._pending) for ch in server_channels),
+            "awaiting_replies": sum(ch.stats["awaiting_replies"] for ch in server_channels),
+            "pending": sum(ch.stats["tracked_messages"] for ch in server_channels),
             "peer_requests_pending": sum(len(ch.engine.awaiting_reply) for ch in server_channels),
             # client sessions
             "client_held_bytes": engines(client_channels, "held_bytes"),
             "client_reassembly_bytes": engines(client_channels, "reassembly_bytes"),
             "client_cached_responses": engines(client_channels, "cached_responses"),
             "client_outbox_messages": engines(client_channels, "outbox_messages"),
-            "client_awaiting_replies": sum(len(ch._awaiting) for ch in client_channels),
-            "client_pending": sum(len(ch._pending) for ch in client_channels),
+            "client_awaiting_replies": sum(ch.stats["awaiting_replies"] for ch in client_channels),
+            "client_pending": sum(ch.stats["tracked_messages"] for ch in client_channels),
             "client_callbacks": sum(len(v) for c in self.clients for v in c.callbacks.values()),
             # harness (must stay bounded too, or it would pollute the memory figures)
             "pending_deliveries": len(self.pending_deliveries),
@@ -435,7 +436,7 @@ class Soak:
             + sum(s.expected for s in self.big_rx_down.values()),
             "faults": sum(self.faults.values()),
             "resumes": sum((server.session_stats(sid) or {}).get("resumes", 0)
-                           for sid in server._relio_channels),
+                           for sid in (session.sid for session in registry)),
             "retransmitted": engines(server_channels, "frames_retransmitted")
             + engines(client_channels, "frames_retransmitted"),
             # Each engine's id set (not visible from Python) remembers the id of every message
@@ -481,8 +482,8 @@ class Soak:
         if self.pending_deliveries:
             return False
         # replies are acknowledged a moment after their caller has them
-        channels = list(self.server._relio_channels.values()) + [
-            ch for c in self.clients for ch in c._relio_channels.values()]
+        channels = [session.channel for session in self.server.relio_registry] + [
+            cs.channel for c in self.clients for cs in c.relio_sessions.values()]
         return not any(ch.engine.outbox_messages for ch in channels)
 
     async def run(self) -> dict:

@@ -17,7 +17,7 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
 from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
 
 from relio import exceptions
-from relio.asyncio.channel import Delivery, Question, Reply
+from relio.asyncio.results import Delivery, Question, Reply
 from relio.asyncio.client import AsyncClient
 from relio.asyncio.server import AsyncManager, AsyncServer
 from relio.binding.sessions import ResumeRefused

@@ -32,11 +32,11 @@ async def test_write_loop_stops_after_read_loop_gives_up_even_with_packets_queue
         # Queue packets ahead of it the way a busy relio session does.
         for n in range(5):
             await client.emit('n', n)
-        client._relio_channels['/'].flush()
+        client.relio_sessions['/'].channel.flush()
         await eio.queue.put(None)
         # relio stops writing into the dying connection (its emits wait in the session) ...
         await client.emit('n', 99)
-        client._relio_channels['/'].flush()
+        client.relio_sessions['/'].channel.flush()
         # ... and engine.io's write loop ends after what was queued, not 30 s later
         await asyncio.wait_for(asyncio.shield(write_loop), 3)
         assert eio.queue.stopping

@@ -148,21 +148,16 @@ class Arena:
     def assert_consistent(self) -> None:
         """relio's tables agree with each other and with python-socketio's."""
         sio = self.sio
-        channels = sio._relio_channels
-        assert set(channels) == set(sio._relio_table._sessions)
-        for (eio_sid, ns), channel in sio._relio_bound.items():
-            assert channels.get(channel.sid) is channel and channel.eio_sid == eio_sid
-            assert channel.namespace == ns and channel.attached
-        refs = collections.Counter(ch.eio_sid for ch in channels.values())
-        assert dict(refs) == sio._relio_eio_refs
-        assert set(sio.environ) <= set(sio.eio.sockets) | set(refs)
-        assert sio.relio_parked_sessions == sum(not ch.attached for ch in channels.values())
-        assert len(sio._relio_ended) <= self.config.max_parked_sessions
+        registry = sio.relio_registry
+        registry.check()
+        refs = {session.eio_sid for session in registry}
+        assert set(sio.environ) <= set(sio.eio.sockets) | refs
+        assert sio.relio_parked_sessions == sum(not s.attached for s in registry)
         for ns, rooms in sio.manager.rooms.items():
             for sid, eio_sid in rooms.get(None, {}).items():
-                channel = channels.get(sid)
-                if channel is not None:
-                    assert channel.eio_sid == eio_sid
+                session = registry.get(sid)
+                if session is not None:
+                    assert session.eio_sid == eio_sid
                 else:      # a plain client, or a relio session python-socketio is still closing
                     assert eio_sid in sio.eio.sockets or sid in sio.manager.pending_disconnect.get(
                         ns, ()), (sid, eio_sid)
@@ -172,7 +167,7 @@ class Arena:
         cfg = self.config
         st = self.sio.session_stats(sid)
         if st is None:
-            assert sid not in self.sio._relio_channels and sid not in self.sio._relio_table
+            assert sid not in self.sio.relio_registry
             return None
         assert st['outbox_messages'] <= cfg.max_outbox_messages
         assert st['outbox_bytes'] <= cfg.max_outbox_bytes
@@ -182,7 +177,7 @@ class Arena:
         assert st['reassembly_bytes'] <= cfg.max_reassembly_bytes + cfg.max_message_size
         assert st['cached_responses'] <= cfg.response_cache_entries
         assert st['awaiting_replies'] <= awaiting
-        pending = len(self.sio._relio_channels[sid].engine.awaiting_reply)
+        pending = len(self.sio.relio_registry.get(sid).channel.engine.awaiting_reply)
         assert pending <= cfg.max_pending_requests, pending
         return st
 
@@ -542,7 +537,7 @@ async def test_malformed_batches_end_only_the_attackers_session(logs):
                 await peer.sync()
             if outcome == 'close':
                 await until(lambda: a.disconnect_count(sid) == 1, what=f'{name}: disconnect')
-                assert sid not in sio._relio_channels, name
+                assert sid not in sio.relio_registry, name
                 assert a.reason(sid).startswith('protocol error: ') and reason in a.reason(sid), \
                     (name, a.reason(sid))
                 # The peer is told why (CLOSE code 1 after a final ACK), then socket.io DISCONNECT.
@@ -558,7 +553,7 @@ async def test_malformed_batches_end_only_the_attackers_session(logs):
                 assert logged, (name, relio_messages(logs))
                 assert not peer.closed.is_set(), f'{name}: the connection itself should live'
             elif outcome == 'ignore':
-                assert sio._relio_channels[sid].attached and a.disconnect_count(sid) == 0, name
+                assert sio.relio_registry.get(sid).attached and a.disconnect_count(sid) == 0, name
                 await _assert_session_works(a, peer, sid)
                 if reason is not None:
                     assert any(reason in m for m in relio_messages(logs)), name
@@ -568,11 +563,11 @@ async def test_malformed_batches_end_only_the_attackers_session(logs):
                     assert answers == [b'\x00[]']
                 await peer.disconnect_namespace('/')
                 await until(lambda: a.disconnect_count(sid) == 1, what=f'{name}: leave')
-                await peer.wait_for(lambda: sid not in sio._relio_channels, what='gone')
+                await peer.wait_for(lambda: sid not in sio.relio_registry, what='gone')
             else:       # drop / limit: the engine.io connection goes, the session is parked
                 await asyncio.wait_for(peer.closed.wait(), 5)
                 await until(lambda: sid in a.suspends, what=f'{name}: suspended')
-                assert not sio._relio_channels[sid].attached and a.disconnect_count(sid) == 0
+                assert not sio.relio_registry.get(sid).attached and a.disconnect_count(sid) == 0
                 if outcome == 'drop':
                     assert f'relio: closing {eio_sid}: {reason}' in relio_messages(logs), name
                 else:
@@ -580,7 +575,7 @@ async def test_malformed_batches_end_only_the_attackers_session(logs):
                 a.assert_bounded(sid)
                 # A parked session is bounded by session_ttl / max_parked_sessions; end it now.
                 await sio.disconnect(sid)
-                assert sid not in sio._relio_channels
+                assert sid not in sio.relio_registry
             a.assert_consistent()
             assert_no_errors(logs)
         # Specific effects: the chained reply to an unknown request was answered (not leaked), the
@@ -642,7 +637,7 @@ async def test_random_byte_strings(logs):
         sio = a.sio
         peer, sid = None, None
         for i in range(1000):
-            if peer is None or peer.closed.is_set() or sid not in sio._relio_channels:
+            if peer is None or peer.closed.is_set() or sid not in sio.relio_registry:
                 if peer is not None and not peer.closed.is_set():
                     await peer.wait_for(lambda: peer.ns['/'].disconnected.is_set(),
                                         what='DISCONNECT before reconnecting')
@@ -658,7 +653,7 @@ async def test_random_byte_strings(logs):
                            for m in relio_messages(logs)), relio_messages(logs)
                 await until(lambda: sid in a.suspends, what='suspended')
                 await sio.disconnect(sid)       # a parked session: end it now
-            elif sid not in sio._relio_channels:
+            elif sid not in sio.relio_registry:
                 await until(lambda: a.disconnect_count(sid) == 1, what='disconnect')
                 reason = a.reason(sid)
                 if reason == sio.reason.CLIENT_DISCONNECT:
@@ -670,7 +665,7 @@ async def test_random_byte_strings(logs):
                                for m in relio_messages(logs)), (reason, relio_messages(logs))
             else:
                 outcomes['tolerated'] += 1
-                assert sio._relio_channels[sid].attached
+                assert sio.relio_registry.get(sid).attached
                 a.assert_bounded(sid, awaiting=0)
             assert_no_errors(logs)
         a.assert_consistent()
@@ -678,9 +673,9 @@ async def test_random_byte_strings(logs):
         assert sum(outcomes.values()) == 1000
         assert outcomes['session closed'] and outcomes['connection closed'] and \
             outcomes['tolerated']
-        if peer is not None and not peer.closed.is_set() and sid in sio._relio_channels:
+        if peer is not None and not peer.closed.is_set() and sid in sio.relio_registry:
             await peer.disconnect_namespace('/')
-            await until(lambda: sid not in sio._relio_channels, what='leave')
+            await until(lambda: sid not in sio.relio_registry, what='leave')
         await until(lambda: sio.relio_sessions == 1, what='only the victim left')
     assert_no_errors(logs)
 
@@ -695,7 +690,7 @@ async def test_plain_event_packets_cannot_fake_lifecycle_events(logs):
         await peer.sync()
         await peer.send_frames([peer.data(['echo', 1], request=True)])
         await peer.wait_for(lambda: peer.data_frames(), what='echo')
-        assert a.sio._relio_channels[sid].attached
+        assert a.sio.relio_registry.get(sid).attached
         assert a.disconnect_count(sid) == 0, a.disconnects
         assert any('dropped a plain Socket.IO event' in m for m in relio_messages(logs))
     assert_no_errors(logs)
@@ -724,7 +719,7 @@ async def test_malformed_handshakes(logs):
     async with arena() as a, peers() as make:
         sio = a.sio
         victim = a.victim
-        victim_credential = victim.client._relio_channels['/'].credential
+        victim_credential = victim.client.relio_sessions['/'].credential
         peer = await make(port=a.port)
 
         async def leave(sid: str) -> None:
@@ -739,7 +734,7 @@ async def test_malformed_handshakes(logs):
             reply = await peer.connect('/', auth={'name': 'plain'}, hello=hello)
             assert reply.packet_type == 0 and wire.HANDSHAKE_KEY not in reply.data, hello
             sid = reply.data['sid']
-            assert sid not in sio._relio_channels and sio.relio_sessions == 1
+            assert sid not in sio.relio_registry and sio.relio_sessions == 1
             assert await sio.get_session(sid) == {'name': 'plain'}
             await leave(sid)
 
@@ -765,18 +760,18 @@ async def test_malformed_handshakes(logs):
             assert info['resumed'] is False, extra
             assert info['refused'] == 'no session to resume for these credentials', extra
             sid = reply.data['sid']
-            assert sid != victim.sid and sid in sio._relio_channels
+            assert sid != victim.sid and sid in sio.relio_registry
             assert any('resume refused' in m for m in relio_messages(logs, logging.INFO))
             await leave(sid)
-        assert victim.client._relio_channels['/'].credential == victim_credential
-        assert sio._relio_table.get(victim.sid).credential == victim_credential
+        assert victim.client.relio_sessions['/'].credential == victim_credential
+        assert sio.relio_registry.get(victim.sid).credential == victim_credential
 
         # A second CONNECT on a namespace this connection already has: python-socketio refuses it.
         reply = await peer.connect('/')
         first = reply.data['sid']
         again = await peer.connect('/')
         assert again.packet_type == 4          # CONNECT_ERROR
-        assert sio._relio_channels[first].attached and a.disconnect_count(first) == 0
+        assert sio.relio_registry.get(first).attached and a.disconnect_count(first) == 0
         await leave(first)
 
         # A valid credential (the attacker's own parked session) with a broken resume state: that
@@ -803,7 +798,7 @@ async def test_malformed_handshakes(logs):
                 (what, info)
             assert reply.data['sid'] != sid
             await until(lambda: a.disconnect_count(sid) == 1, what=f'{what}: old session ended')
-            assert sid not in sio._relio_channels
+            assert sid not in sio.relio_registry
             await leave(reply.data['sid'])
 
         # A valid credential presented on another namespace: that session ends (never two
@@ -866,7 +861,7 @@ async def test_peer_that_never_acknowledges(logs):
         assert (peer.closes()[0].code, peer.closes()[0].reason) == (2, 'delivery timeout')
         await until(lambda: len(errors) >= 50, what='relio_delivery_error events')
         assert {s for s, _ in errors} == {sid}
-        assert sid not in sio._relio_channels and sio.session_stats(sid) is None
+        assert sid not in sio.relio_registry and sio.session_stats(sid) is None
         # Emitting to the ended sid fails at once instead of queueing for nobody.
         with pytest.raises(relio.DeliveryError):
             await (await sio.emit('push', 'late', to=sid))
@@ -960,7 +955,7 @@ async def test_many_unfinished_reassemblies(logs):
         assert grown_1040 - grown_40 < 256 * 1024              # flat
         assert grown_hol < cfg.max_reassembly_bytes + cfg.max_message_size + 512 * 1024
         # The attacker's session is still usable (it may yet complete a message), bounded.
-        assert sio._relio_channels[sid].attached and a.disconnect_count(sid) == 0
+        assert sio.relio_registry.get(sid).attached and a.disconnect_count(sid) == 0
     assert_no_errors(logs)
 
 
@@ -990,7 +985,7 @@ async def test_worst_case_session_with_the_defaults(logs):
         print(f'\nreassembly: batches of {len(held)} and {len(hol)} bytes -> '
               f'{reassembly / MiB:.1f} MiB allocated (uninitialised)')
         await peer.disconnect_namespace('/')
-        await until(lambda: sid not in sio._relio_channels, what='left')
+        await until(lambda: sid not in sio.relio_registry, what='left')
 
         peer = await make(port=a.port, keep_frames=False)
         sid = (await peer.connect('/')).data['sid']
@@ -1072,7 +1067,7 @@ async def test_request_flood_to_a_slow_handler(logs):
         await peer.send_frames([peer.data(['slow', i], request=True) for i in range(500)])
         await peer.sync()
         await until(lambda: a.slow_running == 16, what='16 handlers')
-        engine = sio._relio_channels[sid].engine
+        engine = sio.relio_registry.get(sid).channel.engine
         st = a.assert_bounded(sid)
         assert len(engine.awaiting_reply) == 16 and st['frames_refused'] >= 1
         assert len(asyncio.all_tasks()) - tasks_before <= 16 + 4
@@ -1108,7 +1103,7 @@ async def test_request_flood_ahead_of_a_gap(logs):
             # Delivery is synchronous: after sync() the engine has decided for every frame.
             sid = peer.ns['/'].sid
             held = cfg.max_pending_requests - 1
-            assert len(a.sio._relio_channels[sid].engine.awaiting_reply) == held
+            assert len(a.sio.relio_registry.get(sid).channel.engine.awaiting_reply) == held
             assert a.sio.session_stats(sid)['frames_refused'] == 200 - held
             await until(lambda: a.slow_running == held, what='handlers')
             assert a.slow_max == held
@@ -1154,18 +1149,19 @@ async def test_reconnect_loop_with_wrong_credentials(logs):
                     what='engine.io sockets closed')
         assert sio.relio_parked_sessions == cfg.max_parked_sessions
         assert sio.relio_sessions == cfg.max_parked_sessions + 1        # + the victim
-        assert len(sio._relio_channels) == cfg.max_parked_sessions + 1
-        assert list(sio._relio_bound.values()) == [sio._relio_channels[victim.sid]]
-        assert len(sio._relio_eio_refs) == cfg.max_parked_sessions + 1
+        sizes = sio.relio_registry.sizes()
+        assert sizes['sessions'] == cfg.max_parked_sessions + 1
+        assert sizes['bound'] == 1 and sio.relio_registry.get(victim.sid).attached
+        assert sizes['eio_refs'] == cfg.max_parked_sessions + 1
         assert len(sio.environ) <= cfg.max_parked_sessions + 1
         assert len(sio.manager.rooms['/'][None]) == cfg.max_parked_sessions + 1
         assert sum(len(r) for r in sio.manager.rooms['/'].values()) == \
             2 * (cfg.max_parked_sessions + 1)                         # None room + own room
-        assert len(sio._relio_ended) <= cfg.max_parked_sessions
-        assert not sio._relio_draining
+        assert sio.relio_registry.sizes()['ended'] <= cfg.max_parked_sessions
+        assert sio.relio_registry.sizes()['draining'] == 0
         assert not sio.manager.pending_connect and not sio.manager.pending_disconnect.get('/')
         # Every session that is not parked now ended once: cleanly, or evicted oldest first.
-        parked = {sid for sid, ch in sio._relio_channels.items() if not ch.attached}
+        parked = {s.sid for s in sio.relio_registry if not s.attached}
         dropped = [sid for i, sid in enumerate(sids) if i % 4]
         assert parked <= set(dropped[-cfg.max_parked_sessions - 10:])     # the most recent
         for sid in sids:
@@ -1214,7 +1210,7 @@ async def test_thousand_parked_sessions_expire(logs):
                     await until(lambda: len(sio.eio.sockets) == 1, timeout=20,
                                 what='sockets closed')
                     assert sio.relio_sessions == n + 1
-                    parked = [weakref.ref(sio._relio_channels[sid]) for sid in sids]
+                    parked = [weakref.ref(sio.relio_registry.get(sid).channel) for sid in sids]
                     assert_no_errors(logs)
                     logs.clear()                    # captured records are not the server's
                     per_session = traced.grown() / n
@@ -1223,7 +1219,7 @@ async def test_thousand_parked_sessions_expire(logs):
                     # How much of it is the dead connection's ASGI objects (the uvicorn websocket
                     # protocol, its queues...), kept alive by the environ relio keeps for a parked
                     # session through environ['asgi.receive'] / ['asgi.send'] (bound methods).
-                    for eio_sid in list(sio._relio_eio_refs):
+                    for eio_sid in {s.eio_sid for s in sio.relio_registry}:
                         environ = sio.environ.get(eio_sid)
                         if eio_sid != a.victim.client.eio.sid and environ is not None:
                             for key in ('asgi.receive', 'asgi.send', 'asgi.scope', 'wsgi.input'):
@@ -1240,7 +1236,7 @@ async def test_thousand_parked_sessions_expire(logs):
                     assert_no_errors(logs)
                     logs.clear()
                     # What relio's code allocated for them is gone, but for why each sid ended
-                    # (_relio_ended, kept on purpose, bounded by max_parked_sessions). The process
+                    # (the registry's ended reasons, kept on purpose, bounded by max_parked_sessions). The process
                     # as a whole still holds python-engineio's closed sockets for a while (each
                     # one's ping task sleeps ping_interval; its service task iterates over a copy
                     # of the socket table): not measured here.
@@ -1260,16 +1256,17 @@ async def test_thousand_parked_sessions_expire(logs):
         assert last < max(cfg.session_ttl + parked_after, measured_at - dropped_at) + 5
         assert all(a.disconnect_count(s) == 1 and a.reason(s) == 'session expired' for s in sids)
         assert sio.relio_sessions == 1 and sio.relio_parked_sessions == 0
-        assert list(sio._relio_channels) == [a.victim.sid]
-        assert len(sio._relio_table) == 1 and sio._relio_table.next_expiry() is None
-        assert list(sio._relio_bound.values()) == [sio._relio_channels[a.victim.sid]]
-        assert list(sio._relio_eio_refs) == [a.victim.client.eio.sid]
+        sio.relio_registry.check()
+        assert [s.sid for s in sio.relio_registry] == [a.victim.sid]
+        assert [s.eio_sid for s in sio.relio_registry] == [a.victim.client.eio.sid]
+        sizes = sio.relio_registry.sizes()
+        assert sizes['table'] == 1 and sizes['bound'] == 1 and sizes['eio_refs'] == 1
         assert list(sio.environ) == [a.victim.client.eio.sid]
         assert set(sio.manager.rooms['/'][None]) == {a.victim.sid}
-        assert not sio._relio_draining and sio._relio_expiry is None
+        assert sizes['draining'] == 0 and sizes['expiry_armed'] == 0
         # Kept on purpose: why each sid ended (bounded by max_parked_sessions), so that an emit to
         # an ended sid fails with that reason.
-        assert len(sio._relio_ended) == n
+        assert sizes['ended'] == n
         # No channel (engine, outbox, callbacks...) of an expired session is alive.
         gc.collect()
         assert not [ref for ref in parked if ref() is not None]
@@ -1287,7 +1284,7 @@ async def test_credentials_are_strong_and_distinct(logs):
         replies = [await p.connect('/') for p in peer_list]
         creds = [r.data[wire.HANDSHAKE_KEY]['credential'] for r in replies]
         sids = [r.data['sid'] for r in replies]
-        creds.append(a.victim.client._relio_channels['/'].credential)
+        creds.append(a.victim.client.relio_sessions['/'].credential)
         sids.append(a.victim.sid)
         assert len(set(creds)) == len(creds)
         for cred, sid in zip(creds, sids):
@@ -1317,8 +1314,8 @@ async def test_credentials_are_strong_and_distinct(logs):
 
 
 def sio_attached(a: Arena, sid: str) -> bool:
-    channel = a.sio._relio_channels.get(sid)
-    return channel is not None and channel.attached
+    session = a.sio.relio_registry.get(sid)
+    return session is not None and session.attached
 
 
 CREDENTIAL_LOGGERS = ('relio', 'socketio', 'socketio.server', 'socketio.client')
@@ -1346,13 +1343,13 @@ async def _resume_with_logging(logs, loggers: tuple[str, ...]) -> set[str]:
         try:
             await client.connect(proxy.url, transports=['websocket'], wait_timeout=5)
             sid = client.get_sid()
-            creds = {client._relio_channels['/'].credential}
+            creds = {client.relio_sessions['/'].credential}
             assert await client.call('echo', 1, timeout=5) == 1
             assert await proxy.cut() == 1
             await asyncio.wait_for(resumed.wait(), 10)
             assert await client.call('echo', 2, timeout=5) == 2
-            creds.add(client._relio_channels['/'].credential)
-            creds.add(a.sio._relio_table.get(sid).credential)
+            creds.add(client.relio_sessions['/'].credential)
+            creds.add(a.sio.relio_registry.get(sid).credential)
             assert client.get_sid() == sid and a.resumes == [sid] and len(creds) == 2
         finally:
             with contextlib.suppress(Exception):
@@ -1411,9 +1408,9 @@ async def test_resume_of_a_connected_session_moves_it(logs):
             for i in range(3):
                 await asyncio.wait_for(await sio.emit('push', f'before-{i}', to=sid), 5)
             await asyncio.wait_for(await old.emit('record', 'from old'), 5)
-            channel = old._relio_channels['/']
-            hello = {'v': 1, 'sid': sid, 'credential': channel.credential,
-                     'state': wire.encode_state(channel.resume_state())}
+            session = old.relio_sessions['/']
+            hello = {'v': 1, 'sid': sid, 'credential': session.credential,
+                     'state': wire.encode_state(session.channel.resume_state())}
             new = await make(port=a.port)
             reply = await new.connect('/', hello=hello)
             info = reply.data[wire.HANDSHAKE_KEY]
@@ -1436,7 +1433,7 @@ async def test_resume_of_a_connected_session_moves_it(logs):
             assert await sio.get_session(sid) == {'name': 'old'}
             assert a.records[sid] == ['from old'] and a.resumes == [sid]
             assert sio.session_stats(sid)['resumes'] == 1 and a.disconnect_count(sid) == 0
-            assert sio._relio_channels[sid].eio_sid == new.eio_sid
+            assert sio.relio_registry.get(sid).eio_sid == new.eio_sid
             assert len(old_disconnects) == 1
         finally:
             with contextlib.suppress(Exception):
@@ -1463,9 +1460,9 @@ async def test_resume_onto_a_connection_that_has_a_session(logs):
         logs.clear()
         refused = await holder.connect('/', hello=hello)
         assert refused.packet_type == 4                    # CONNECT_ERROR, as python-socketio
-        assert sio._relio_channels[held].attached and sio._relio_channels[held].eio_sid == \
+        assert sio.relio_registry.get(held).attached and sio.relio_registry.get(held).eio_sid == \
             holder.eio_sid and a.disconnect_count(held) == 0
-        assert not sio._relio_channels[sid].attached and sio.relio_parked_sessions == 1
+        assert not sio.relio_registry.get(sid).attached and sio.relio_parked_sessions == 1
         a.assert_consistent()
         # B is still resumable by its owner, from a connection of its own ...
         again = await make(port=a.port)
@@ -1475,6 +1472,6 @@ async def test_resume_onto_a_connection_that_has_a_session(logs):
         # ... and, dropped again, expires after its TTL like any parked session.
         await until(lambda: a.disconnect_count(sid) == 1, timeout=cfg.session_ttl + 5,
                     what='expired')
-        assert a.reason(sid) == 'session expired' and sid not in sio._relio_channels
+        assert a.reason(sid) == 'session expired' and sid not in sio.relio_registry
         a.assert_consistent()
     assert_no_errors(logs)

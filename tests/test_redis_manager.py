@@ -208,17 +208,17 @@ async def test_a_retried_batch_is_not_appended_twice(redis):
     try:
         await (await emitter.emit("b", 1, namespace="/", room="r"))
         # Replay the same batch (same publisher numbers), as after a lost reply.
-        script = client.register_script(relio.cluster.redis_manager._APPEND_SCRIPT)
-        before = await client.xlen(emitter.stream_key)
-        entries = await client.xrange(emitter.stream_key)
+        script = client.register_script(relio.cluster.bus._APPEND_SCRIPT)
+        before = await client.xlen(emitter.bus.stream_key)
+        entries = await client.xrange(emitter.bus.stream_key)
         h, p = entries[-1][1][b"h"], entries[-1][1][b"p"]
-        await script(keys=[emitter.stream_key, emitter._publisher_key],
-                     args=[1000, 60, 1, emitter._origin, h, p])
-        assert await client.xlen(emitter.stream_key) == before
+        await script(keys=[emitter.bus.stream_key, emitter.bus._publisher_key],
+                     args=[1000, 60, 1, emitter.bus._origin, h, p])
+        assert await client.xlen(emitter.bus.stream_key) == before
         # A new number is appended.
-        await script(keys=[emitter.stream_key, emitter._publisher_key],
-                     args=[1000, 60, 2, emitter._origin, h, p])
-        assert await client.xlen(emitter.stream_key) == before + 1
+        await script(keys=[emitter.bus.stream_key, emitter.bus._publisher_key],
+                     args=[1000, 60, 2, emitter.bus._origin, h, p])
+        assert await client.xlen(emitter.bus.stream_key) == before + 1
     finally:
         await client.aclose()
         await emitter.close()

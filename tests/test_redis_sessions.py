@@ -196,7 +196,7 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
 
             async def paused(channel):
                 return None                      # the owner never hands over
-            s1.manager._hand_over = paused
+            s1.manager.session_host.hand_over = paused
             await lb.cut()
             await until(lambda: "resume" in events, 20, "the resume on n2 (forced)")
             assert (await client.call("where", timeout=10))[0] == "n2"
@@ -207,7 +207,7 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
             with pytest.raises(relio.DeliveryError) as excinfo:
                 await asyncio.wait_for(stale, 10)
             assert "moved" in excinfo.value.reason
-            assert s1.manager.stats["fenced"] == 1 and sid not in s1._relio_channels
+            assert s1.manager.stats["fenced"] == 1 and sid not in s1.relio_registry
             assert int(await store.hget(f"relio:socketio:s:{sid}", "epoch")) == 2
             # Its next emit goes through the bus to the session on n2.
             await s1.emit("direct", "fresh", to=sid)
@@ -244,7 +244,7 @@ async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
 
             async def paused(channel):
                 return None
-            s1.manager._hand_over = paused
+            s1.manager.session_host.hand_over = paused
             await lb.cut()
             await until(lambda: s1.manager.stats["saved"] >= 1, 15, what="the save at suspend")
             n = 20

@@ -771,7 +771,7 @@ async def test_credential_is_secret_rotates_and_a_stale_one_does_not_resume():
         sid = c.get_sid()
 
         def cred() -> str:
-            return c._relio_channels['/'].credential
+            return c.relio_sessions['/'].credential
 
         def mine(event: str) -> int:
             return sum(1 for e in r.srec[event] if e[0] == sid)

@@ -8,8 +8,8 @@ direction), sequential calls both ways, 1-2 MB payloads both ways every ~5 s. Th
   answered with its own answer and its handler run once, no DeliveryError, one session per client
   (``connect`` once) despite the faults, every Delivery resolved;
 * the faults bit (connections cut, sessions resumed, frames retransmitted);
-* no table grows: the server's tables (``_relio_channels``, ``_relio_bound``, ``_relio_eio_refs``,
-  ``_relio_ended``, ``environ``, rooms, ...) keep their second half's maximum within the first
+* no table grows: the server's tables (``relio_registry.sizes()``: sessions, bound, connection refs,
+  ended reasons, ``environ``, rooms, ...) keep their second half's maximum within the first
   half's maximum plus a fixed slack, the sessions' gauges (outbox, held and reassembly bytes,
   cached responses, ``_pending``/``_awaiting``, asyncio tasks), which burst after a long stall,
   keep their second half's median within it (``bench.soak.TABLES``), every sample stays within

@@ -22,11 +22,13 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from relio.asyncio.channel import Channel
+from relio.asyncio.dispatch import spawn
+from relio.asyncio.results import Delivery
 from relio.binding import payload as payload_codec
 from relio.binding import wire
-from relio.engine._engine import Engine
-from relio.asyncio.channel import Channel, Delivery, spawn
 from relio.config import DEFAULT_CONFIG, Config
+from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
@@ -59,6 +61,27 @@ class _EngineIOClient(engineio.AsyncClient):
         return _StopSafeQueue(*args, **kwargs)
 
 
+class ClientSession:
+    """One relio session of the client (one per namespace): its channel, the resume credential
+    the server gave (rotated on every resume) and the local expiry while suspended."""
+
+    __slots__ = ("channel", "credential", "ttl", "expiry_handle", "ended")
+
+    def __init__(self, channel: Channel, credential: str, ttl: float):
+        self.channel = channel
+        self.credential = credential
+        #: how long the server keeps the session after its connection drops (it says so)
+        self.ttl = ttl
+        self.expiry_handle: asyncio.TimerHandle | None = None
+        #: over: removed from the client, its disconnect fired or about to be
+        self.ended = False
+
+    def cancel_expiry(self) -> None:
+        if self.expiry_handle is not None:
+            self.expiry_handle.cancel()
+            self.expiry_handle = None
+
+
 class AsyncClient(socketio.AsyncClient):
     """A Socket.IO client for asyncio with reliable delivery and resumable sessions.
 
@@ -75,12 +98,14 @@ class AsyncClient(socketio.AsyncClient):
     def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.relio_config = relio_config or DEFAULT_CONFIG
-        self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        #: the application payload codec (python-socketio's ``json`` module, bound once)
+        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.relio_enabled = relio
         self.reserved_events = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
-        self._relio_channels: dict[str, Channel] = {}    # namespace -> channel
+        #: the relio sessions, by namespace
+        self.relio_sessions: dict[str, ClientSession] = {}
         self._relio_connecting = False
         self._relio_reconnecting = False    # inside python-socketio's reconnect loop
         self._relio_spoken = False
@@ -93,7 +118,7 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         self._relio_connecting = True
-        if self._relio_reconnecting and self._relio_channels:
+        if self._relio_reconnecting and self.relio_sessions:
             # A resume: python-socketio's reconnect waits only 1 s for the answer, then drops the
             # connection and tries again; give the server's resume handlers time to answer.
             wait_timeout = max(wait_timeout, self.relio_config.resume_wait_timeout)
@@ -116,7 +141,7 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         namespace = namespace or '/'
-        channel = self._relio_channels.get(namespace)
+        channel = self._relio_channel(namespace)
         if channel is None:
             await super().emit(event, data=data, namespace=namespace, callback=callback)
             delivery = Delivery()
@@ -124,7 +149,7 @@ class AsyncClient(socketio.AsyncClient):
             return delivery
         self.logger.info('Emitting event "%s" [%s]', event, namespace)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self._relio_codec)
+                                       self.relio_codec)
         delivery = Delivery()
         try:
             channel.send_nowait(encoded, event, delivery, callback)
@@ -150,11 +175,11 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         namespace = namespace or '/'
-        channel = self._relio_channels.get(namespace)
+        channel = self._relio_channel(namespace)
         if channel is None:
             return await super().call(event, data=data, namespace=namespace, timeout=timeout)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self._relio_codec)
+                                       self.relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
     async def disconnect(self, drain_timeout: float | None = None):
@@ -169,16 +194,17 @@ class AsyncClient(socketio.AsyncClient):
         await self._drain(self.relio_config.drain_timeout if drain_timeout is None
                           else drain_timeout)
         reason = self.reason.CLIENT_DISCONNECT
-        for channel in list(self._relio_channels.values()):
-            if channel.namespace in self.namespaces:
+        for namespace, session in list(self.relio_sessions.items()):
+            if namespace in self.namespaces:
                 # CLOSE frame: the server ends the session; python-socketio fires `disconnect`.
-                channel.finished = True
-                channel.close(reason)
+                session.ended = True
+                session.cancel_expiry()
+                session.channel.close(reason)
             else:
                 # Suspended (reconnecting): its `disconnect` was withheld; fire it now. The server
                 # cannot be told and lets the session expire after its TTL.
-                await self._end_session(channel, reason)
-        self._relio_channels.clear()
+                await self._end_session(session, reason)
+        self.relio_sessions.clear()
         if self._reconnect_task is not None and self._reconnect_abort is not None:
             self._reconnect_abort.set()      # the application asked to go: stop reconnecting
         for n in self.namespaces:
@@ -193,13 +219,17 @@ class AsyncClient(socketio.AsyncClient):
         await self.eio.disconnect()
 
     async def _drain(self, timeout: float) -> None:
-        await asyncio.gather(*(channel.drain(timeout)
-                               for channel in self._relio_channels.values()))
+        await asyncio.gather(*(session.channel.drain(timeout)
+                               for session in self.relio_sessions.values()))
 
     def session_stats(self, namespace='/') -> dict | None:
         """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
-        channel = self._relio_channels.get(namespace)
+        channel = self._relio_channel(namespace)
         return None if channel is None else channel.stats
+
+    def _relio_channel(self, namespace: str) -> Channel | None:
+        session = self.relio_sessions.get(namespace)
+        return None if session is None else session.channel
 
     # --- handshake -------------------------------------------------------------------------------
     async def _handle_eio_connect(self):
@@ -213,40 +243,39 @@ class AsyncClient(socketio.AsyncClient):
             data = real_auth
             if self.relio_enabled and isinstance(real_auth, dict):
                 hello = {'v': wire.HANDSHAKE_VERSION}
-                channel = self._relio_channels.get(n)
-                if channel is not None and not channel.closed:
-                    hello.update(sid=channel.sid, credential=channel.credential,
-                                 state=wire.encode_state(channel.resume_state()))
+                session = self.relio_sessions.get(n)
+                if session is not None and not session.channel.closed:
+                    hello.update(sid=session.channel.sid, credential=session.credential,
+                                 state=wire.encode_state(session.channel.resume_state()))
                 data = {**real_auth, wire.HANDSHAKE_KEY: hello}
             await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     async def _handle_connect(self, namespace, data):
         namespace = namespace or '/'
         info = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
-        channel = self._relio_channels.get(namespace)
+        session = self.relio_sessions.get(namespace)
+        channel = None if session is None else session.channel
         if not isinstance(info, dict) or not isinstance(info.get('credential'), str):
-            if channel is not None:        # the server no longer speaks relio
-                await self._end_session(channel, 'server does not support relio')
+            if session is not None:        # the server no longer speaks relio
+                await self._end_session(session, 'server does not support relio')
             return await super()._handle_connect(namespace, data)
         sid = data.get('sid')
         ttl = info.get('ttl')
         ttl = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else \
             self.relio_config.session_ttl
-        if info.get('resumed') and channel is not None and not channel.closed \
-                and channel.sid == sid:
-            channel.credential = info['credential']
-            channel.session_ttl = ttl
-            handle = channel.expiry_handle
-            if handle is not None:
-                handle.cancel()
-                channel.expiry_handle = None
+        if info.get('resumed') and session is not None and not session.channel.closed \
+                and session.channel.sid == sid:
+            channel = session.channel
+            session.credential = info['credential']
+            session.ttl = ttl
+            session.cancel_expiry()
             try:
                 peer_state = wire.decode_state(info.get('state'))
                 channel.attach(self._writer(namespace), peer_state)
                 channel.send_ack_now()
             except RemoteProtocolError as exc:
                 logger.warning('relio: cannot resume %s [%s]: %s', sid, namespace, exc.reason)
-                await self._end_session(channel, f'protocol error: {exc.reason}')
+                await self._end_session(session, f'protocol error: {exc.reason}')
                 await self._send_packet(self.packet_class(packet.DISCONNECT,
                                                           namespace=namespace))
                 return
@@ -255,29 +284,25 @@ class AsyncClient(socketio.AsyncClient):
             await self._trigger_event(wire.RESUME_EVENT, namespace)
             self._connect_event.set()
             return
-        if channel is not None:
-            await self._end_session(channel, info.get('refused') or 'session expired')
+        if session is not None:
+            await self._end_session(session, info.get('refused') or 'session expired')
         loop = asyncio.get_running_loop()
         channel = Channel(Engine(self.relio_config, now=loop.time()), self,
-                          json=self._relio_codec, sid=sid, namespace=namespace)
-        channel.credential = info['credential']
-        channel.session_ttl = ttl
-        channel.expiry_handle = None
-        self._relio_channels[namespace] = channel
+                          json=self.relio_codec, sid=sid, namespace=namespace)
+        self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)
         self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         channel.attach(self._writer(namespace))
         await super()._handle_connect(namespace, data)
 
-    async def _end_session(self, channel: Channel, reason: str) -> None:
+    async def _end_session(self, session: ClientSession, reason: str) -> None:
         """A session is over (refused on resume, closed): fail what is pending, fire disconnect."""
-        if self._relio_channels.get(channel.namespace) is channel:
-            del self._relio_channels[channel.namespace]
-        if channel.finished:
+        channel = session.channel
+        if self.relio_sessions.get(channel.namespace) is session:
+            del self.relio_sessions[channel.namespace]
+        if session.ended:
             return
-        channel.finished = True
-        handle = channel.expiry_handle
-        if handle is not None:
-            handle.cancel()
+        session.ended = True
+        session.cancel_expiry()
         channel.close(reason)
         if channel.namespace not in self.namespaces:
             # Its disconnect was withheld when the connection dropped: fire it now.
@@ -307,7 +332,7 @@ class AsyncClient(socketio.AsyncClient):
             except RemoteProtocolError as exc:
                 logger.warning('relio: invalid carrier message from the server: %s', exc.reason)
                 return
-            channel = self._relio_channels.get(namespace)
+            channel = self._relio_channel(namespace)
             if channel is not None and channel.attached:
                 channel.receive(batch)
             return
@@ -319,9 +344,9 @@ class AsyncClient(socketio.AsyncClient):
         will_reconnect = self.reconnection and (self.eio.state == 'connected'
                                                 or self._relio_reconnecting)
         suspended = []
-        for namespace, channel in list(self._relio_channels.items()):
-            was_attached = channel.attached
-            channel.detach()
+        for namespace, session in list(self.relio_sessions.items()):
+            was_attached = session.channel.attached
+            session.channel.detach()
             if will_reconnect:
                 # The session lives on: hide this namespace from python-socketio's disconnect.
                 self.namespaces.pop(namespace, None)
@@ -329,7 +354,7 @@ class AsyncClient(socketio.AsyncClient):
                     suspended.append(namespace)
             else:
                 self.namespaces.pop(namespace, None)
-                await self._end_session(channel, reason)
+                await self._end_session(session, reason)
         await super()._handle_eio_disconnect(reason)
         if self._relio_connecting and self._connect_event is not None:
             # The connection died while connect() waits for the namespaces' answers (a resume in
@@ -349,17 +374,17 @@ class AsyncClient(socketio.AsyncClient):
         said how long in the handshake): end ours then too, so that what waits in it fails now
         instead of at the next successful reconnect."""
         loop = asyncio.get_running_loop()
-        for channel in self._relio_channels.values():
-            if channel.attached or channel.closed:
+        for session in self.relio_sessions.values():
+            if session.channel.attached or session.channel.closed:
                 continue
-            if channel.expiry_handle is None:
-                channel.expiry_handle = loop.call_later(
-                    channel.session_ttl, self._on_local_expiry, channel)
+            if session.expiry_handle is None:
+                session.expiry_handle = loop.call_later(session.ttl, self._on_local_expiry,
+                                                        session)
 
-    def _on_local_expiry(self, channel: Channel) -> None:
-        channel.expiry_handle = None
-        if not channel.attached and not channel.finished:
-            spawn(self._end_session(channel, 'session expired'))
+    def _on_local_expiry(self, session: ClientSession) -> None:
+        session.expiry_handle = None
+        if not session.channel.attached and not session.ended:
+            spawn(self._end_session(session, 'session expired'))
 
     async def _handle_reconnect(self):
         self._relio_reconnecting = True
@@ -370,24 +395,25 @@ class AsyncClient(socketio.AsyncClient):
             if self.eio.state != 'connected':
                 # python-socketio gave up reconnecting (or was told to stop): the sessions end here
                 # and everything still pending in them is reported undelivered.
-                for channel in list(self._relio_channels.values()):
-                    await self._end_session(channel, 'reconnection failed')
+                for session in list(self.relio_sessions.values()):
+                    await self._end_session(session, 'reconnection failed')
 
     async def _handle_disconnect(self, namespace):
         namespace = namespace or '/'
         if namespace not in self.namespaces:
             return            # already ended by relio's CLOSE
-        channel = self._relio_channels.pop(namespace, None)
-        if channel is not None:
-            channel.finished = True
-            channel.close('server disconnect')
+        session = self.relio_sessions.pop(namespace, None)
+        if session is not None:
+            session.ended = True
+            session.cancel_expiry()
+            session.channel.close('server disconnect')
         await super()._handle_disconnect(namespace)
 
     async def _handle_error(self, namespace, data):
         namespace = namespace or '/'
-        channel = self._relio_channels.get(namespace)
-        if channel is not None:       # a resume was refused by the application
-            await self._end_session(channel, 'resume refused')
+        session = self.relio_sessions.get(namespace)
+        if session is not None:       # a resume was refused by the application
+            await self._end_session(session, 'resume refused')
         await super()._handle_error(namespace, data)
 
     async def _handle_event(self, namespace, id, data):
@@ -399,7 +425,7 @@ class AsyncClient(socketio.AsyncClient):
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
         if not items or not isinstance(items[0], str):
-            channel._protocol_error(RemoteProtocolError("event without a name"))
+            channel.protocol_error(RemoteProtocolError("event without a name"))
             return
         event, namespace = items[0], channel.namespace
         then = None
@@ -432,18 +458,20 @@ class AsyncClient(socketio.AsyncClient):
         spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, channel.namespace, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
-        if channel.finished:
+        session = self.relio_sessions.get(channel.namespace)
+        if session is None or session.channel is not channel or session.ended:
             return
         logger.info('relio: session [%s] closed (%s)', channel.namespace, reason)
         if by_peer:     # the server ended the session; its socket.io DISCONNECT follows
-            spawn(self._close_namespace(channel, self.reason.SERVER_DISCONNECT, False))
+            spawn(self._close_namespace(session, self.reason.SERVER_DISCONNECT, False))
         else:           # we ended it (protocol error, delivery timeout): tell the server
-            spawn(self._close_namespace(channel, reason, True))
+            spawn(self._close_namespace(session, reason, True))
 
-    async def _close_namespace(self, channel: Channel, reason: str, tell_server: bool) -> None:
-        namespace = channel.namespace
+    async def _close_namespace(self, session: ClientSession, reason: str,
+                               tell_server: bool) -> None:
+        namespace = session.channel.namespace
         connected = namespace in self.namespaces
-        await self._end_session(channel, reason)
+        await self._end_session(session, reason)
         if not connected:
             return
         del self.namespaces[namespace]
@@ -456,4 +484,4 @@ class AsyncClient(socketio.AsyncClient):
             await self.eio.disconnect()
 
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "ClientSession"]

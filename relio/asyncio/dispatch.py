@@ -1,4 +1,6 @@
-"""How a handler is run: inline when that cannot change its behaviour, in a task otherwise.
+"""Running a session's handlers and callbacks: :class:`HandlerRunner`, one per session.
+
+How a handler is run: inline when that cannot change its behaviour, in a task otherwise.
 
 python-socketio starts one asyncio task per event (about 10 µs of the loop's time each), which is
 most of what a small message costs. relio delivers messages in order and starts their handlers in
@@ -14,13 +16,36 @@ running it in a task of its own:
 
 Inline handlers run in a copy of the current context, as a task would, so context variables they
 set do not leak into the connection's reader.
+
+With python-socketio's ``async_handlers=False`` handlers run one after another in a consumer task
+of the session (``sequential``), as python-socketio runs each before reading the next packet.
+
+Whatever the way, a handler that raises is logged, and if it was answering a request of the peer
+the request is declined (left unanswered, as python-socketio sends no ack then); otherwise
+``then(result)`` gets its return value, and ``done()`` is told when it has finished.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dis
 import inspect
-from typing import Callable
+import logging
+from collections import deque
+from typing import Any, Callable
+
+logger = logging.getLogger("relio")
+
+_background_tasks: set[asyncio.Task] = set()
+
+
+def spawn(coro) -> asyncio.Task:
+    """Run ``coro`` in a task that is referenced until it ends (asyncio keeps only weak refs)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
+    return task
 
 SYNC = 0           # plain function: call inline
 ASYNC_INLINE = 1   # coroutine function without suspension points: step inline
@@ -61,3 +86,127 @@ def _classify(fn: Callable) -> int:
         if instruction.opname in _SUSPENDING_OPS:
             return ASYNC_TASK
     return ASYNC_INLINE
+
+
+Then = Callable[[Any], None]
+Done = Callable[[], None]
+
+
+class HandlerRunner:
+    """Runs one session's handlers in delivery order (inline, in tasks, or sequentially).
+
+    :param decline: called with a request's id when its handler raised: the request stays
+                    unanswered (the peer's call times out, as with python-socketio).
+    """
+
+    __slots__ = ("_decline", "_inbox", "_consumer", "_unstarted", "active")
+
+    def __init__(self, decline: Callable[[bytes], None]):
+        self._decline = decline
+        self._inbox: deque | None = None        # sequential handlers waiting for the consumer
+        self._consumer: asyncio.Task | None = None
+        self._unstarted = 0                     # tasks spawned, not yet started
+        #: handlers started (or queued) and not finished yet
+        self.active = 0
+
+    def run(self, fn: Callable, args: tuple, then: Then | None = None, sequential: bool = False,
+            request_id: bytes | None = None, done: Done | None = None) -> None:
+        """Run ``fn(*args)``: a plain function at once, a coroutine function inline or in a task
+        (see the module's docstring), or with ``sequential`` after the previous sequential one.
+        Handlers start in the order of these calls either way."""
+        if sequential:
+            if self._inbox is None:
+                self._inbox = deque()
+            self._inbox.append((fn, args, then, request_id, done))
+            self.active += 1
+            if self._consumer is None:
+                self._consumer = spawn(self._consume())
+            return
+        kind = handler_kind(fn)
+        if kind == ASYNC_TASK or self._unstarted:
+            # A handler that may suspend gets its own task. Until every task spawned so far has
+            # started, later handlers go through tasks too, so that handlers start in delivery
+            # order (tasks start first-in first-out).
+            self._unstarted += 1
+            self.active += 1
+            spawn(self._run_task(fn, args, then, request_id, done))
+            return
+        context = contextvars.copy_context()
+        try:
+            result = context.run(fn, *args)
+            if kind == ASYNC_INLINE:
+                try:
+                    context.run(result.send, None)
+                except StopIteration as stop:
+                    result = stop.value
+                else:        # cannot happen for code without suspension points; be safe anyway
+                    result.close()
+                    raise RuntimeError("handler without await points suspended")
+        except Exception:
+            self._failed(fn, request_id)
+            if done is not None:
+                done()
+            return
+        if kind == SYNC and result is not None and inspect.isawaitable(result):
+            # e.g. a partial of a coroutine function: finish it in a task
+            self.active += 1
+            spawn(self._finish(fn, result, then, request_id, done))
+            return
+        if then is not None:
+            then(result)
+        if done is not None:
+            done()
+
+    async def idle(self) -> None:
+        """Wait until the sequential handlers queued so far have run."""
+        consumer = self._consumer
+        while consumer is not None and not consumer.done() \
+                and consumer is not asyncio.current_task():
+            await asyncio.shield(consumer)
+            consumer = self._consumer
+
+    @property
+    def sequential_running(self) -> asyncio.Task | None:
+        """The consumer task while sequential handlers are queued or running."""
+        consumer = self._consumer
+        return consumer if consumer is not None and not consumer.done() else None
+
+    async def _run_task(self, fn, args, then, request_id, done) -> None:
+        self._unstarted -= 1
+        await self._finish(fn, None, then, request_id, done, args)
+
+    async def _finish(self, fn, awaitable, then, request_id, done, args=()) -> None:
+        """The one place a handler's end is handled for tasks and the consumer: its result goes to
+        ``then``, an exception is logged and declines the request; ``done`` in every case."""
+        try:
+            try:
+                result = fn(*args) if awaitable is None else awaitable
+                if inspect.isawaitable(result):
+                    result = await result
+            except asyncio.CancelledError:
+                if request_id is not None:
+                    self._decline(request_id)
+                raise
+            except Exception:
+                self._failed(fn, request_id)
+                return
+            if then is not None:
+                then(result)
+        finally:
+            self.active -= 1
+            if done is not None:
+                done()
+
+    def _failed(self, fn, request_id) -> None:
+        logger.exception("relio: handler %r raised", getattr(fn, "__name__", fn))
+        if request_id is not None:
+            self._decline(request_id)
+
+    async def _consume(self) -> None:
+        inbox = self._inbox
+        try:
+            while inbox:
+                fn, args, then, request_id, done = inbox.popleft()
+                await self._finish(fn, None, then, request_id, done, args)
+        finally:
+            self._consumer = None

@@ -4,7 +4,8 @@ This module owns the server's socket.io plumbing: which connections speak relio 
 :mod:`relio.binding.wire`), the session table (sids, credentials, parking and expiry), routing emits to
 sessions and batches to connections, and turning delivered messages into handler calls exactly as
 python-socketio would make them. The protocol itself is the engine's; the asyncio glue is
-:class:`relio.asyncio.channel.Channel`.
+:class:`relio.asyncio.channel.Channel`; the session tables are :class:`~relio.asyncio.registry.SessionRegistry`'s;
+whatever keeps sessions beyond this process is the manager's :class:`~relio.asyncio.hosting.SessionHost`.
 
 A relio session keeps its socket.io ``sid`` for its whole life. When its connection drops, the sid
 stays in the manager's rooms, mapped to the dead engine.io sid: broadcasts, ``rooms()``,
@@ -18,26 +19,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 
 import socketio
 from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
+from relio.asyncio.channel import Channel
+from relio.asyncio.dispatch import spawn
+from relio.asyncio.hosting import SessionHost
+from relio.asyncio.registry import ServerSession, SessionRegistry
+from relio.asyncio.results import Delivery
 from relio.binding import payload as payload_codec
 from relio.binding import wire
-from relio.engine._engine import Engine
-from relio.asyncio.channel import Channel, Delivery, spawn
+from relio.binding.sessions import ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
+from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
-from relio.binding.sessions import ResumeRefused, SessionTable
 
 logger = logging.getLogger("relio")
 
 
 class AsyncManager(socketio.AsyncManager):
     """python-socketio's in-process client manager, delivering to relio sessions through their
-    channels (so a broadcast reaches connected and suspended relio sessions alike)."""
+    channels (so a broadcast reaches connected and suspended relio sessions alike).
+
+    ``session_host`` is where the server's sessions live beyond this process: a
+    :class:`relio.asyncio.hosting.SessionHost` (this node only) unless a subclass gives another.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.session_host: SessionHost = SessionHost()
+
+    def set_server(self, server):
+        super().set_server(server)
+        self.session_host.bind(server)
 
     async def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None,
                    to=None, block=True, _encoded: bytes | None = None,
@@ -51,28 +67,29 @@ class AsyncManager(socketio.AsyncManager):
         delivery = Delivery()
         room = to or room
         args = payload_codec.as_args(data)
+        server = self.server
         if namespace not in self.rooms:
-            error = self.server._ended_error(room, namespace, event)
+            error = server.relio_ended_error(room, namespace, event)
             if error is not None:
                 delivery._add()
                 delivery._settle(error)
-                self.server.on_undelivered(None, error)
+                server.on_undelivered(None, error)
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        channels = self.server._relio_channels
+        channel_of = server.relio_registry.channel
         encoded = _encoded
         plain = []
         full = []
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip_sid:
                 continue
-            channel = channels.get(sid)
+            channel = channel_of(sid)
             if channel is None:
                 plain.append((sid, eio_sid))
                 continue
             if encoded is None:
-                encoded = payload_codec.encode([event, *args], self.server._relio_codec)
+                encoded = payload_codec.encode([event, *args], server.relio_codec)
             try:
                 try:
                     channel.send_nowait(encoded, event, delivery, callback, _msg_id)
@@ -86,11 +103,11 @@ class AsyncManager(socketio.AsyncManager):
                 delivery._add()
                 delivery._settle(exc)
         if not delivery.recipients and not plain and isinstance(room, str):
-            error = self.server._ended_error(room, namespace, event)
+            error = server.relio_ended_error(room, namespace, event)
             if error is not None:       # addressed to a relio session that has ended
                 delivery._add()
                 delivery._settle(error)
-                self.server.on_undelivered(None, error)
+                server.on_undelivered(None, error)
         if plain:
             delivery.unconfirmed = len(plain)
             await self._emit_plain(event, args, namespace, plain, callback)
@@ -148,18 +165,15 @@ class AsyncServer(socketio.AsyncServer):
         super().__init__(client_manager=client_manager, logger=logger, json=json,
                          async_handlers=async_handlers, namespaces=namespaces, **kwargs)
         self.relio_config = relio_config or DEFAULT_CONFIG
-        self._relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        #: the application payload codec (python-socketio's ``json`` module, bound once)
+        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.reserved_events = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
-        self._relio_table = SessionTable(self.relio_config)
-        self._relio_channels: dict[str, Channel] = {}                 # sid -> channel
-        self._relio_bound: dict[tuple[str, str], Channel] = {}        # (eio_sid, ns) -> channel
-        self._relio_eio_refs: dict[str, int] = {}                     # eio_sid -> sessions on it
-        self._relio_expiry: asyncio.TimerHandle | None = None
-        self._relio_ended: OrderedDict[str, str] = OrderedDict()     # sid -> why it ended
-        self._relio_draining: dict[str, Channel] = {}    # ended, sequential handlers still running
-        self._relio_connections: set[str] = set()        # eio sids that carry relio sessions
+        #: every relio session of this server and the tables that find them
+        self.relio_registry = SessionRegistry(self.relio_config, self._end,
+                                              self._connection_unreferenced)
+        self._relio_host: SessionHost = client_manager.session_host
 
     # --- public API additions and overrides ---------------------------------------------------
     async def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
@@ -200,47 +214,46 @@ class AsyncServer(socketio.AsyncServer):
         target = to or sid
         if target is None:
             raise ValueError('Cannot use call() to broadcast.')
-        channel = self._relio_channels.get(target)
+        channel = self.relio_registry.channel(target)
         if channel is None:
-            error = self._ended_error(target, namespace or '/', event)
+            error = self.relio_ended_error(target, namespace or '/', event)
             if error is not None:
                 raise error
             return await super().call(event, data=data, to=target, namespace=namespace,
                                       timeout=timeout, ignore_queue=ignore_queue)
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self._relio_codec)
+        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
     async def get_session(self, sid, namespace=None):
-        channel = self._relio_channels.get(sid)
-        if channel is not None:
-            return channel.user_session
+        session = self.relio_registry.get(sid)
+        if session is not None:
+            return session.data
         return await super().get_session(sid, namespace=namespace)
 
     async def save_session(self, sid, session, namespace=None):
-        channel = self._relio_channels.get(sid)
-        if channel is not None:
-            channel.user_session = session
+        relio_session = self.relio_registry.get(sid)
+        if relio_session is not None:
+            relio_session.data = session
             return
         await super().save_session(sid, session, namespace=namespace)
 
     def transport(self, sid, namespace=None):
         """The transport of a client (None for a relio session waiting to be resumed)."""
-        channel = self._relio_channels.get(sid)
-        if channel is not None and not channel.attached:
+        session = self.relio_registry.get(sid)
+        if session is not None and not session.attached:
             return None
         return super().transport(sid, namespace=namespace)
 
     async def disconnect(self, sid, namespace=None, ignore_queue=False):
         """Disconnect a client; a relio session ends (its pending messages fail with
         :class:`relio.DeliveryError`, reason ``"server disconnect"``)."""
-        channel = self._relio_channels.get(sid)
-        if channel is not None:
+        session = self.relio_registry.get(sid)
+        if session is not None:
             # Like python-socketio, what was emitted before disconnect() still goes out first;
             # relio waits (bounded) for it to be acknowledged so its senders hear the truth.
-            await channel.drain(self.relio_config.drain_timeout)
-            self._forget(channel)
-            channel.close('server disconnect')
+            await session.channel.drain(self.relio_config.drain_timeout)
+            self.relio_registry.forget(session)
+            session.channel.close('server disconnect')
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
 
     async def shutdown(self):
@@ -248,16 +261,14 @@ class AsyncServer(socketio.AsyncServer):
 
         Note: this method is a coroutine.
         """
-        if self._relio_expiry is not None:
-            self._relio_expiry.cancel()
-            self._relio_expiry = None
-        if getattr(self.manager, 'relio_movable', False):
-            # Several nodes: the sessions live on; their clients resume them on another node.
-            await self.manager.relio_hand_over_all()
-        for channel in list(self._relio_channels.values()):
-            self._forget(channel)
-            channel.close('server shutdown')
-            await self._finish_session(channel, 'server shutdown')
+        self.relio_registry.close()
+        # Several nodes: the sessions live on; their clients resume them on another node.
+        await self._relio_host.hand_over_all()
+        for session in self.relio_registry:
+            self.relio_registry.forget(session)
+            session.channel.close('server shutdown')
+            await self._finish_session(session, 'server shutdown')
+        await self._relio_host.close()
         close = getattr(self.manager, 'close', None)
         if close is not None:           # relio.AsyncRedisManager: stop its reader and publisher
             await close()
@@ -266,23 +277,30 @@ class AsyncServer(socketio.AsyncServer):
     def session_stats(self, sid) -> dict | None:
         """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
         flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
-        channel = self._relio_channels.get(sid)
-        if channel is None:
+        session = self.relio_registry.get(sid)
+        if session is None:
             return None
-        stats = channel.stats
-        session = self._relio_table.get(sid)
-        stats["resumes"] = session.resumes if session is not None else 0
+        stats = session.channel.stats
+        stats["resumes"] = session.record.resumes
         return stats
 
     @property
     def relio_sessions(self) -> int:
         """relio sessions alive (connected or waiting to be resumed)."""
-        return len(self._relio_channels)
+        return len(self.relio_registry)
 
     @property
     def relio_parked_sessions(self) -> int:
         """relio sessions whose connection dropped, waiting to be resumed."""
-        return self._relio_table.parked
+        return self.relio_registry.parked
+
+    def relio_ended_error(self, sid, namespace, event) -> DeliveryError | None:
+        """The error for a message addressed to ``sid`` if that relio session recently ended."""
+        reason = self.relio_registry.ended_reason(sid)
+        if reason is None:
+            return None
+        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
+                             event=event)
 
     # --- connection handshake ------------------------------------------------------------------
     async def _handle_connect(self, eio_sid, namespace, data):
@@ -311,14 +329,14 @@ class AsyncServer(socketio.AsyncServer):
             await self._send_packet(eio_sid, self.packet_class(
                 packet.CONNECT_ERROR, data='Unable to connect', namespace=namespace))
             return
-        channel = self._new_session(sid, namespace, eio_sid)
+        session = self._new_session(sid, namespace, eio_sid)
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
-            'v': wire.HANDSHAKE_VERSION, 'credential': channel.credential, 'resumed': False,
+            'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': False,
             'ttl': self.relio_config.session_ttl}}
         if refused:
             reply[wire.HANDSHAKE_KEY]['refused'] = refused
         if self.always_connect:
-            await self._send_connect(eio_sid, namespace, reply, channel)
+            await self._send_connect(eio_sid, namespace, reply, session)
             await self.manager.connect(sid, namespace)
         fail_reason = exceptions.ConnectionRefusedError().error_args
         environ = self.environ.get(eio_sid, {})
@@ -340,8 +358,8 @@ class AsyncServer(socketio.AsyncServer):
             fail_reason = {"message": "Connection refused by server"}
             success = False
         if success is False:
-            self._forget(channel)
-            channel.close('connection refused')
+            self.relio_registry.forget(session)
+            session.channel.close('connection refused')
             if self.always_connect:
                 self.manager.pre_disconnect(sid, namespace)
                 await self._send_packet(eio_sid, self.packet_class(
@@ -351,75 +369,63 @@ class AsyncServer(socketio.AsyncServer):
                     packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
             await self.manager.disconnect(sid, namespace, ignore_queue=True)
         elif not self.always_connect:
-            await self._send_connect(eio_sid, namespace, reply, channel)
+            await self._send_connect(eio_sid, namespace, reply, session)
             await self.manager.connect(sid, namespace)
 
-    async def _send_connect(self, eio_sid, namespace, reply, channel):
+    async def _send_connect(self, eio_sid, namespace, reply, session: ServerSession):
         await self._send_packet(eio_sid, self.packet_class(packet.CONNECT, reply,
                                                            namespace=namespace))
         # Batches follow the CONNECT packet on the same connection, so the client has set the
         # session up before the first one arrives.
-        if not channel.closed:
-            self._bind(channel, eio_sid)
-            channel.attach(self._writer(eio_sid, namespace))
+        if not session.channel.closed:
+            session.channel.attach(self._writer(eio_sid, namespace))
+            self.relio_registry.bind(session)
 
-    def _new_session(self, sid, namespace, eio_sid) -> Channel:
+    def _new_channel(self, engine: Engine, sid: str, namespace: str) -> Channel:
+        return self._relio_host.make_channel(engine, self, json=self.relio_codec, sid=sid,
+                                             namespace=namespace)
+
+    def _new_session(self, sid, namespace, eio_sid) -> ServerSession:
         now = asyncio.get_running_loop().time()
-        channel = Channel(Engine(self.relio_config, now=now), self, json=self._relio_codec,
-                          sid=sid, namespace=namespace)
-        session = self._relio_table.create(sid, channel)
-        channel.credential = session.credential
-        channel.user_session = {}
-        channel.eio_sid = eio_sid
-        channel.finished = False
-        self._relio_channels[sid] = channel
-        self._relio_eio_refs[eio_sid] = self._relio_eio_refs.get(eio_sid, 0) + 1
-        self._relio_make_durable(channel)
-        return channel
-
-    def _relio_make_durable(self, channel: Channel) -> None:
-        if getattr(self.manager, 'mode', None) == 'durable':
-            channel.make_durable(self.manager.relio_capture, self.manager.relio_persist)
+        channel = self._new_channel(Engine(self.relio_config, now=now), sid, namespace)
+        return self.relio_registry.create(sid, namespace, channel, eio_sid)
 
     async def _resume_session(self, eio_sid, namespace, hello, auth) -> str | None:
         """Resume the session named in ``hello`` on this connection; None if resumed, else the
         reason it was refused (the caller starts a new session and tells the client why)."""
         loop = asyncio.get_running_loop()
+        registry = self.relio_registry
         sid = hello.get('sid')
-        if isinstance(sid, str) and sid not in self._relio_table \
-                and getattr(self.manager, 'relio_movable', False) \
+        if isinstance(sid, str) and sid not in registry and self._relio_host.movable \
                 and self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-            # Not here: another node has it (or had it). Take it over through Redis.
-            refused = await self.manager.relio_claim(sid, namespace, eio_sid,
-                                                     hello.get('credential'))
+            # Not here: another node has it (or had it). Take it over.
+            refused = await self._relio_host.claim(sid, namespace, eio_sid,
+                                                   hello.get('credential'))
             if refused is not None:
                 logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, refused)
                 return refused
         try:
             if not isinstance(sid, str):
                 raise ResumeRefused('no session to resume for these credentials')
-            session = self._relio_table.resume(sid, hello.get('credential'), loop.time())
+            session = registry.resume(sid, hello.get('credential'), loop.time())
         except ResumeRefused as exc:
             logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
-            self._arm_expiry()
             return str(exc)
-        channel: Channel = session.state
-        if channel.namespace != namespace:
-            self._forget(channel)
-            channel.close('resumed on another namespace')
-            spawn(self._finish_session(channel, 'resume refused'))
+        channel = session.channel
+        if session.namespace != namespace:
+            self._end(session, 'resume refused', 'resumed on another namespace')
             return 'no session to resume for these credentials'
         current = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if current is not None and current != sid:
             # This connection already holds another session of the namespace (one per connection,
             # as in Socket.IO): refuse, and leave the session as it was (suspended or connected).
             if not channel.attached:
-                self._suspend_again(channel)
+                registry.park(session, loop.time())
             return 'the connection already has a session in this namespace'
         try:
             peer_state = wire.decode_state(hello.get('state'))
         except RemoteProtocolError as exc:
-            return self._refuse_resume(channel, f'protocol error: {exc.reason}')
+            return self._refuse_resume(session, f'protocol error: {exc.reason}')
         environ = self.environ.get(eio_sid, {})
         try:
             allowed = await self._trigger_event(wire.RESUME_EVENT, namespace, sid, environ,
@@ -427,40 +433,36 @@ class AsyncServer(socketio.AsyncServer):
         except (exceptions.ConnectionRefusedError, ConnectionRefusedError):
             allowed = False
         if allowed is False:
-            return self._refuse_resume(channel, 'resume refused by the server')
-        old_eio = channel.eio_sid
-        self._unbind(channel)
+            return self._refuse_resume(session, 'resume refused by the server')
+        old_eio = session.eio_sid
+        registry.unbind(session)
         if channel.attached:
             channel.detach()           # half-open: the old connection is still up
         try:
             channel.engine.resume(peer_state, loop.time())
         except RemoteProtocolError as exc:
-            return self._refuse_resume(channel, f'protocol error: {exc.reason}')
+            return self._refuse_resume(session, f'protocol error: {exc.reason}')
         # Re-point every room entry (and the "connected" room None) at the new connection.
         rooms = self.manager.rooms.get(namespace, {})
         for room in [None, *self.manager.get_rooms(sid, namespace)]:
             if room in rooms and sid in rooms[room]:
                 rooms[room][sid] = eio_sid
-        self._move_ref(old_eio, eio_sid)
-        channel.eio_sid = eio_sid
-        channel.unconfirmed_resume = True
+        registry.move(session, eio_sid)
+        session.unconfirmed_resume = True
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
             'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': True,
             'ttl': self.relio_config.session_ttl,
             'state': wire.encode_state(channel.resume_state())}}
-        await self._send_connect(eio_sid, namespace, reply, channel)
+        await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
-        if getattr(self.manager, 'relio_movable', False):
-            spawn(self.manager.relio_save(channel))     # the new credential, for other nodes
+        self._relio_host.resumed(session)     # the new credential, for other nodes
         if old_eio != eio_sid and old_eio in self.eio.sockets \
-                and not self._relio_eio_refs.get(old_eio):
+                and not registry.references(old_eio):
             spawn(self.eio.disconnect(old_eio))
         return None
 
-    def _refuse_resume(self, channel: Channel, reason: str) -> str:
-        self._forget(channel)
-        channel.close(reason)
-        spawn(self._finish_session(channel, reason))
+    def _refuse_resume(self, session: ServerSession, reason: str) -> str:
+        self._end(session, reason)
         return reason
 
     # --- transport ---------------------------------------------------------------------------------
@@ -476,53 +478,27 @@ class AsyncServer(socketio.AsyncServer):
             sock.queue.put_nowait(Packet(MESSAGE, prefix + batch))
         return write
 
-    def _bind(self, channel, eio_sid):
-        self._relio_bound[(eio_sid, channel.namespace)] = channel
-        # Remembered until the connection closes: a batch still in flight when its session ended
-        # is a stray carrier to drop quietly, not a Socket.IO packet.
-        self._relio_connections.add(eio_sid)
-
-    def _unbind(self, channel):
-        key = (channel.eio_sid, channel.namespace)
-        if self._relio_bound.get(key) is channel:
-            del self._relio_bound[key]
-
-    def _move_ref(self, old_eio, new_eio):
-        if old_eio == new_eio:
-            return
-        self._drop_ref(old_eio)
-        self._relio_eio_refs[new_eio] = self._relio_eio_refs.get(new_eio, 0) + 1
-
-    def _drop_ref(self, eio_sid):
-        count = self._relio_eio_refs.get(eio_sid, 0) - 1
-        if count > 0:
-            self._relio_eio_refs[eio_sid] = count
-            return
-        self._relio_eio_refs.pop(eio_sid, None)
-        if eio_sid not in self.eio.sockets:
-            self.environ.pop(eio_sid, None)
-
     async def _handle_eio_message(self, eio_sid, data):
+        registry = self.relio_registry
         if data.__class__ is bytes and eio_sid not in self._binary_packet \
-                and (eio_sid in self._relio_eio_refs or eio_sid in self._relio_connections):
+                and registry.carries_relio(eio_sid):
             try:
                 namespace, batch = wire.split_carrier(data)
             except RemoteProtocolError as exc:
                 logger.warning('relio: closing %s: %s', eio_sid, exc.reason)
                 await self.eio.disconnect(eio_sid)
                 return
-            channel = self._relio_bound.get((eio_sid, namespace))
-            if channel is not None:
-                if channel.unconfirmed_resume:
+            session = registry.bound(eio_sid, namespace)
+            if session is not None:
+                if session.unconfirmed_resume:
                     # The client uses the resumed connection, so it got the new credential.
-                    channel.unconfirmed_resume = False
-                    self._relio_table.confirm(channel.sid)
-                channel.receive(batch)
+                    registry.confirm(session)
+                session.channel.receive(batch)
             return
         return await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(self, eio_sid, namespace, id, data):
-        if (eio_sid, namespace or '/') in self._relio_bound:
+        if self.relio_registry.bound(eio_sid, namespace or '/') is not None:
             # A relio session's events come through its engine only: a plain EVENT packet on its
             # connection would bypass ordering and exactly-once (and could fake 'disconnect').
             logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
@@ -535,125 +511,74 @@ class AsyncServer(socketio.AsyncServer):
         return await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _send_packet(self, eio_sid, pkt):
-        if eio_sid in self._relio_eio_refs and eio_sid not in self.eio.sockets:
+        if self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
             return       # a suspended session's connection is gone; nothing to tell it
         await super()._send_packet(eio_sid, pkt)
 
     async def _handle_eio_disconnect(self, eio_sid, reason):
-        self._relio_connections.discard(eio_sid)
+        registry = self.relio_registry
+        registry.connection_closed(eio_sid)
         environ = self.environ.get(eio_sid)
-        if environ is not None and eio_sid in self._relio_eio_refs:
+        if environ is not None and registry.references(eio_sid):
             # Suspended sessions keep the environ, not the dead connection's ASGI callables
             # (they hold the whole websocket object graph, ~18 KB per session).
             self.environ[eio_sid] = {k: v for k, v in environ.items()
                                      if k not in ('asgi.receive', 'asgi.send')}
         for namespace in list(self.manager.get_namespaces()):
-            channel = self._relio_bound.get((eio_sid, namespace))
-            if channel is not None and not channel.closed:
-                self._suspend(channel, reason)
+            session = registry.bound(eio_sid, namespace)
+            if session is not None and not session.channel.closed:
+                self._suspend(session, reason)
                 continue
             await self._handle_disconnect(eio_sid, namespace, reason)
-        if eio_sid in self.environ and eio_sid not in self._relio_eio_refs:
+        if eio_sid in self.environ and not registry.references(eio_sid):
             del self.environ[eio_sid]
 
     async def _handle_disconnect(self, eio_sid, namespace, reason=None):
         namespace = namespace or '/'
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-        channel = self._relio_channels.get(sid)
-        if channel is not None:
+        session = self.relio_registry.get(sid)
+        if session is not None:
             # The client ended the session (socket.io DISCONNECT, after relio's CLOSE).
-            self._forget(channel)
-            channel.close(reason or 'client disconnect')
+            self.relio_registry.forget(session)
+            session.channel.close(reason or 'client disconnect')
         else:
-            channel = self._relio_draining.get(sid)
-        if channel is not None:
-            await channel.idle()       # sequential handlers first, as python-socketio orders them
+            session = self.relio_registry.draining(sid)
+        if session is not None:
+            await session.channel.idle()  # sequential handlers first, as python-socketio orders
         await super()._handle_disconnect(eio_sid, namespace, reason)
 
     # --- session lifetime --------------------------------------------------------------------------
-    def _suspend(self, channel: Channel, reason) -> None:
-        loop = asyncio.get_running_loop()
-        self._unbind(channel)
-        channel.detach()
-        logger.info('relio: session %s [%s] suspended (%s)', channel.sid, channel.namespace,
-                         reason)
-        for evicted in self._relio_table.park(channel.sid, loop.time()):
-            self._end(evicted.state, 'session evicted')
-        self._arm_expiry()
-        if getattr(self.manager, 'relio_movable', False):
-            # The client may come back through another node: leave the session where it can
-            # find it.
-            spawn(self.manager.relio_save(channel))
-        spawn(self._trigger_event(wire.SUSPEND_EVENT, channel.namespace, channel.sid, reason))
+    def _suspend(self, session: ServerSession, reason) -> None:
+        session.channel.detach()
+        logger.info('relio: session %s [%s] suspended (%s)', session.sid, session.namespace,
+                    reason)
+        self.relio_registry.park(session, asyncio.get_running_loop().time())
+        # The client may come back through another node: leave the session where it can find it.
+        self._relio_host.suspended(session)
+        spawn(self._trigger_event(wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
 
-    def _suspend_again(self, channel: Channel) -> None:
-        """Put back a suspended session that a refused resume attempt took out of the table."""
-        for evicted in self._relio_table.park(channel.sid, asyncio.get_running_loop().time()):
-            self._end(evicted.state, 'session evicted')
-        self._arm_expiry()
+    def _connection_unreferenced(self, eio_sid: str) -> None:
+        """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
+        if eio_sid not in self.eio.sockets:
+            self.environ.pop(eio_sid, None)
 
-    def _arm_expiry(self) -> None:
-        when = self._relio_table.next_expiry()
-        if self._relio_expiry is not None:
-            self._relio_expiry.cancel()
-            self._relio_expiry = None
-        if when is not None:
-            self._relio_expiry = asyncio.get_running_loop().call_at(when, self._on_expiry)
-
-    def _on_expiry(self) -> None:
-        self._relio_expiry = None
-        for session in self._relio_table.expire(asyncio.get_running_loop().time()):
-            self._end(session.state, 'session expired')
-        self._arm_expiry()
-
-    def _end(self, channel: Channel, reason: str) -> None:
-        """End a session for ``reason``: its pending messages fail and ``disconnect`` fires."""
-        self._forget(channel)
-        channel.close(reason)
-        spawn(self._finish_session(channel, reason))
-
-    def _remember_ended(self, sid: str, reason: str) -> None:
-        """Keep why a session ended (bounded, oldest forgotten first), so that an emit or call to its
-        sid fails with that reason instead of reaching nobody in silence."""
-        ended = self._relio_ended
-        ended[sid] = reason
-        ended.move_to_end(sid)
-        while len(ended) > self.relio_config.max_parked_sessions:
-            ended.popitem(last=False)
-
-    def _ended_error(self, sid, namespace, event) -> DeliveryError | None:
-        reason = self._relio_ended.get(sid) if isinstance(sid, str) else None
-        if reason is None:
-            return None
-        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
-                             event=event)
-
-    def _forget(self, channel: Channel) -> None:
-        """Drop the session from relio's tables (once)."""
-        if channel.finished:
+    def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
+        """End a session for ``reason``: its pending messages fail (with ``close_reason``, by
+        default ``reason``) and ``disconnect`` fires."""
+        if not self.relio_registry.forget(session, reason):
             return
-        channel.finished = True
-        consumer = channel._consumer
-        if consumer is not None and not consumer.done():
-            # Its sequential handlers still run: `disconnect` must wait for them (see idle()).
-            sid = channel.sid
-            self._relio_draining[sid] = channel
-            consumer.add_done_callback(lambda _, sid=sid: self._relio_draining.pop(sid, None))
-        self._relio_table.remove(channel.sid)
-        self._relio_channels.pop(channel.sid, None)
-        self._unbind(channel)
-        self._drop_ref(channel.eio_sid)
+        session.channel.close(close_reason or reason)
+        spawn(self._finish_session(session, reason))
 
-    async def _finish_session(self, channel: Channel, reason: str) -> None:
+    async def _finish_session(self, session: ServerSession, reason: str) -> None:
         """The socket.io side of a session that relio ended: tell the client if it is still
         connected, fire ``disconnect`` once, leave every room."""
-        sid, namespace = channel.sid, channel.namespace
-        self._remember_ended(sid, reason)
-        if getattr(self.manager, 'relio_movable', False):
-            spawn(self.manager.relio_ended(channel, reason))
+        sid, namespace = session.sid, session.namespace
+        self.relio_registry.remember_ended(sid, reason)
+        self._relio_host.ended(session, reason)
         # With async_handlers=False python-socketio runs each handler before reading the next
         # packet, so `disconnect` comes after every handler of the session: keep that order.
-        await channel.idle()
+        await session.channel.idle()
         if not self.manager.is_connected(sid, namespace):
             return
         eio_sid = self.manager.pre_disconnect(sid, namespace)
@@ -662,56 +587,50 @@ class AsyncServer(socketio.AsyncServer):
                                                                   namespace=namespace))
         await self._trigger_event('disconnect', namespace, sid, reason)
         await self.manager.disconnect(sid, namespace, ignore_queue=True)
-        if eio_sid not in self._relio_eio_refs and eio_sid not in self.eio.sockets:
+        if not self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
             self.environ.pop(eio_sid, None)
 
-    # --- sessions moving between nodes (relio.AsyncRedisManager) ------------------------------
-    def _relio_export(self, channel: Channel, max_ids: int = -1) -> tuple[dict, bytes]:
-        """What another node needs to carry the session on: the engine snapshot (``max_ids``: of
-        the id set, only the newest) and the socket.io layer's part (rooms, the application's
-        session dict). Taken synchronously."""
+    # --- for session hosts (sessions moving between nodes) --------------------------------------
+    def relio_export(self, session: ServerSession, max_ids: int = -1) -> tuple[dict, bytes]:
+        """What another node needs to carry ``session`` on: the socket.io layer's part (rooms,
+        the application's session dict) and the engine snapshot (``max_ids``: of the id set, only
+        the newest). Taken synchronously."""
+        channel = session.channel
         snapshot = channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
-        rooms = [r for r in self.manager.get_rooms(channel.sid, channel.namespace)
-                 if r != channel.sid]
-        return {'v': 1, 'sid': channel.sid, 'ns': channel.namespace, 'rooms': rooms,
-                'session': channel.user_session}, snapshot
+        rooms = [r for r in self.manager.get_rooms(session.sid, session.namespace)
+                 if r != session.sid]
+        return {'v': 1, 'sid': session.sid, 'ns': session.namespace, 'rooms': rooms,
+                'session': session.data}, snapshot
 
-    def _relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> Channel:
+    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> ServerSession:
         """Register a session moved here from another node (parked on ``eio_sid`` until the resume
         that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
         if meta.get('ns') != namespace or meta.get('sid') != sid:
             raise ValueError('the record is for another session or namespace')
         now = asyncio.get_running_loop().time()
         engine = Engine.restore(snapshot, self.relio_config, now=now)
-        channel = Channel(engine, self, json=self._relio_codec, sid=sid, namespace=namespace)
-        self._relio_table.adopt(sid, channel, credential, now)
-        channel.credential = credential
-        session = meta.get('session')
-        channel.user_session = session if isinstance(session, dict) else {}
-        channel.eio_sid = eio_sid
-        channel.finished = False
-        self._relio_channels[sid] = channel
-        self._relio_eio_refs[eio_sid] = self._relio_eio_refs.get(eio_sid, 0) + 1
+        data = meta.get('session')
+        session = self.relio_registry.adopt(sid, namespace, self._new_channel(engine, sid, namespace),
+                                            eio_sid, credential,
+                                            data if isinstance(data, dict) else {}, now)
         manager = self.manager
         manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
         manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
         for room in meta.get('rooms') or ():
             if isinstance(room, (str, int)) and room != sid:
                 manager.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._relio_make_durable(channel)
-        return channel
+        return session
 
-    def _relio_moved_away(self, channel: Channel, reason: str | None) -> None:
+    def relio_release(self, session: ServerSession, reason: str | None) -> None:
         """The session now lives on another node: drop it here without ending it (no
         ``disconnect``; its record is not touched). ``reason``: this copy was stale (fenced)."""
-        if channel.finished:
+        if not self.relio_registry.forget(session):
             return
-        sid, namespace, eio_sid = channel.sid, channel.namespace, channel.eio_sid
-        self._forget(channel)
-        channel.abandon(reason)
+        sid, namespace, eio_sid = session.sid, session.namespace, session.eio_sid
+        session.channel.abandon(reason)
         self.manager.basic_disconnect(sid, namespace)
         sock = self.eio.sockets.get(eio_sid)
-        if sock is not None and not self._relio_eio_refs.get(eio_sid) and not sock.closed:
+        if sock is not None and not self.relio_registry.references(eio_sid) and not sock.closed:
             # A connection the client left (or that shutdown will close): drop it *without*
             # engine.io's CLOSE packet, which would tell the client not to reconnect.
             if sock.upgraded:
@@ -724,7 +643,7 @@ class AsyncServer(socketio.AsyncServer):
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
         if not items or not isinstance(items[0], str):
-            channel._protocol_error(RemoteProtocolError("event without a name"))
+            channel.protocol_error(RemoteProtocolError("event without a name"))
             return
         event = items[0]
         if event in wire.RESERVED_EVENTS:
@@ -768,15 +687,16 @@ class AsyncServer(socketio.AsyncServer):
                                   error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
-        if channel.finished:
-            return
+        session = self.relio_registry.get(channel.sid)
+        if session is None or session.channel is not channel:
+            return                      # already removed (ended, refused, moved away)
         logger.info('relio: session %s [%s] closed (%s)', channel.sid, channel.namespace,
-                         reason)
-        self._forget(channel)
+                    reason)
         if by_peer:
             # The client's CLOSE: python-socketio's reason for a client-initiated disconnect.
             reason = self.reason.CLIENT_DISCONNECT
-        spawn(self._finish_session(channel, reason))
+        self.relio_registry.forget(session, reason)
+        spawn(self._finish_session(session, reason))
 
 
 __all__ = ["AsyncManager", "AsyncServer"]

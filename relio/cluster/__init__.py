@@ -1,6 +1,6 @@
 """Several server nodes: sessions and broadcasts shared through Redis (the ``redis`` extra).
 
-:mod:`~relio.cluster.redis_manager` holds :class:`AsyncRedisManager`; :mod:`~relio.cluster.redis_sessions`
+:mod:`~relio.cluster.redis_manager` holds :class:`AsyncRedisManager`; :mod:`~relio.cluster.records`
 the session records' layout and the Lua scripts that fence their writes. Nothing here is imported
 unless a server is given a Redis manager.
 """

@@ -1496,6 +1496,7 @@ cdef class Engine:
             "held_bytes": self._held_bytes,
             "reassembly_bytes": self._reasm.nbytes,
             "cached_responses": len(self._cache),
+            "peer_requests_pending": PySet_GET_SIZE(self._awaiting_reply),
             "srtt": self._srtt if self._has_rtt else None,
             "rto": self._current_rto(),
         }

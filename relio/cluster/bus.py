@@ -1,0 +1,412 @@
+"""The bus between server nodes: one Redis Stream that every node appends to and reads in order.
+
+Every emit, room change, disconnect, callback and hand-over request addressed beyond this process is
+appended to ``relio:<channel>:bus`` and every node reads that stream from the position it has
+reached. python-socketio's Redis manager uses pub/sub instead, which drops whatever is published
+while a listener reconnects and whatever a publisher fails to send; here:
+
+* **Nothing published is skipped by a reader.** A node keeps the id of the last entry it applied
+  and, after a Redis blip, reads on from there. Entries trimmed before a slow node read them (the
+  stream is capped at ``Config.relay_stream_maxlen``) are reported as a gap at ERROR level and
+  counted, never skipped silently.
+* **Nothing is published twice.** Entries are numbered per publisher and appended by a Lua script
+  that keeps each publisher's last number, so a batch retried after a lost reply is not appended
+  again (Redis runs the script atomically: all of a batch or none of it).
+* **A publisher is told.** Entries waiting for Redis are held in a bounded queue
+  (``relay_queue_messages``): when it is full :meth:`RedisBus.relay` waits (or raises
+  :class:`relio.QueueFull` with ``block=False``); an entry Redis has not accepted within
+  ``relay_timeout`` fails its :class:`relio.Delivery` with :class:`relio.RelayError`.
+* **Order is kept** per publisher: one task appends the queue in order and every node applies the
+  stream in order.
+
+An entry is a JSON header (``k``: its kind, ``h``: the publishing node, ...) and an opaque payload.
+The bus does not interpret them: it hands each entry from another node to ``apply(header, fields,
+entry_id)``, in stream order, holding :attr:`RedisBus.apply_lock` (a session being taken over is
+caught up from the stream under the same lock, so no entry is applied twice or missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json as stdlib_json
+import logging
+import os
+import time
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+from relio.asyncio.results import Delivery
+from relio.config import Config
+from relio.engine.errors import QueueFull, RelayError
+
+try:                                        # optional: pip install "relio-socketio[redis]"
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:                         # pragma: no cover - exercised without redis installed
+    aioredis = None
+
+logger = logging.getLogger("relio")
+
+#: Appends a batch of entries from one publisher, skipping those it appended before (a batch
+#: retried after its reply was lost). KEYS: stream, the publisher's last-number key. ARGV: stream
+#: cap, seconds the publisher's number is kept, the batch's first number, the publisher's id (each
+#: entry's ``o``, so that a node skips its own entries without decoding them), then (header,
+#: payload) per entry. Runs atomically, so a batch is in the stream entirely or not at all.
+_APPEND_SCRIPT = """
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local first = tonumber(ARGV[3])
+local n = (#ARGV - 4) / 2
+for i = 0, n - 1 do
+  if first + i > last then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[4],
+               'h', ARGV[5 + 2 * i], 'p', ARGV[6 + 2 * i])
+  end
+end
+if first + n - 1 > last then
+  redis.call('SET', KEYS[2], first + n - 1, 'EX', ARGV[2])
+end
+return n
+"""
+
+#: How long Redis keeps a publisher's last number after its last append. A publisher is one
+#: manager instance (a random id per process start), so only a batch retried after this long
+#: could be appended twice; relay_timeout fails entries long before.
+PUBLISHER_ID_TTL = 24 * 3600
+#: Reader's XREAD block time (ms): how long one read waits for new entries before asking again.
+READ_BLOCK_MS = 1000
+#: A node that cannot reach Redis when it starts reads the bus, once Redis is back, from its start
+#: time minus this (ms): stream ids are Redis's clock, which may lag this host's a little.
+START_SLACK_MS = 2000
+#: Retry delays while Redis is unreachable (seconds): first, and the cap of the doubling.
+RETRY_DELAY, RETRY_DELAY_MAX = 0.05, 1.0
+
+
+class _Entry:
+    __slots__ = ("seq", "header", "payload", "delivery", "deadline")
+
+    def __init__(self, seq: int, header: bytes, payload: bytes, delivery: Delivery | None,
+                 deadline: float):
+        self.seq = seq
+        self.header = header
+        self.payload = payload
+        self.delivery = delivery
+        self.deadline = deadline
+
+
+# Entry kinds (a header's "k"): the manager's vocabulary; the bus itself interprets none of them.
+EMIT, CALLBACK, DISCONNECT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM = "e", "c", "d", "j", "l", "x"
+#: a node asks the owner of a session to hand it over
+HANDOVER = "h"
+#: The kinds that can concern one session when it is caught up after a takeover.
+SESSION_ENTRY_KINDS = frozenset({EMIT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM, DISCONNECT})
+
+#: What the bus hands each entry of another node to: ``apply(header, fields, entry_id)``.
+Apply = Callable[[dict, dict, bytes], Awaitable[None]]
+
+
+class RedisBus:
+    """One node's publisher to and reader of the bus stream.
+
+    :param url: the Redis connection URL; :param channel: the application's name (the stream is
+    ``relio:<channel>:bus``); :param config: a callable giving the :class:`relio.Config` in force
+    (the server's, known only once the manager is attached); :param redis_options: for
+    ``redis.asyncio.Redis.from_url``; :param log: the logger to use.
+    """
+
+    def __init__(self, url: str, channel: str, config: Callable[[], Config],
+                 redis_options: dict | None, log: Callable[[], logging.Logger]):
+        if aioredis is None:
+            raise RuntimeError('relio.AsyncRedisManager needs redis-py: '
+                               'pip install "relio-socketio[redis]"')
+        self.redis_url = url
+        self.channel = channel
+        self._config = config
+        self._log = log
+        #: this node's id on the bus (random per process start)
+        self.host_id = os.urandom(16).hex()
+        self._origin = self.host_id.encode()
+        self.stream_key = f"relio:{channel}:bus"
+        self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
+        options = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
+                   # relio retries itself (in order, deduplicated): no hidden retries underneath.
+                   "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
+        options.update(redis_options or {})
+        self._redis_options = options
+        self._redis = None
+        self._script = None
+        self._queue: deque[_Entry] = deque()
+        self._queue_changed: asyncio.Event | None = None
+        self._seq = itertools.count(1)
+        self._publisher: asyncio.Task | None = None
+        self._reader: asyncio.Task | None = None
+        self._apply: Apply | None = None
+        self._closed = False
+        self._redis_down_since: float | None = None
+        #: the last entry applied here (or skipped as this node's own)
+        self.applied_id = b"0-0"
+        #: held while entries are applied (and while a session taken over is caught up)
+        self.apply_lock: asyncio.Lock | None = None
+        #: set once :attr:`applied_id` is known (the reader has found where it starts)
+        self.reader_ready = asyncio.Event()
+        #: ``published``, ``applied``, ``failed`` (entries Redis never accepted), ``gaps``
+        #: (entries trimmed before this node read them), ``redis_errors``
+        self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0}
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    def client(self):
+        """The Redis client (made on first use, in the running loop)."""
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(self.redis_url, **self._redis_options)
+            self._script = self._redis.register_script(_APPEND_SCRIPT)
+        return self._redis
+
+    def start_reading(self, apply: Apply) -> None:
+        """Read the stream from its current end, handing other nodes' entries to ``apply``."""
+        self._apply = apply
+        self.apply_lock = asyncio.Lock()
+        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def read_range(self, after: bytes, upto: bytes) -> list:
+        """The entries after ``after`` up to ``upto`` (inclusive), one page."""
+        return await self.client().xrange(self.stream_key, min=b"(" + after, max=upto,
+                                          count=self.config.relay_read_count)
+
+    async def close(self) -> None:
+        """Stop the reader, give the queued entries ``relay_timeout`` to reach Redis (what does not
+        fails its Delivery), close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._queue and self._publisher is not None and not self._publisher.done():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.relay_timeout
+            while self._queue and loop.time() < deadline and not self._publisher.done():
+                await asyncio.sleep(0.01)
+        if self._publisher is not None:
+            self._publisher.cancel()
+        for task in (self._reader, self._publisher):
+            if task is not None:
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._fail_queued("manager closed")
+
+    @property
+    def has_client(self) -> bool:
+        """A Redis client was made (and not yet closed)."""
+        return self._redis is not None
+
+    async def disconnect(self) -> None:
+        """Close the Redis connection (after :meth:`close` and whoever else used the client)."""
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    # --- publishing ------------------------------------------------------------------------------
+    async def relay(self, header: dict, payload: bytes = b"", delivery: Delivery | None = None,
+                     block: bool = True) -> None:
+        """Queue one entry for the stream, waiting (bounded by relay_timeout) for room."""
+        if self._closed:
+            raise RelayError("the manager is closed", event=header.get("ev"))
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        if self._queue_changed is None:
+            self._queue_changed = asyncio.Event()
+        if len(self._queue) >= cfg.relay_queue_messages:
+            if not block:
+                raise QueueFull(f"{len(self._queue)} messages wait for Redis (relay queue full)")
+            deadline = loop.time() + cfg.relay_timeout
+            while len(self._queue) >= cfg.relay_queue_messages:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise RelayError(self._down_reason("relay queue full"),
+                                     event=header.get("ev"), namespace=header.get("ns"))
+                self._queue_changed.clear()
+                try:
+                    await asyncio.wait_for(self._queue_changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+        if delivery is not None:
+            delivery._add()
+            delivery.relayed += 1
+        entry = _Entry(next(self._seq), stdlib_json.dumps(header, separators=(",", ":")).encode(),
+                       payload, delivery, loop.time() + cfg.relay_timeout)
+        self._queue.append(entry)
+        self._queue_changed.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = loop.create_task(self._publish_loop())
+
+    async def _publish_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = RETRY_DELAY
+        client = self.client()
+        while not self._closed or self._queue:
+            if not self._queue:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+                continue
+            self._expire_queued(loop.time())
+            if not self._queue:
+                continue
+            batch = list(itertools.islice(self._queue, self.config.relay_batch))
+            args: list[Any] = [self.config.relay_stream_maxlen, PUBLISHER_ID_TTL, batch[0].seq,
+                               self._origin]
+            for entry in batch:
+                args.append(entry.header)
+                args.append(entry.payload)
+            try:
+                await self._script(keys=[self.stream_key, self._publisher_key], args=args,
+                                   client=client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:          # redis unreachable, loading, script error...
+                self.redis_trouble(exc, "publish")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+                continue
+            delay = RETRY_DELAY
+            self.redis_ok()
+            for entry in batch:
+                # (the queue's head is this batch: entries are only removed here and in
+                # _expire_queued, which ran above in this same task)
+                self._queue.popleft()
+                if entry.delivery is not None:
+                    entry.delivery._settle(None)
+            self.stats["published"] += len(batch)
+            self._queue_changed.set()
+
+    def _expire_queued(self, now: float) -> None:
+        """Entries Redis has not accepted within relay_timeout fail (oldest first, in order)."""
+        expired = 0
+        while self._queue and self._queue[0].deadline <= now:
+            entry = self._queue.popleft()
+            expired += 1
+            self._fail(entry, self._down_reason(f"not accepted within "
+                                                f"{self.config.relay_timeout:g} s"))
+        if expired:
+            self._queue_changed.set()
+
+    def _fail_queued(self, reason: str) -> None:
+        while self._queue:
+            self._fail(self._queue.popleft(), reason)
+
+    def _fail(self, entry: _Entry, reason: str) -> None:
+        self.stats["failed"] += 1
+        if entry.delivery is None:
+            self._log().error("relio: redis: %s dropped: %s", entry.header.decode(), reason)
+            return
+        header = stdlib_json.loads(entry.header)
+        error = RelayError(reason, event=header.get("ev"), namespace=header.get("ns"),
+                           sid=header.get("r") if isinstance(header.get("r"), str) else None)
+        self._log().warning("relio: %s", error)
+        entry.delivery._settle(error)
+
+    def _down_reason(self, what: str) -> str:
+        return f"redis unavailable ({what})" if self._redis_down_since is not None else what
+
+    def redis_trouble(self, exc: BaseException, doing: str) -> None:
+        """Redis failed while ``doing``: counted, and logged once per outage."""
+        self.stats["redis_errors"] += 1
+        if self._redis_down_since is None:
+            self._redis_down_since = asyncio.get_running_loop().time()
+            self._log().warning("relio: redis unreachable (%s): %s: %s; retrying", doing,
+                                type(exc).__name__, exc)
+
+    def redis_ok(self) -> None:
+        """Redis answered: an outage (if any) is over."""
+        if self._redis_down_since is not None:
+            down = asyncio.get_running_loop().time() - self._redis_down_since
+            self._redis_down_since = None
+            self._log().warning("relio: redis reachable again after %.1f s", down)
+
+    # --- reading -------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        """Apply the stream's entries in order, from where this node started, across blips."""
+        client = self.client()
+        delay = RETRY_DELAY
+        last_id = None
+        started_ms = None
+        while True:
+            try:
+                if last_id is None:
+                    # Start at the stream's current end: earlier entries predate this node's
+                    # clients. Read explicitly from that id from then on, so that a blip
+                    # cannot make the reader skip what was appended meanwhile. (If Redis was
+                    # away when this node started, start from the time it started instead.)
+                    if started_ms is None:
+                        tail = await client.xrevrange(self.stream_key, count=1)
+                        last_id = tail[0][0] if tail else b"0-0"
+                    else:
+                        last_id = f"{started_ms}-0".encode()
+                    self.applied_id = last_id
+                    self.reader_ready.set()
+                    resumed = False
+                elif resumed:
+                    await self._check_gap(client, last_id)
+                    resumed = False
+                reply = await client.xread({self.stream_key: last_id},
+                                           count=self.config.relay_read_count,
+                                           block=READ_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.redis_trouble(exc, "read")
+                if last_id is None and started_ms is None:
+                    started_ms = int(time.time() * 1000) - START_SLACK_MS
+                resumed = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_DELAY_MAX)
+                continue
+            delay = RETRY_DELAY
+            self.redis_ok()
+            for _stream, entries in reply or ():
+                async with self.apply_lock:
+                    for entry_id, fields in entries:
+                        self.stats["applied"] += 1
+                        if fields.get(b"o") == self._origin:
+                            # this node's own entry: applied here when it was emitted
+                            last_id = self.applied_id = entry_id
+                            continue
+                        try:
+                            await self._apply(stdlib_json.loads(fields[b"h"]), fields, entry_id)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception:
+                            self._log().exception("relio: redis: cannot apply bus entry %s",
+                                                  entry_id)
+                        last_id = self.applied_id = entry_id
+
+    async def _check_gap(self, client, last_id: bytes) -> None:
+        """After a blip: did the stream lose entries this node had not read (trimmed past us,
+        or Redis restarted without its data)? Reported, never skipped silently."""
+        try:
+            info = await client.xinfo_stream(self.stream_key)
+        except redis_errors.ResponseError:       # no such key: Redis lost the stream
+            if last_id != b"0-0":
+                self._report_gap(f"the stream {self.stream_key} is gone (Redis restarted "
+                                 "without persistence?)")
+            return
+        deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id")
+        if deleted is not None and id_tuple(deleted) > id_tuple(last_id):
+            self._report_gap(f"entries after {last_id.decode()} were trimmed before this node "
+                             f"read them (up to {deleted!r}); raise relay_stream_maxlen")
+
+    def _report_gap(self, what: str) -> None:
+        self.stats["gaps"] += 1
+        self._log().error("relio: redis bus gap: %s; emits from other nodes may be missing", what)
+
+
+def id_tuple(entry_id) -> tuple[int, int]:
+    if isinstance(entry_id, bytes):
+        entry_id = entry_id.decode()
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
