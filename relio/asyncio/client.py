@@ -189,20 +189,23 @@ class AsyncClient(socketio.AsyncClient):
         ``relio_config.drain_timeout``) to be delivered; what is still pending after that fails
         with :class:`relio.DeliveryError`. Note: this method is a coroutine.
         """
-        if self._relio_connecting:
-            return await super().disconnect()
+        if self._relio_connecting and not self.relio_sessions:
+            return await super().disconnect()       # no session yet: python-socketio's way
         await self._drain(self.relio_config.drain_timeout if drain_timeout is None
                           else drain_timeout)
         reason = self.reason.CLIENT_DISCONNECT
         for namespace, session in list(self.relio_sessions.items()):
-            if namespace in self.namespaces:
+            if namespace in self.namespaces and self.connected:
                 # CLOSE frame: the server ends the session; python-socketio fires `disconnect`.
                 session.ended = True
                 session.cancel_expiry()
                 session.channel.close(reason)
             else:
-                # Suspended (reconnecting): its `disconnect` was withheld; fire it now. The server
-                # cannot be told and lets the session expire after its TTL.
+                # Suspended (reconnecting), or resumed by a connect() still in progress (called
+                # from a relio_resume handler): python-socketio would not fire its `disconnect`;
+                # relio does. A connected session's CLOSE still tells the server; a suspended
+                # one's server lets it expire after its TTL.
+                self.namespaces.pop(namespace, None)
                 await self._end_session(session, reason)
         self.relio_sessions.clear()
         if self._reconnect_task is not None and self._reconnect_abort is not None:
