@@ -22,9 +22,22 @@ from relio.asyncio.client import AsyncClient
 from relio.asyncio.server import AsyncManager, AsyncServer
 from relio.binding.sessions import ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
-from relio.engine import (DeliveryError, Engine, Event, LocalProtocolError, MessageExpired,
-                          MessageReceived, MessagesDelivered, ProtocolError, QueueFull, RelayError,
-                          RelioError, RemoteProtocolError, ResponseReceived, SessionClosed)
+from relio.engine import (
+    DeliveryError,
+    Engine,
+    Event,
+    LocalProtocolError,
+    MessageExpired,
+    MessageReceived,
+    MessagesDelivered,
+    ProtocolError,
+    QueueFull,
+    RelayError,
+    RelioError,
+    RemoteProtocolError,
+    ResponseReceived,
+    SessionClosed,
+)
 
 __version__ = "0.1.0"
 

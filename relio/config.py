@@ -32,9 +32,9 @@ class Config:
     #: Largest message (payload) accepted or sent, in bytes. A bigger ``send`` is refused locally;
     #: a peer announcing a bigger one is a protocol error.
     max_message_size: int = 64 * MiB
-    #: Largest batch (one transport message holding several frames) this side will decode. A sender
-    #: closes a batch at ``coalesce_bytes`` unless its first frame alone is bigger (one chunk plus an
-    #: ACK), so this must be at least the larger of the two (checked below).
+    #: Largest batch (one transport message holding several frames) this side will decode. A
+    #: sender closes a batch at ``coalesce_bytes`` unless its first frame alone is bigger (one chunk
+    #: plus an ACK), so this must be at least the larger of the two (checked below).
     max_batch_size: int = 64 * KiB + 64 * KiB
     #: Most frames a single batch may hold (bounds the work one transport message can cause).
     max_frames_per_batch: int = 4096
@@ -176,7 +176,7 @@ class Config:
         (type + 3 varints + two varints per range) and a DATA frame header (at most 60 bytes)."""
         return 1 + (1 + 3 * 8 + 16 * self.max_ack_ranges) + 60 + self.chunk_size
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes) -> Config:
         """Return a copy with some fields changed (validated like the original)."""
         return dataclasses.replace(self, **changes)
 

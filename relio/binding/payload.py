@@ -1,10 +1,11 @@
-"""Application payloads inside relio messages: an event's name and arguments, or a reply's arguments.
+"""Application payloads inside relio messages: an event's name and arguments, or a reply's
+arguments.
 
-A relio message carries what one socket.io packet would: a JSON list (``[event, *args]`` for an event,
-``[*args]`` for a reply), with ``bytes`` arguments anywhere in it. Socket.IO sends each binary
-argument as a separate websocket frame after a JSON text frame holding placeholders; relio keeps the
-same placeholders (``{"_placeholder": true, "num": n}``) but puts the attachments in the same message,
-so a message is one opaque byte string to the engine::
+A relio message carries what one socket.io packet would: a JSON list (``[event, *args]`` for an
+event, ``[*args]`` for a reply), with ``bytes`` arguments anywhere in it. Socket.IO sends each
+binary argument as a separate websocket frame after a JSON text frame holding placeholders; relio
+keeps the same placeholders (``{"_placeholder": true, "num": n}``) but puts the attachments in the
+same message, so a message is one opaque byte string to the engine::
 
     payload   = count(varint) attachment* json
     attachment = length(varint) bytes
@@ -20,6 +21,7 @@ one decoder instead of building them per message, as ``json.dumps(..., separator
 from __future__ import annotations
 
 import json as _stdlib_json
+from collections.abc import Callable
 from typing import Any
 
 from relio.engine.errors import RemoteProtocolError
@@ -33,6 +35,9 @@ class JsonCodec:
 
     __slots__ = ("dumps", "loads")
 
+    dumps: Callable[[Any], str]
+    loads: Callable[[bytes], Any]
+
     def __init__(self, json_module: Any = None):
         import engineio.json
         if json_module is None or json_module is engineio.json or json_module is _stdlib_json:
@@ -40,10 +45,20 @@ class JsonCodec:
                 if json_module is not _stdlib_json else int
             encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
+            decode = decoder.decode
+
+            def loads(data: bytes) -> Any:
+                return decode(data.decode())
+
             self.dumps = encoder.encode
-            self.loads = lambda data, _decode=decoder.decode: _decode(data.decode())
+            self.loads = loads
         else:
-            self.dumps = lambda obj, _dumps=json_module.dumps: _dumps(obj, separators=(",", ":"))
+            module_dumps = json_module.dumps
+
+            def dumps(obj: Any) -> str:
+                return module_dumps(obj, separators=(",", ":"))
+
+            self.dumps = dumps
             self.loads = json_module.loads
 
 
@@ -99,7 +114,8 @@ def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
 
 
 def as_args(data: Any) -> list:
-    """python-socketio's argument rule: a tuple is several arguments, None none, anything else one."""
+    """python-socketio's argument rule: a tuple is several arguments, None none, anything else
+    one."""
     if isinstance(data, tuple):
         return list(data)
     if data is None:

@@ -1,4 +1,5 @@
-"""The server's table of relio sessions and their resume credentials (sans I/O: callers pass ``now``).
+"""The server's table of relio sessions and their resume credentials (sans I/O: callers pass
+``now``).
 
 A session has a public id (the socket.io ``sid`` the application sees for the session's whole life)
 and a secret resume credential, distinct from it as Socket.IO's ``pid`` is distinct from its ``id``:
@@ -6,9 +7,9 @@ sids are visible to other clients (rooms, broadcasts), credentials never are. A 
 presenting both; the credential is compared in constant time, accepted only for its own session and
 only while the session lives, and replaced on every resume so that a captured credential stops
 working (the replaced one stays valid only until the client is seen using the resumed connection, so
-that a resume whose answer was lost can be retried). A disconnected ("parked") session lives ``session_ttl`` seconds; at most
-``max_parked_sessions`` are kept, the one parked longest expiring first, so clients that vanish cannot
-run the server out of memory.
+that a resume whose answer was lost can be retried). A disconnected ("parked") session lives
+``session_ttl`` seconds; at most ``max_parked_sessions`` are kept, the one parked longest expiring
+first, so clients that vanish cannot run the server out of memory.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Session:
     connected: bool = True
     parked_at: float | None = None
     resumes: int = 0
+
+
+def _parked_at(session: Session) -> float:
+    """When a disconnected session was parked (every path that disconnects one sets it)."""
+    assert session.parked_at is not None, session
+    return session.parked_at
 
 
 class SessionTable:
@@ -118,7 +125,7 @@ class SessionTable:
             session.previous_credential.encode(), given)
         if not (current or previous):
             raise ResumeRefused("no session to resume for these credentials")
-        if not session.connected and now - session.parked_at >= self.ttl:
+        if not session.connected and now - _parked_at(session) >= self.ttl:
             self._expire(session)
             raise ResumeRefused("the session expired")
         self._parked.pop(sid, None)
@@ -148,7 +155,7 @@ class SessionTable:
         expired = []
         while self._parked:
             session = next(iter(self._parked.values()))
-            if now - session.parked_at < self.ttl:
+            if now - _parked_at(session) < self.ttl:
                 break
             self._expire(session)
             expired.append(session)
@@ -158,7 +165,7 @@ class SessionTable:
         """When :meth:`expire` next has work, or None."""
         if not self._parked:
             return None
-        return next(iter(self._parked.values())).parked_at + self.ttl
+        return _parked_at(next(iter(self._parked.values()))) + self.ttl
 
     def _expire(self, session: Session) -> None:
         self._parked.pop(session.sid, None)

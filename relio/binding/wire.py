@@ -6,8 +6,8 @@ Handshake (per namespace, inside Socket.IO's own CONNECT exchange, so plain peer
   ``{"v": 1, "sid": ..., "credential": ..., "state": <base64 resume state>}`` to resume one.
 * A relio server answers in the CONNECT packet's data, next to ``sid``:
   ``"__relio": {"v": 1, "credential": ..., "resumed": bool, "state": <base64>, "refused": reason}``.
-  Plain clients ignore the extra key (the JS client reads only ``sid`` and ``pid``; relio never sends
-  ``pid``, which would start the JS client's own recovery protocol).
+  Plain clients ignore the extra key (the JS client reads only ``sid`` and ``pid``; relio never
+  sends ``pid``, which would start the JS client's own recovery protocol).
 * A server that does not answer with ``__relio`` is a plain server: the client falls back to plain
   Socket.IO for that namespace.
 
@@ -40,8 +40,8 @@ MAX_NAMESPACE_BYTES = 127
 #: Event fired on the server as ``(sid, environ, auth)`` and on the client as ``()`` when a session
 #: resumes on a new connection; a server handler returning False refuses the resume.
 RESUME_EVENT = "relio_resume"
-#: Event fired as ``(sid, reason)`` / ``(reason)`` when a session's connection is lost but the session
-#: lives on, waiting to be resumed.
+#: Event fired as ``(sid, reason)`` / ``(reason)`` when a session's connection is lost but the
+#: session lives on, waiting to be resumed.
 SUSPEND_EVENT = "relio_suspend"
 #: Event fired as ``(sid, error)`` / ``(error)`` with a :class:`relio.DeliveryError` when a message
 #: will never be delivered.

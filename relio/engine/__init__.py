@@ -7,12 +7,30 @@ contracts; the type stubs (``*.pyi``) sit here beside the compiled modules; the 
 ``docs/PROTOCOL.md``. Errors say whose fault they are (:mod:`relio.engine.errors`).
 """
 
-from relio.engine._engine import (CLOSE_DELIVERY_TIMEOUT, CLOSE_EXPIRED, CLOSE_NORMAL,
-                                  CLOSE_PROTOCOL_ERROR, Engine)
-from relio.engine._events import (Event, MessageExpired, MessageReceived, MessagesDelivered,
-                                  ResponseReceived, SessionClosed)
-from relio.engine.errors import (DeliveryError, LocalProtocolError, ProtocolError, QueueFull,
-                                 RelayError, RelioError, RemoteProtocolError)
+from relio.engine._engine import (
+    CLOSE_DELIVERY_TIMEOUT,
+    CLOSE_EXPIRED,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    Engine,
+)
+from relio.engine._events import (
+    Event,
+    MessageExpired,
+    MessageReceived,
+    MessagesDelivered,
+    ResponseReceived,
+    SessionClosed,
+)
+from relio.engine.errors import (
+    DeliveryError,
+    LocalProtocolError,
+    ProtocolError,
+    QueueFull,
+    RelayError,
+    RelioError,
+    RemoteProtocolError,
+)
 
 __all__ = [
     "CLOSE_DELIVERY_TIMEOUT", "CLOSE_EXPIRED", "CLOSE_NORMAL", "CLOSE_PROTOCOL_ERROR",

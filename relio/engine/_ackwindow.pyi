@@ -5,8 +5,12 @@ from typing import Literal
 
 from typing_extensions import Buffer, Self
 
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
+
 class AckWindow:
-    """Which seqs are done: every seq below ``base``, plus a ring bitmap of ``size`` seqs from ``base``.
+    """Which seqs are done: every seq below ``base``, plus a ring bitmap of ``size`` seqs from
+    ``base``.
 
     ``size`` is a power of two and bounds how far ahead of ``base`` a seq may be marked.
     """
@@ -27,7 +31,8 @@ class AckWindow:
         """One past the highest marked seq; equals base when nothing above base is marked."""
 
     def mark(self, seq: int) -> Literal[-1, 0, 1]:
-        """1 if newly marked, 0 if already marked or below base, -1 if seq >= base + size (no change).
+        """1 if newly marked, 0 if already marked or below base, -1 if seq >= base + size (no
+        change).
 
         Marking base advances base over every contiguous marked seq.
         """
@@ -46,10 +51,12 @@ class AckWindow:
         """
 
     def ranges(self, max_ranges: int = 32) -> list[tuple[int, int]]:
-        """Marked runs above base as (start, end_exclusive), ascending; the lowest max_ranges kept."""
+        """Marked runs above base as (start, end_exclusive), ascending; the lowest max_ranges
+        kept."""
 
     def holes(self, max_holes: int = 32) -> list[tuple[int, int]]:
-        """Unmarked runs in [base, highest) as (start, end_exclusive), ascending; the lowest kept."""
+        """Unmarked runs in [base, highest) as (start, end_exclusive), ascending; the lowest
+        kept."""
 
     def count_above(self) -> int:
         """How many seqs above base are marked."""

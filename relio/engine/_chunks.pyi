@@ -5,6 +5,9 @@ from typing import Any
 
 from typing_extensions import Buffer
 
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
+
 DEFAULT_CHUNK_SIZE: int
 
 def split(payload: Buffer, chunk_size: int = 65536) -> list[memoryview]:

@@ -1,7 +1,12 @@
-"""The relio engine: one session's reliability protocol, sans I/O (compiled from ext/relio/engine/_engine.pyx)."""
+"""The relio engine: one session's reliability protocol, sans I/O.
 
-from relio.engine._events import Event
+Compiled from ext/relio/engine/_engine.pyx."""
+
 from relio.config import Config
+from relio.engine._events import Event
+
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
 
 CLOSE_NORMAL: int
 CLOSE_PROTOCOL_ERROR: int

@@ -1,5 +1,8 @@
 """Events the engine hands to its caller (compiled from ext/relio/engine/_events.pyx)."""
 
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
+
 class Event: ...
 
 class MessageReceived(Event):

@@ -1,5 +1,8 @@
 """relio's wire format (compiled from ext/relio/engine/_frames.pyx); see docs/PROTOCOL.md."""
 
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
+
 VERSION: int
 DATA: int
 ACK: int

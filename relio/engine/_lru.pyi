@@ -1,5 +1,8 @@
 """Type stubs for the compiled :mod:`relio.engine._lru` (see ``ext/relio/engine/_lru.pyx``)."""
 
+#: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
+DEBUG_BUILD: bool
+
 class ResponseCache:
     """A bounded cache of encoded handler responses keyed by request id, least recently used out
     first, each entry expiring ``ttl`` seconds after it was stored. Times are the caller's

@@ -19,12 +19,49 @@ from cpython.buffer cimport PyObject_CheckBuffer
 from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
+
 
 cdef extern from *:
-    # GCC/Clang builtins (the extension is only built with these compilers). ctz is undefined for 0,
-    # so every call site below guarantees a non-zero argument.
-    int __builtin_ctzll(unsigned long long x) nogil
-    int __builtin_popcountll(unsigned long long x) nogil
+    # Count trailing zeros and population count of a 64-bit word: GCC/Clang builtins (one instruction,
+    # or libgcc's routine for popcount), MSVC's intrinsic for ctz on 64-bit targets, plain C anywhere
+    # else (defining RELIO_PORTABLE_BITOPS forces the plain C, to test it). ctz is undefined for 0, so
+    # every call site below guarantees a non-zero argument.
+    """
+    #if (defined(__GNUC__) || defined(__clang__)) && !defined(RELIO_PORTABLE_BITOPS)
+      #define relio_ctz64(x) __builtin_ctzll(x)
+      #define relio_popcount64(x) __builtin_popcountll(x)
+    #else
+      #if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_ARM64)) && !defined(RELIO_PORTABLE_BITOPS)
+        #include <intrin.h>
+        #pragma intrinsic(_BitScanForward64)
+        static __inline int relio_ctz64(unsigned long long x) {
+            unsigned long index;
+            _BitScanForward64(&index, (unsigned __int64)x);
+            return (int)index;
+        }
+      #else
+        static CYTHON_INLINE int relio_ctz64(unsigned long long x) {
+            int n = 0;
+            while (!(x & 0xFFu)) { x >>= 8; n += 8; }
+            while (!(x & 1u)) { x >>= 1; n += 1; }
+            return n;
+        }
+      #endif
+      /* Plain C popcount (MSVC's __popcnt64 needs the POPCNT instruction, which old CPUs lack). */
+      static CYTHON_INLINE int relio_popcount64(unsigned long long x) {
+          x = x - ((x >> 1) & 0x5555555555555555ULL);
+          x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+          x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+          return (int)((x * 0x0101010101010101ULL) >> 56);
+      }
+    #endif
+    """
+    int ctz64 "relio_ctz64"(unsigned long long x) nogil
+    int popcount64 "relio_popcount64"(unsigned long long x) nogil
 
 
 # The ring never holds fewer than one word, so small windows (tests use 8 seqs) still run the
@@ -62,7 +99,7 @@ cdef uint64_t _find_bit(const uint64_t* bits, uint64_t ring_mask, uint64_t pos, 
             span = end - pos
             word &= _low_bits(span)
         if word:
-            return pos + <uint64_t>__builtin_ctzll(word)
+            return pos + <uint64_t>ctz64(word)
         pos += span
     return end
 
@@ -78,7 +115,7 @@ cdef Py_ssize_t _clear_span(uint64_t* bits, uint64_t ring_mask, uint64_t start,
         if count < span:
             span = count
         mask = _low_bits(span) << (slot & 63)
-        cleared += __builtin_popcountll(bits[slot >> 6] & mask)
+        cleared += popcount64(bits[slot >> 6] & mask)
         bits[slot >> 6] &= ~mask
         start += span
         count -= span
@@ -112,7 +149,7 @@ cdef inline void _slide_base(AckWindow window) noexcept:
         if not (word & 1):
             break
         # Shifting brought zeros in at the top, so ~word is zero only when all 64 bits were marked.
-        run = WORD_BITS if ~word == 0 else <uint64_t>__builtin_ctzll(~word)
+        run = WORD_BITS if ~word == 0 else <uint64_t>ctz64(~word)
         window._bits[slot >> 6] &= ~(_low_bits(run) << (slot & 63))
         window.base += run
         window._count_above -= <Py_ssize_t>run

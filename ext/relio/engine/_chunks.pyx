@@ -28,7 +28,12 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from libc.string cimport memmove, memset
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
+
 from relio.engine.errors import LocalProtocolError, RemoteProtocolError
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
 
 DEFAULT_CHUNK_SIZE = 65536
 

@@ -28,6 +28,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from relio.engine._ackwindow cimport AckWindow
+from relio.engine._build cimport RELIO_DEBUG_BUILD
 from relio.engine._chunks cimport Reassembler
 from relio.engine._events cimport (MessageExpired, MessagesDelivered, SessionClosed,
                             new_message_received, new_response_received)
@@ -42,6 +43,9 @@ from collections import deque
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._frames import encode_close
 from relio.engine.errors import LocalProtocolError, QueueFull, RemoteProtocolError
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
 
 #: Close codes carried by CLOSE frames.
 CLOSE_NORMAL = 0

@@ -14,6 +14,11 @@ what happened, never what to do: the caller decides (wsproto's events are the mo
   message still pending was reported as :class:`MessageExpired` just before.
 """
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
+
 
 cdef class Event:
     """Base class of the engine's events."""

@@ -17,7 +17,12 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
+
 from relio.engine.errors import RemoteProtocolError
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
 
 # Python-visible copies of the wire constants (the C enum lives in _frames.pxd).
 VERSION = PROTOCOL_VERSION

@@ -22,9 +22,13 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
 from relio.engine._frames cimport ID_SIZE, read_u64, write_u64
 
 import os
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
 
 cdef enum:
     # Smallest hash table allocated, in slots; it doubles as ids arrive.

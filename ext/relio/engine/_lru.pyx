@@ -28,6 +28,11 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.ref cimport PyObject, Py_INCREF
 from libc.math cimport isfinite, isinf
 
+from relio.engine._build cimport RELIO_DEBUG_BUILD
+
+#: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
+DEBUG_BUILD = RELIO_DEBUG_BUILD
+
 
 @cython.final
 @cython.no_gc
