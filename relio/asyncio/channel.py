@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
@@ -31,8 +32,13 @@ from relio.asyncio.results import Delivery, Question, Reply, collapse
 from relio.binding import payload as payload_codec
 from relio.engine import _frames
 from relio.engine._engine import Engine
-from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered,
-                                  ResponseReceived, SessionClosed)
+from relio.engine._events import (
+    MessageExpired,
+    MessageReceived,
+    MessagesDelivered,
+    ResponseReceived,
+    SessionClosed,
+)
 from relio.engine.errors import DeliveryError, LocalProtocolError, QueueFull, RemoteProtocolError
 
 logger = logging.getLogger("relio")
@@ -183,7 +189,8 @@ class Channel:
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            self._awaiting.pop(msg_id, None)
+            if msg_id is not None:
+                self._awaiting.pop(msg_id, None)
             raise SocketIOTimeoutError() from None
 
     def answer(self, request_id: bytes, result: Any,
@@ -262,7 +269,8 @@ class Channel:
 
     # --- engine driving ------------------------------------------------------------------------
     def kick(self) -> None:
-        """Schedule one flush for the next loop iteration (coalesces everything queued until then)."""
+        """Schedule one flush for the next loop iteration (coalescing all that is queued until
+        then)."""
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
@@ -359,9 +367,14 @@ class Channel:
             elif event.request:
                 self.answer(event.msg_id, None)
             return
-        then = (lambda result, msg_id=event.msg_id: self.answer(msg_id, result)) \
-            if event.request else None
-        self.run(waiter, tuple(args), then, False, event.msg_id if event.request else None)
+        if not event.request:
+            self.run(waiter, tuple(args))
+            return
+        request_id = event.msg_id
+
+        def then(result: Any) -> None:        # the callback's return value answers the request
+            self.answer(request_id, result)
+        self.run(waiter, tuple(args), then, False, request_id)
 
     def _on_expired(self, msg_id: bytes, reason: str) -> None:
         record = self._pending.pop(msg_id, None)
@@ -440,7 +453,7 @@ class Channel:
         self.engine.close(reason, self.loop.time())
         self.flush()
 
-    # --- observability -----------------------------------------------------------------------------
+    # --- observability ---------------------------------------------------------------------
     @property
     def stats(self) -> dict:
         """The engine's counters plus what this layer waits on."""

@@ -1,9 +1,9 @@
 """``relio.AsyncClient``: python-socketio's ``AsyncClient`` whose sessions survive reconnects.
 
 This module owns the client's socket.io plumbing: asking for relio in each namespace's CONNECT
-(:mod:`relio.binding.wire`), resuming the session on every reconnect, queueing emits while the connection
-is down, and dispatching delivered messages to handlers exactly as python-socketio would. Against a
-plain Socket.IO server it behaves like ``socketio.AsyncClient``.
+(:mod:`relio.binding.wire`), resuming the session on every reconnect, queueing emits while the
+connection is down, and dispatching delivered messages to handlers exactly as python-socketio
+would. Against a plain Socket.IO server it behaves like ``socketio.AsyncClient``.
 
 While a relio session lives, a dropped connection is not a disconnect for the application:
 ``disconnect`` is not fired (``relio_suspend`` is), ``emit``/``call`` keep working (the messages
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import engineio
 import socketio
@@ -95,13 +96,15 @@ class AsyncClient(socketio.AsyncClient):
     ``relio_delivery_error(error)`` when a message will never be delivered.
     """
 
+    connected: bool          # python-socketio's, typed for the checker
+
     def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.relio_config = relio_config or DEFAULT_CONFIG
         #: the application payload codec (python-socketio's ``json`` module, bound once)
         self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
         self.relio_enabled = relio
-        self.reserved_events = list(self.reserved_events) + [
+        self.reserved_events: list[str] = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         #: the relio sessions, by namespace
@@ -111,8 +114,9 @@ class AsyncClient(socketio.AsyncClient):
         self._relio_spoken = False
 
     # --- public API ------------------------------------------------------------------------------
-    async def connect(self, url, headers={}, auth=None, transports=None, namespaces=None,
-                      socketio_path='socket.io', wait=True, wait_timeout=1, retry=False):
+    async def connect(self, url, headers={}, auth=None, transports=None,  # noqa: B006
+                      namespaces=None, socketio_path='socket.io', wait=True, wait_timeout=1,
+                      retry=False):
         """Connect to a Socket.IO server (python-socketio's arguments and behaviour).
 
         Note: this method is a coroutine.
@@ -245,7 +249,7 @@ class AsyncClient(socketio.AsyncClient):
         for n in self.connection_namespaces:
             data = real_auth
             if self.relio_enabled and isinstance(real_auth, dict):
-                hello = {'v': wire.HANDSHAKE_VERSION}
+                hello: dict[str, Any] = {'v': wire.HANDSHAKE_VERSION}
                 session = self.relio_sessions.get(n)
                 if session is not None and not session.channel.closed:
                     hello.update(sid=session.channel.sid, credential=session.credential,
@@ -311,7 +315,7 @@ class AsyncClient(socketio.AsyncClient):
             # Its disconnect was withheld when the connection dropped: fire it now.
             await self._trigger_event('disconnect', channel.namespace, reason)
 
-    # --- transport ---------------------------------------------------------------------------------
+    # --- transport -------------------------------------------------------------------------
     def _writer(self, namespace):
         prefix = wire.carrier_prefix(namespace)
         eio = self.eio

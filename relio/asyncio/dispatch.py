@@ -33,7 +33,8 @@ import dis
 import inspect
 import logging
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger("relio")
 

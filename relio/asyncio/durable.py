@@ -14,7 +14,8 @@ nothing is lost; a handler interrupted by the death may run twice.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import Done

@@ -25,9 +25,10 @@ step.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from relio.asyncio.channel import Channel
 from relio.binding.sessions import Session, SessionTable
@@ -208,7 +209,7 @@ class SessionRegistry:
             # Its sequential handlers still run: `disconnect` must wait for them (see idle()).
             sid = session.sid
             self._draining[sid] = session
-            consumer.add_done_callback(lambda _, sid=sid: self._draining.pop(sid, None))
+            consumer.add_done_callback(functools.partial(self._drained, sid))
         self._table.remove(session.sid)
         if self._by_sid.get(session.sid) is session:
             del self._by_sid[session.sid]
@@ -217,6 +218,9 @@ class SessionRegistry:
         if reason is not None:
             self.remember_ended(session.sid, reason)
         return True
+
+    def _drained(self, sid: str, _task: asyncio.Task) -> None:
+        self._draining.pop(sid, None)
 
     def remember_ended(self, sid: str, reason: str) -> None:
         """Keep why a session ended (bounded, oldest forgotten first), so that an emit or call to

@@ -1,15 +1,16 @@
 """What relio hands back to the application: :class:`Delivery`, :class:`Reply`, :class:`Question`.
 
 These are the public result types of the asyncio shell. A :class:`Delivery` is settled by the
-:class:`~relio.asyncio.channel.Channel` that carries its message (``_add`` when a recipient's copy is
-queued, ``_settle`` when that copy is acknowledged or fails); a :class:`Question` answers through
-the channel that received it.
+:class:`~relio.asyncio.channel.Channel` that carries its message (``_add`` when a recipient's copy
+is queued, ``_settle`` when that copy is acknowledged or fails); a :class:`Question` answers
+through the channel that received it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from relio.binding import payload as payload_codec
 from relio.engine.errors import DeliveryError
@@ -31,14 +32,15 @@ class Reply:
             return relio.Reply({'total': 42}, callback=on_confirm)
 
     The requester's callback (``emit(..., callback=cb)``) receives ``{'total': 42}``; what ``cb``
-    returns is sent back and passed to ``on_confirm``, whose return value goes back again, and so on.
+    returns is sent back and passed to ``on_confirm``, whose return value goes back again, and so
+    on.
     Each step is a relio message: delivered exactly once, its handler run once, re-sent from the
     response cache if the link fails. With ``call()`` the requester gets a :class:`Question`.
     """
 
     __slots__ = ("args", "callback")
 
-    def __init__(self, *args: Any, callback: Callable | None = None):
+    def __init__(self, *args: Any, callback: Callable | asyncio.Future | None = None):
         self.args = list(args)
         self.callback = callback
 
@@ -47,14 +49,15 @@ class Question:
     """A reply that asks for an answer: returned by ``call()`` when the peer answered with
     :class:`Reply`. ``data`` is the reply's data (as ``call()`` would have returned it)."""
 
-    def __init__(self, channel: "Channel", msg_id: bytes, args: list):
+    def __init__(self, channel: Channel, msg_id: bytes, args: list):
         self._channel = channel
         self._msg_id = msg_id
         self.args = args
         self.data = collapse(args)
 
     async def answer(self, data: Any = None) -> Delivery:
-        """Send the final answer (the peer's callback receives it); returns its :class:`Delivery`."""
+        """Send the final answer (the peer's callback receives it); returns its
+        :class:`Delivery`."""
         delivery = Delivery()
         self._channel.answer(self._msg_id, data, delivery=delivery)
         return delivery
@@ -72,7 +75,8 @@ class Question:
 
 
 def collapse(args: list) -> Any:
-    """python-socketio's ``call()`` result rule: no argument is None, one is itself, more a tuple."""
+    """python-socketio's ``call()`` result rule: no argument is None, one is itself, more a
+    tuple."""
     if len(args) == 1:
         return args[0]
     return tuple(args) if args else None
@@ -84,8 +88,8 @@ class Delivery:
     ``await sio.emit(...)`` returns a ``Delivery`` as soon as the message is queued (as
     python-socketio's ``emit`` returns when it is handed to the transport); ``await delivery`` then
     returns None once each relio recipient has it, or raises :class:`relio.DeliveryError` if it
-    cannot be delivered to one of them (session closed or expired, delivery timeout). Recipients that
-    are plain Socket.IO clients cannot acknowledge; they are counted in ``unconfirmed``.
+    cannot be delivered to one of them (session closed or expired, delivery timeout). Recipients
+    that are plain Socket.IO clients cannot acknowledge; they are counted in ``unconfirmed``.
     """
 
     __slots__ = ("recipients", "unconfirmed", "relayed", "failures", "_remaining", "_future")

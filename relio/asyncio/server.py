@@ -1,18 +1,19 @@
 """``relio.AsyncServer``: python-socketio's ``AsyncServer`` with reliable, resumable sessions.
 
 This module owns the server's socket.io plumbing: which connections speak relio (the handshake in
-:mod:`relio.binding.wire`), the session table (sids, credentials, parking and expiry), routing emits to
+:mod:`relio.binding.wire`), creating, suspending, resuming and ending sessions, routing emits to
 sessions and batches to connections, and turning delivered messages into handler calls exactly as
 python-socketio would make them. The protocol itself is the engine's; the asyncio glue is
-:class:`relio.asyncio.channel.Channel`; the session tables are :class:`~relio.asyncio.registry.SessionRegistry`'s;
-whatever keeps sessions beyond this process is the manager's :class:`~relio.asyncio.hosting.SessionHost`.
+:class:`relio.asyncio.channel.Channel`; the session tables are
+:class:`~relio.asyncio.registry.SessionRegistry`'s; whatever keeps sessions beyond this process is
+the manager's :class:`~relio.asyncio.hosting.SessionHost`.
 
 A relio session keeps its socket.io ``sid`` for its whole life. When its connection drops, the sid
 stays in the manager's rooms, mapped to the dead engine.io sid: broadcasts, ``rooms()``,
-``enter_room()`` and sessions keep working and whatever is emitted to it waits in its outbox. When the
-client resumes on a new connection, every room entry is re-pointed to the new engine.io sid and the
-engine retransmits exactly what the client lacks. Plain Socket.IO clients take python-socketio's
-paths untouched.
+``enter_room()`` and sessions keep working and whatever is emitted to it waits in its outbox. When
+the client resumes on a new connection, every room entry is re-pointed to the new engine.io sid and
+the engine retransmits exactly what the client lacks. Plain Socket.IO clients take
+python-socketio's paths untouched.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class AsyncManager(socketio.AsyncManager):
         super().set_server(server)
         self.session_host.bind(server)
 
-    async def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None,
-                   to=None, block=True, _encoded: bytes | None = None,
+    async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
+                   to=None, block=True, ignore_queue=False, _encoded: bytes | None = None,
                    _msg_id: bytes | None = None, **kwargs):
         """Emit to one client, a room or a namespace; returns a :class:`relio.Delivery`.
 
@@ -149,10 +150,10 @@ class AsyncServer(socketio.AsyncServer):
     session lives (``session_ttl`` after its connection drops). Plain Socket.IO clients connect and
     behave exactly as with python-socketio.
 
-    Events relio adds (register them like any handler): ``relio_resume(sid, environ, auth)`` when a
-    session resumes on a new connection (return False to refuse), ``relio_suspend(sid, reason)`` when
-    its connection drops and it waits to be resumed, ``relio_delivery_error(sid, error)`` when a
-    message will never be delivered. ``connect`` and ``disconnect`` fire once per session.
+    Events relio adds (register them like any handler): ``relio_resume(sid, environ, auth)`` when
+    a session resumes on a new connection (return False to refuse), ``relio_suspend(sid, reason)``
+    when its connection drops and it waits to be resumed, ``relio_delivery_error(sid, error)``
+    when a message will never be delivered. ``connect`` and ``disconnect`` fire once per session.
     """
 
     def __init__(self, client_manager=None, logger=False, json=None, async_handlers=True,
@@ -167,7 +168,7 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_config = relio_config or DEFAULT_CONFIG
         #: the application payload codec (python-socketio's ``json`` module, bound once)
         self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        self.reserved_events = list(self.reserved_events) + [
+        self.reserved_events: list[str] = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         #: every relio session of this server and the tables that find them
@@ -350,7 +351,7 @@ class AsyncServer(socketio.AsyncServer):
                     try:
                         success = await self._trigger_event('connect', namespace, sid, environ)
                     except TypeError:
-                        raise exc
+                        raise exc from None
         except exceptions.ConnectionRefusedError as exc:
             fail_reason = exc.error_args
             success = False
@@ -465,7 +466,7 @@ class AsyncServer(socketio.AsyncServer):
         self._end(session, reason)
         return reason
 
-    # --- transport ---------------------------------------------------------------------------------
+    # --- transport -------------------------------------------------------------------------
     def _writer(self, eio_sid, namespace):
         prefix = wire.carrier_prefix(namespace)
         sockets = self.eio.sockets
@@ -504,7 +505,7 @@ class AsyncServer(socketio.AsyncServer):
             logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
                            eio_sid)
             return
-        # A plain client may not fire relio's lifecycle events (everything else is python-socketio's).
+        # A plain client may not fire relio's lifecycle events (all else is python-socketio's).
         if data and data[0] in wire.LIFECYCLE_EVENTS:
             logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
             return
@@ -547,7 +548,7 @@ class AsyncServer(socketio.AsyncServer):
             await session.channel.idle()  # sequential handlers first, as python-socketio orders
         await super()._handle_disconnect(eio_sid, namespace, reason)
 
-    # --- session lifetime --------------------------------------------------------------------------
+    # --- session lifetime ------------------------------------------------------------------
     def _suspend(self, session: ServerSession, reason) -> None:
         session.channel.detach()
         logger.info('relio: session %s [%s] suspended (%s)', session.sid, session.namespace,
@@ -610,8 +611,8 @@ class AsyncServer(socketio.AsyncServer):
         now = asyncio.get_running_loop().time()
         engine = Engine.restore(snapshot, self.relio_config, now=now)
         data = meta.get('session')
-        session = self.relio_registry.adopt(sid, namespace, self._new_channel(engine, sid, namespace),
-                                            eio_sid, credential,
+        channel = self._new_channel(engine, sid, namespace)
+        session = self.relio_registry.adopt(sid, namespace, channel, eio_sid, credential,
                                             data if isinstance(data, dict) else {}, now)
         manager = self.manager
         manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)

@@ -34,7 +34,8 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from relio.asyncio.results import Delivery
 from relio.config import Config
@@ -46,7 +47,7 @@ try:                                        # optional: pip install "relio-socke
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError:                         # pragma: no cover - exercised without redis installed
-    aioredis = None
+    aioredis = None  # type: ignore[assignment]
 
 logger = logging.getLogger("relio")
 
@@ -130,15 +131,15 @@ class RedisBus:
         self._origin = self.host_id.encode()
         self.stream_key = f"relio:{channel}:bus"
         self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
-        options = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
                    # relio retries itself (in order, deduplicated): no hidden retries underneath.
                    "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
         options.update(redis_options or {})
         self._redis_options = options
-        self._redis = None
-        self._script = None
+        self._redis: Any = None
+        self._script: Any = None
         self._queue: deque[_Entry] = deque()
-        self._queue_changed: asyncio.Event | None = None
+        self._queue_changed = asyncio.Event()
         self._seq = itertools.count(1)
         self._publisher: asyncio.Task | None = None
         self._reader: asyncio.Task | None = None
@@ -148,7 +149,9 @@ class RedisBus:
         #: the last entry applied here (or skipped as this node's own)
         self.applied_id = b"0-0"
         #: held while entries are applied (and while a session taken over is caught up)
-        self.apply_lock: asyncio.Lock | None = None
+        self.apply_lock = asyncio.Lock()
+        #: the reader runs (a serving node; a write-only emitter publishes only)
+        self.reading = False
         #: set once :attr:`applied_id` is known (the reader has found where it starts)
         self.reader_ready = asyncio.Event()
         #: ``published``, ``applied``, ``failed`` (entries Redis never accepted), ``gaps``
@@ -169,7 +172,7 @@ class RedisBus:
     def start_reading(self, apply: Apply) -> None:
         """Read the stream from its current end, handing other nodes' entries to ``apply``."""
         self._apply = apply
-        self.apply_lock = asyncio.Lock()
+        self.reading = True
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
     async def read_range(self, after: bytes, upto: bytes) -> list:
@@ -219,8 +222,6 @@ class RedisBus:
             raise RelayError("the manager is closed", event=header.get("ev"))
         cfg = self.config
         loop = asyncio.get_running_loop()
-        if self._queue_changed is None:
-            self._queue_changed = asyncio.Event()
         if len(self._queue) >= cfg.relay_queue_messages:
             if not block:
                 raise QueueFull(f"{len(self._queue)} messages wait for Redis (relay queue full)")
@@ -331,6 +332,8 @@ class RedisBus:
     # --- reading -------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         """Apply the stream's entries in order, from where this node started, across blips."""
+        apply = self._apply
+        assert apply is not None
         client = self.client()
         delay = RETRY_DELAY
         last_id = None
@@ -377,7 +380,7 @@ class RedisBus:
                             last_id = self.applied_id = entry_id
                             continue
                         try:
-                            await self._apply(stdlib_json.loads(fields[b"h"]), fields, entry_id)
+                            await apply(stdlib_json.loads(fields[b"h"]), fields, entry_id)
                         except asyncio.CancelledError:
                             raise
                         except Exception:

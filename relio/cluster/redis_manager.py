@@ -26,8 +26,16 @@ from relio.asyncio.dispatch import spawn
 from relio.asyncio.results import Delivery
 from relio.asyncio.server import AsyncManager
 from relio.binding import payload as payload_codec
-from relio.cluster.bus import (CALLBACK, CLOSE_ROOM, DISCONNECT, EMIT, ENTER_ROOM, HANDOVER,
-                               LEAVE_ROOM, RedisBus)
+from relio.cluster.bus import (
+    CALLBACK,
+    CLOSE_ROOM,
+    DISCONNECT,
+    EMIT,
+    ENTER_ROOM,
+    HANDOVER,
+    LEAVE_ROOM,
+    RedisBus,
+)
 from relio.cluster.store import DURABLE, FAST, RedisSessionStore
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine.errors import DeliveryError, QueueFull
@@ -138,7 +146,8 @@ class AsyncRedisManager(AsyncManager):
         return self.is_connected(room, namespace)
 
     async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
-                   to=None, block=True, ignore_queue=False, **kwargs):
+                   to=None, block=True, ignore_queue=False, _encoded: bytes | None = None,
+                   _msg_id: bytes | None = None, **kwargs):
         """Emit to one client, a room or a namespace, on every node.
 
         The local recipients get it at once; the other nodes through Redis. Returns a
@@ -191,13 +200,15 @@ class AsyncRedisManager(AsyncManager):
     async def enter_room(self, sid, namespace, room, eio_sid=None):
         if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
             return await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
-        await self.bus.relay({"k": ENTER_ROOM, "h": self.bus.host_id, "sid": sid, "ns": namespace or "/",
+        await self.bus.relay({"k": ENTER_ROOM, "h": self.bus.host_id, "sid": sid,
+                              "ns": namespace or "/",
                            "r": room})
 
     async def leave_room(self, sid, namespace, room):
         if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
             return await super().leave_room(sid, namespace, room)
-        await self.bus.relay({"k": LEAVE_ROOM, "h": self.bus.host_id, "sid": sid, "ns": namespace or "/",
+        await self.bus.relay({"k": LEAVE_ROOM, "h": self.bus.host_id, "sid": sid,
+                              "ns": namespace or "/",
                            "r": room})
 
     async def close_room(self, room, namespace=None):

@@ -24,15 +24,15 @@ import asyncio
 import base64
 import json as stdlib_json
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.durable import DurableChannel
 from relio.asyncio.hosting import SessionHost
 from relio.cluster import records
-from relio.cluster.bus import (EMIT, ENTER_ROOM, HANDOVER, SESSION_ENTRY_KINDS, RedisBus,
-                               id_tuple)
+from relio.cluster.bus import EMIT, ENTER_ROOM, HANDOVER, SESSION_ENTRY_KINDS, RedisBus, id_tuple
 from relio.config import Config
 from relio.engine.errors import RemoteProtocolError
 
@@ -316,7 +316,7 @@ class RedisSessionStore(SessionHost):
         Returns None when the session is now local, else why not."""
         refused = "no session to resume for these credentials"
         bus = self.bus
-        if not isinstance(credential, str) or bus.apply_lock is None:
+        if not isinstance(credential, str) or not bus.reading:
             return refused
         client = self._redis()
         assert self._scripts is not None
