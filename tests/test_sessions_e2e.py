@@ -1252,3 +1252,29 @@ async def test_resume_interrupted_before_the_reply_still_resumes_later():
         assert c.get_sid() == sid and r.crec.n('disconnect') == 0
         await asyncio.wait_for(d, 5)
         await until(lambda: got == [(sid, 'pending')], what='pending message delivered')
+
+
+@pytest.mark.timeout(30)
+async def test_client_disconnect_from_a_relio_resume_handler_ends_the_session():
+    """``client.disconnect()`` inside ``relio_resume`` (e.g. the app decides to leave after a
+    reconnect) ends the session on both sides, fires the client's ``disconnect`` once with
+    python-socketio's client reason, and stops reconnecting."""
+    left = asyncio.Event()
+
+    def setup_client(c, rec):
+        @c.on('relio_resume')
+        async def on_resume():
+            rec.add('resume', c.get_sid())
+            await c.disconnect()
+            left.set()
+
+    async with rig(setup_client=setup_client) as r:
+        sid = r.client.get_sid()
+        assert await r.proxy.cut() == 1
+        await asyncio.wait_for(left.wait(), 10)
+        await until(lambda: r.srec.n('disconnect') == 1, 10, 'server disconnect')
+        await until(lambda: r.crec.n('disconnect') == 1, 10, 'client disconnect')
+        assert r.srec['disconnect'] == [(sid, 'client disconnect')]
+        assert r.crec['disconnect'] == [('client disconnect',)]
+        assert r.crec.n('resume') == 1 and not r.client.connected
+        assert r.server.relio_sessions == 0 and r.client.relio_sessions == {}

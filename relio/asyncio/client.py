@@ -110,6 +110,7 @@ class AsyncClient(socketio.AsyncClient):
         #: the relio sessions, by namespace
         self.relio_sessions: dict[str, ClientSession] = {}
         self._relio_connecting = False
+        self._relio_connect_task: asyncio.Task | None = None    # the task inside connect()
         self._relio_reconnecting = False    # inside python-socketio's reconnect loop
         self._relio_spoken = False
 
@@ -122,6 +123,7 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         self._relio_connecting = True
+        self._relio_connect_task = asyncio.current_task()
         if self._relio_reconnecting and self.relio_sessions:
             # A resume: python-socketio's reconnect waits only 1 s for the answer, then drops the
             # connection and tries again; give the server's resume handlers time to answer.
@@ -132,6 +134,7 @@ class AsyncClient(socketio.AsyncClient):
                                          wait=wait, wait_timeout=wait_timeout, retry=retry)
         finally:
             self._relio_connecting = False
+            self._relio_connect_task = None
 
     async def emit(self, event, data=None, namespace=None, callback=None, block=True):
         """Emit a custom event to the server.
@@ -193,8 +196,10 @@ class AsyncClient(socketio.AsyncClient):
         ``relio_config.drain_timeout``) to be delivered; what is still pending after that fails
         with :class:`relio.DeliveryError`. Note: this method is a coroutine.
         """
-        if self._relio_connecting and not self.relio_sessions:
-            return await super().disconnect()       # no session yet: python-socketio's way
+        if self._relio_connecting and asyncio.current_task() is self._relio_connect_task:
+            # python-socketio's connect() giving up on this attempt (its wait_timeout): only the
+            # connection goes; the sessions stay suspended for the next attempt.
+            return await super().disconnect()
         await self._drain(self.relio_config.drain_timeout if drain_timeout is None
                           else drain_timeout)
         reason = self.reason.CLIENT_DISCONNECT
