@@ -80,6 +80,25 @@ def test_custom_json_module_is_used():
     assert calls == [("dumps", {"separators": (",", ":")}), ("loads", None)]
 
 
+def test_binary_is_separated_before_a_lenient_custom_json_module_sees_it():
+    """A custom ``dumps`` with ``default=str`` (how apps encode datetimes) must not turn bytes into
+    the text "b'...'": binary is taken out first, as python-socketio does."""
+    import datetime
+
+    class Lenient:
+        @staticmethod
+        def dumps(obj, **kw):
+            return json.dumps(obj, default=str, **kw)
+
+        loads = staticmethod(json.loads)
+
+    codec = payload.JsonCodec(Lenient)
+    when = datetime.datetime(2026, 12, 2, 10, 0)
+    items = ["e", {"blob": b"\x00\x01", "at": when, "nested": [b"\xff"]}]
+    decoded = payload.decode(payload.encode(items, codec), codec)
+    assert decoded == ["e", {"blob": b"\x00\x01", "at": str(when), "nested": [b"\xff"]}]
+
+
 def test_as_args_and_tuple_rule():
     assert payload.as_args(None) == [] and payload.as_args((1, 2)) == [1, 2]
     assert payload.as_args([1, 2]) == [[1, 2]] and payload.as_args("x") == ["x"]

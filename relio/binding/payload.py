@@ -16,6 +16,12 @@ client's ``json`` module (python-socketio's ``json=`` option), with the same sep
 standard library with integers capped at 100 digits against CPU exhaustion) it keeps one encoder and
 one decoder instead of building them per message, as ``json.dumps(..., separators=...)`` and
 ``engineio.json.loads`` do.
+
+Binary is separated before the JSON module sees the data, as python-socketio does, whatever module
+the application gives: a custom ``dumps`` with ``default=str`` (the usual way to encode datetimes)
+would otherwise turn ``bytes`` into the text ``"b'...'"``. Only the bound standard-library encoder,
+which is known to refuse ``bytes``, is tried first (the fast path: no walk over data without
+binary).
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ _NO_ATTACHMENTS = b"\x00"
 class JsonCodec:
     """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
 
-    __slots__ = ("dumps", "loads")
+    __slots__ = ("dumps", "loads", "refuses_bytes")
 
     dumps: Callable[[Any], str]
     loads: Callable[[bytes], Any]
+    #: ``dumps`` raises TypeError for ``bytes`` anywhere in the data (the standard library's
+    #: encoder without ``default``): binary can be looked for only when it does.
+    refuses_bytes: bool
 
     def __init__(self, json_module: Any = None):
         import engineio.json
@@ -52,6 +61,7 @@ class JsonCodec:
 
             self.dumps = encoder.encode
             self.loads = loads
+            self.refuses_bytes = True
         else:
             module_dumps = json_module.dumps
 
@@ -60,6 +70,7 @@ class JsonCodec:
 
             self.dumps = dumps
             self.loads = json_module.loads
+            self.refuses_bytes = False
 
 
 DEFAULT_CODEC = JsonCodec()
@@ -67,21 +78,22 @@ DEFAULT_CODEC = JsonCodec()
 
 def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
     """Encode a JSON list that may hold ``bytes`` anywhere into one payload."""
-    try:
-        text = codec.dumps(items)
-    except TypeError:
-        attachments: list[bytes] = []
-        items = _deconstruct(items, attachments)
-        if not attachments:
-            raise
-        text = codec.dumps(items)
-        parts = [_varint(len(attachments))]
-        for blob in attachments:
-            parts.append(_varint(len(blob)))
-            parts.append(blob)
-        parts.append(text.encode())
-        return b"".join(parts)
-    return _NO_ATTACHMENTS + text.encode()
+    if codec.refuses_bytes:
+        try:
+            return _NO_ATTACHMENTS + codec.dumps(items).encode()
+        except TypeError:
+            pass                      # binary inside (or an unencodable object: raised below)
+    attachments: list[bytes] = []
+    items = _deconstruct(items, attachments)
+    text = codec.dumps(items)
+    if not attachments:
+        return _NO_ATTACHMENTS + text.encode()
+    parts = [_varint(len(attachments))]
+    for blob in attachments:
+        parts.append(_varint(len(blob)))
+        parts.append(blob)
+    parts.append(text.encode())
+    return b"".join(parts)
 
 
 def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
