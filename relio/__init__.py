@@ -17,9 +17,10 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
 from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
 
 from relio import exceptions
-from relio.asyncio.results import Delivery, Question, Reply
 from relio.asyncio.client import AsyncClient
+from relio.asyncio.results import Delivery, Question, Reply
 from relio.asyncio.server import AsyncManager, AsyncServer
+from relio.asyncio.simple_client import AsyncSimpleClient
 from relio.binding.sessions import ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine import (
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ASGIApp", "AsyncClient", "AsyncClientNamespace", "AsyncManager", "AsyncNamespace",
+    "AsyncSimpleClient",
     "AsyncRedisManager", "AsyncServer", "Delivery", "Question", "Reply", "ResumeRefused", "Config",
     "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",

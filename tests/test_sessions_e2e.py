@@ -1278,3 +1278,46 @@ async def test_client_disconnect_from_a_relio_resume_handler_ends_the_session():
         assert r.crec['disconnect'] == [('client disconnect',)]
         assert r.crec.n('resume') == 1 and not r.client.connected
         assert r.server.relio_sessions == 0 and r.client.relio_sessions == {}
+
+
+@pytest.mark.timeout(30)
+async def test_async_simple_client_keeps_its_session_across_a_cut():
+    """relio.AsyncSimpleClient is python-socketio's AsyncSimpleClient on a relio client: the sid
+    stays, emits made while the link is down arrive once in order, receive() gets every event."""
+    got = []
+
+    def setup(sio, rec):
+        @sio.on('c2s')
+        async def c2s(sid, i):
+            got.append(i)
+            await sio.emit('s2c', i * 10, to=sid)
+
+        @sio.on('ask')
+        async def ask(sid, x):
+            return x + 1
+
+    async with rig(setup, connect=False) as r:
+        async with relio.AsyncSimpleClient(**CLIENT_KW) as client:
+            await client.connect(r.proxy.url, transports=['websocket'], wait_timeout=5)
+            sid = client.sid
+            await client.emit('c2s', 0)
+            assert await client.receive(timeout=5) == ['s2c', 0]
+            assert await r.proxy.cut() == 1
+            for i in range(1, 4):
+                await client.emit('c2s', i)            # queued while the link is down
+            assert await client.call('ask', 41, timeout=10) == 42
+            assert [await client.receive(timeout=10) for _ in range(3)] == \
+                [['s2c', 10], ['s2c', 20], ['s2c', 30]]
+            assert got == [0, 1, 2, 3] and client.sid == sid
+            assert r.srec.n('connect') == 1 and r.srec.n('resume') >= 1
+
+
+def test_import_relio_as_socketio_reaches_the_exceptions_module():
+    """``import relio as socketio`` then ``socketio.exceptions.X``, as python-socketio apps do (in
+    a fresh interpreter: here some other module has imported relio.exceptions already)."""
+    import subprocess
+    import sys
+    code = ("import relio as socketio; "
+            "assert socketio.exceptions.ConnectionRefusedError.__module__ == 'socketio.exceptions'; "
+            "assert 'AsyncRedisManager' in dir(socketio) and 'AsyncSimpleClient' in dir(socketio)")
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
