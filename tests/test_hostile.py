@@ -34,6 +34,7 @@ import aiohttp
 import pytest
 
 import relio
+from relio.binding.sessions import UNKNOWN_SESSION
 from relio.engine import _frames as F
 from relio.binding import wire
 from tests.hostile import HostilePeer, PeerClosed, app_payload, raw_ack, raw_data, varint
@@ -758,7 +759,7 @@ async def test_malformed_handshakes(logs):
             reply = await peer.connect('/', hello={'v': 1, **extra})
             info = reply.data[wire.HANDSHAKE_KEY]
             assert info['resumed'] is False, extra
-            assert info['refused'] == 'no session to resume for these credentials', extra
+            assert info['refused'] == UNKNOWN_SESSION, extra
             sid = reply.data['sid']
             assert sid != victim.sid and sid in sio.relio_registry
             assert any('resume refused' in m for m in relio_messages(logs, logging.INFO))
@@ -1308,7 +1309,7 @@ async def test_credentials_are_strong_and_distinct(logs):
         late = await make(port=a.port)
         reply = await late.connect('/', hello=hello)           # the replaced credential
         assert reply.data[wire.HANDSHAKE_KEY]['refused'] == \
-            'no session to resume for these credentials'
+            UNKNOWN_SESSION
         assert sio_attached(a, sid) and a.disconnect_count(sid) == 0
     assert_no_errors(logs)
 

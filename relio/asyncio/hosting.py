@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from relio.asyncio.channel import Channel
+from relio.binding.sessions import UNKNOWN_SESSION
 
 if TYPE_CHECKING:
     from relio.asyncio.registry import ServerSession
@@ -60,7 +61,7 @@ class SessionHost:
                     credential: Any) -> str | None:
         """Bring session ``sid`` here for a resume on ``eio_sid`` (adopting it with
         ``server.relio_adopt``); None when it is here now, else why it cannot be."""
-        return "the server no longer has this session"
+        return UNKNOWN_SESSION
 
     async def hand_over_all(self) -> None:
         """The server shuts down: let another node carry its sessions on."""

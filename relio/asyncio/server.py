@@ -32,7 +32,7 @@ from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.asyncio.results import Delivery
 from relio.binding import payload as payload_codec
 from relio.binding import wire
-from relio.binding.sessions import ResumeRefused
+from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
@@ -407,7 +407,7 @@ class AsyncServer(socketio.AsyncServer):
                 return refused
         try:
             if not isinstance(sid, str):
-                raise ResumeRefused('no session to resume for these credentials')
+                raise ResumeRefused(UNKNOWN_SESSION)
             session = registry.resume(sid, hello.get('credential'), loop.time())
         except ResumeRefused as exc:
             logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
@@ -415,7 +415,7 @@ class AsyncServer(socketio.AsyncServer):
         channel = session.channel
         if session.namespace != namespace:
             self._end(session, 'resume refused', 'resumed on another namespace')
-            return 'no session to resume for these credentials'
+            return UNKNOWN_SESSION
         current = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if current is not None and current != sid:
             # This connection already holds another session of the namespace (one per connection,

@@ -27,6 +27,13 @@ from relio.engine.errors import RelioError
 CREDENTIAL_BYTES = 32
 
 
+#: Why a resume naming no live session (or with credentials that do not match it) is refused. One
+#: reason for both, so that a guess learns nothing; worded so that an application does not read it
+#: as an authentication failure.
+UNKNOWN_SESSION = ("the server no longer has this session (it expired, the server restarted, or "
+                   "the credentials do not match)")
+
+
 class ResumeRefused(RelioError):
     """A resume attempt named no live session, or the wrong credential for it."""
 
@@ -118,13 +125,13 @@ class SessionTable:
         """
         session = self._sessions.get(sid)
         if session is None or not isinstance(credential, str):
-            raise ResumeRefused("no session to resume for these credentials")
+            raise ResumeRefused(UNKNOWN_SESSION)
         given = credential.encode()
         current = hmac.compare_digest(session.credential.encode(), given)
         previous = session.previous_credential is not None and hmac.compare_digest(
             session.previous_credential.encode(), given)
         if not (current or previous):
-            raise ResumeRefused("no session to resume for these credentials")
+            raise ResumeRefused(UNKNOWN_SESSION)
         if not session.connected and now - _parked_at(session) >= self.ttl:
             self._expire(session)
             raise ResumeRefused("the session expired")

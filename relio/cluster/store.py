@@ -31,6 +31,7 @@ from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.durable import DurableChannel
 from relio.asyncio.hosting import SessionHost
+from relio.binding.sessions import UNKNOWN_SESSION
 from relio.cluster import records
 from relio.cluster.bus import EMIT, ENTER_ROOM, HANDOVER, SESSION_ENTRY_KINDS, RedisBus, id_tuple
 from relio.config import Config
@@ -314,7 +315,7 @@ class RedisSessionStore(SessionHost):
         """Take the session ``sid`` over from the node that has it (asking a live owner to hand it
         over, taking a dead or silent owner's last saved state) and register it on this server.
         Returns None when the session is now local, else why not."""
-        refused = "no session to resume for these credentials"
+        refused = UNKNOWN_SESSION
         bus = self.bus
         if not isinstance(credential, str) or not bus.reading:
             return refused
