@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import logging
 from typing import Any, Callable
 
 import pytest
@@ -405,7 +406,8 @@ async def test_delivery_resolves_when_acknowledged():
 
 
 @pytest.mark.timeout(30)
-async def test_expired_session_fails_pending_messages_on_both_sides():
+async def test_expired_session_fails_pending_messages_on_both_sides(caplog):
+    caplog.set_level(logging.INFO, logger='relio')
     server_got, client_got = [], []
 
     def setup(sio, rec):
@@ -458,6 +460,7 @@ async def test_expired_session_fails_pending_messages_on_both_sides():
             with pytest.raises(relio.DeliveryError) as ei:
                 await asyncio.wait_for(d, 2)
             assert ei.value.event == 'c2s' and ei.value.sid == old_sid
+            assert str(ei.value).startswith("event 'c2s' to the server not delivered")
         with pytest.raises(relio.DeliveryError):
             await asyncio.wait_for(client_call, 2)
         await until(lambda: r.crec.n('delivery_error') == 4, 2, 'client relio_delivery_error x4')
@@ -470,6 +473,40 @@ async def test_expired_session_fails_pending_messages_on_both_sides():
         # the new session works
         await asyncio.wait_for(await c.emit('c2s', 'fresh'), 5)
         await until(lambda: server_got == [(new_sid, 'fresh')], what='message of the new session')
+        # Every failure here reached the application (relio_delivery_error handlers on both
+        # sides), so none is logged as a WARNING; each is logged once at INFO.
+        failures = [rec for rec in caplog.records
+                    if rec.name == 'relio' and 'not delivered' in rec.getMessage()]
+        assert len(failures) == 8 and all(rec.levelno == logging.INFO for rec in failures)
+
+
+@pytest.mark.timeout(30)
+async def test_a_delivery_failure_nobody_handles_is_a_warning(caplog):
+    """Without a relio_delivery_error handler, a failed delivery nobody awaits is logged at
+    WARNING (the only place it shows); one whose Delivery is awaited, at INFO."""
+    caplog.set_level(logging.INFO, logger='relio')
+    async with rig(server_kwargs=dict(relio_config=relio.Config(session_ttl=0.3))) as r:
+        del r.server.handlers['/']['relio_delivery_error']
+        sid = r.client.get_sid()
+        await r.proxy.partition(1.0)
+        await until(lambda: r.srec.n('suspend') == 1, what='suspended')
+        ignored = await r.server.emit('ignored', 1, to=sid)
+        awaited = await r.server.emit('awaited', 2, to=sid)
+        waiting = asyncio.ensure_future(_await(awaited))
+        await until(lambda: r.srec.n('disconnect') == 1, 3, 'expiry')
+        with pytest.raises(relio.DeliveryError):
+            await asyncio.wait_for(waiting, 2)
+        assert ignored.done and not ignored.delivered
+    levels = {rec.getMessage(): rec.levelno for rec in caplog.records
+              if rec.name == 'relio' and 'not delivered' in rec.getMessage()}
+    assert levels == {
+        f"relio: event 'ignored' to {sid} not delivered: session expired": logging.WARNING,
+        f"relio: event 'awaited' to {sid} not delivered: session expired": logging.INFO,
+    }
+
+
+async def _await(awaitable):
+    return await awaitable
 
 
 # ---------------------------------------------------------------------------------- 5. backpressure

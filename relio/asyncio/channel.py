@@ -48,7 +48,9 @@ class ChannelHandler(Protocol):
     """What the server or client layer does with a channel's events."""
 
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None: ...
-    def on_undelivered(self, channel: Channel, error: DeliveryError) -> None: ...
+    def on_undelivered(self, channel: Channel, error: DeliveryError,
+                       seen: bool = False) -> None: ...
+    """``seen``: the application already got the error (it awaits the Delivery or the call)."""
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None: ...
 
 
@@ -57,13 +59,15 @@ class Channel:
 
     def __init__(self, engine: Engine, handler: ChannelHandler, *,
                  json: payload_codec.JsonCodec | Any = None,
-                 sid: str | None = None, namespace: str = "/"):
+                 sid: str | None = None, namespace: str = "/", recipient: str | None = None):
         self.engine = engine
         self.handler = handler
         self.json = json if isinstance(json, payload_codec.JsonCodec) else \
             payload_codec.JsonCodec(json)
         self.sid = sid
         self.namespace = namespace
+        #: how errors name the peer (default: the sid; a client's channel says "the server")
+        self.recipient = recipient or sid
         self.loop = asyncio.get_running_loop()
         self.closed = False
         #: runs this session's handlers and callbacks in delivery order
@@ -151,8 +155,7 @@ class Channel:
         :raises QueueFull: no room now. :raises DeliveryError: the session is closed.
         """
         if self.closed:
-            raise DeliveryError(self.engine.close_reason or "session closed", None, sid=self.sid,
-                                namespace=self.namespace, event=event)
+            raise self._error(self.engine.close_reason or "session closed", None, event)
         msg_id = self.engine.send(items_payload, self.loop.time(), request=callback is not None,
                                   msg_id=msg_id)
         self._pending[msg_id] = (delivery, event)
@@ -211,8 +214,7 @@ class Channel:
         except (QueueFull, LocalProtocolError) as exc:
             # The outbox limit also bounds replies; a reply that finds it full is reported like an
             # undeliverable message (the requester's call times out or its session ends).
-            self.handler.on_undelivered(self, DeliveryError(
-                f"reply not sent: {exc}", request_id, sid=self.sid, namespace=self.namespace))
+            self.handler.on_undelivered(self, self._error(f"reply not sent: {exc}", request_id))
             return None
         self._pending[msg_id] = (delivery, None)
         if delivery is not None:
@@ -379,17 +381,24 @@ class Channel:
     def _on_expired(self, msg_id: bytes, reason: str) -> None:
         record = self._pending.pop(msg_id, None)
         event_name = record[1] if record is not None else None
-        error = DeliveryError(reason, msg_id, sid=self.sid, namespace=self.namespace,
-                              event=event_name)
+        error = self._error(reason, msg_id, event_name)
         if record is not None and record[0] is not None:
             record[0]._settle(error)
+        seen = record is not None and record[0] is not None and record[0].awaited
         waiter = self._awaiting.pop(msg_id, None)
         if isinstance(waiter, asyncio.Future) and not waiter.done():
             waiter.set_exception(error)
             waiter.exception()      # retrieved: a call() that timed out already is not an error
-        self.handler.on_undelivered(self, error)
+            seen = True
+        self.handler.on_undelivered(self, error, seen)
         if self._room_waiters:
             self._wake_room_waiters()
+
+    def _error(self, reason: str, msg_id: bytes | None = None,
+               event: str | None = None) -> DeliveryError:
+        """The error that tells a sender its message of this session will not be delivered."""
+        return DeliveryError(reason, msg_id, sid=self.sid, namespace=self.namespace, event=event,
+                             recipient=self.recipient)
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         """The peer sent something invalid above the engine (a payload, an event without a
@@ -419,8 +428,7 @@ class Channel:
         """Every call waiting here for its reply fails with ``reason``."""
         for future in self._awaiting.values():
             if isinstance(future, asyncio.Future) and not future.done():
-                future.set_exception(DeliveryError(reason, None, sid=self.sid,
-                                                   namespace=self.namespace))
+                future.set_exception(self._error(reason))
                 future.exception()
         self._awaiting.clear()
 
@@ -441,8 +449,7 @@ class Channel:
                 delivery.relayed += 1
                 delivery._settle(None)
             else:
-                delivery._settle(DeliveryError(reason, msg_id, sid=self.sid,
-                                               namespace=self.namespace, event=event))
+                delivery._settle(self._error(reason, msg_id, event))
         self._pending.clear()
         self._wake_room_waiters()
 

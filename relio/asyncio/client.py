@@ -300,7 +300,8 @@ class AsyncClient(socketio.AsyncClient):
             await self._end_session(session, info.get('refused') or 'session expired')
         loop = asyncio.get_running_loop()
         channel = Channel(Engine(self.relio_config, now=loop.time()), self,
-                          json=self.relio_codec, sid=sid, namespace=namespace)
+                          json=self.relio_codec, sid=sid, namespace=namespace,
+                          recipient='the server')
         self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)
         self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         channel.attach(self._writer(namespace))
@@ -465,8 +466,10 @@ class AsyncClient(socketio.AsyncClient):
         if then is not None:     # python-socketio's client acknowledges even unhandled events
             then(None)
 
-    def on_undelivered(self, channel: Channel, error: DeliveryError) -> None:
-        logger.warning('relio: %s', error)
+    def on_undelivered(self, channel: Channel, error: DeliveryError,
+                       seen: bool = False) -> None:
+        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, channel.namespace)
+        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
         spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, channel.namespace, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:

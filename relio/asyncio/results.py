@@ -110,6 +110,11 @@ class Delivery:
         return self._remaining == 0
 
     @property
+    def awaited(self) -> bool:
+        """Someone awaits (or awaited) this Delivery: a failure reaches them."""
+        return self._future is not None
+
+    @property
     def delivered(self) -> bool:
         return self._remaining == 0 and not self.failures
 

@@ -682,10 +682,15 @@ class AsyncServer(socketio.AsyncServer):
         if request:
             channel.decline(msg_id)     # python-socketio sends no ack: the call times out
 
-    def on_undelivered(self, channel: Channel | None, error: DeliveryError) -> None:
-        logger.warning('relio: %s', error)
-        spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, error.namespace or '/', error.sid,
-                                  error))
+    def on_undelivered(self, channel: Channel | None, error: DeliveryError,
+                       seen: bool = False) -> None:
+        namespace = error.namespace or '/'
+        # WARNING only for what nobody handles: the application awaited the Delivery or the call,
+        # or it has a relio_delivery_error handler, so it knows (a chat server's logs would fill
+        # with every emit to a client that just left).
+        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
+        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, namespace, error.sid, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
         session = self.relio_registry.get(channel.sid)

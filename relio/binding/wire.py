@@ -27,6 +27,7 @@ import base64
 import binascii
 import logging
 import re
+from typing import Any
 
 from relio.engine.errors import RemoteProtocolError
 
@@ -51,6 +52,15 @@ DELIVERY_ERROR_EVENT = "relio_delivery_error"
 LIFECYCLE_EVENTS = frozenset({RESUME_EVENT, SUSPEND_EVENT, DELIVERY_ERROR_EVENT})
 #: Names a relio peer may not emit in a relio session (they would impersonate lifecycle events).
 RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"}) | LIFECYCLE_EVENTS
+
+
+def has_handler(sio: Any, event: str, namespace: str) -> bool:
+    """python-socketio server or client ``sio`` has a handler for ``event`` in ``namespace``
+    (a decorated function, or an ``on_<event>`` method of its class-based namespace)."""
+    if event in sio.handlers.get(namespace, ()):
+        return True
+    namespace_handler = sio.namespace_handlers.get(namespace)
+    return namespace_handler is not None and hasattr(namespace_handler, "on_" + event)
 
 
 def carrier_prefix(namespace: str) -> bytes:

@@ -46,11 +46,12 @@ class DeliveryError(RelioError):
     the session was closed with; ``msg_id`` is the 16-byte id of the message. The socket.io layer
     adds what the application knows the message by: ``sid``, ``namespace`` and ``event`` (None for a
     reply), and for a broadcast that failed for several recipients, ``failures`` (one error each).
+    ``recipient`` names the peer in the message (default: the sid; a client says "the server").
     """
 
     def __init__(self, reason: str, msg_id: bytes | None = None, *, sid: str | None = None,
                  namespace: str | None = None, event: str | None = None,
-                 failures: list | None = None):
+                 failures: list | None = None, recipient: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.msg_id = msg_id
@@ -58,10 +59,11 @@ class DeliveryError(RelioError):
         self.namespace = namespace
         self.event = event
         self.failures = failures or [self]
+        self.recipient = recipient or sid
 
     def __str__(self) -> str:
         what = f"event {self.event!r}" if self.event else "message"
-        to = f" to {self.sid}" if self.sid else ""
+        to = f" to {self.recipient}" if self.recipient else ""
         more = f" (and {len(self.failures) - 1} more recipients)" if len(self.failures) > 1 else ""
         return f"{what}{to} not delivered: {self.reason}{more}"
 
