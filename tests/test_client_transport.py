@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 import relio
-from tests.servers import serve_socketio
+from tests.support.servers import serve_socketio
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,8 +18,9 @@ import pytest
 import socketio
 
 import relio
-from tests.faultproxy import FaultProxy, Schedule
-from tests.servers import serve_socketio
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.servers import serve_socketio
+from tests.support.waiting import poll
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -37,16 +38,6 @@ def _schedule(seed: int) -> Schedule:
         blackhole_seconds=(0.3, 2.5), blackhole_modes=('hold', 'drop'),
         throttle_bps=(500_000, 3_000_000), throttle_seconds=(0.5, 1.5),
         partition_seconds=(0.2, 0.8))
-
-
-async def _until(predicate, timeout: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 async def run_workload(lib, seed: int = SEED) -> dict:
@@ -173,11 +164,11 @@ async def run_workload(lib, seed: int = SEED) -> dict:
             r['client_stats'] = client.session_stats()
             r['same_sid'] = client.get_sid() == sid
         else:
-            await _until(lambda: len(r['c2s']) >= N and len(r['s2c']) >= N, 3.0)
+            await poll(lambda: len(r['c2s']) >= N and len(r['s2c']) >= N, 3.0)
         r['proxy'] = proxy.stats.as_dict()
         r['schedule'] = schedule.summary()
         await client.disconnect()
-        await _until(lambda: r['disconnects'] >= r['connects'], 5.0)
+        await poll(lambda: r['disconnects'] >= r['connects'], 5.0)
     r['expected_big_up'] = hashlib.sha256(blob_up).hexdigest()
     r['expected_big_down'] = hashlib.sha256(blob_down).hexdigest()
     del r['deliveries']

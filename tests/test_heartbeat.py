@@ -18,8 +18,8 @@ import pytest
 import socketio
 
 import relio
-from tests.faultproxy import FaultProxy
-from tests.servers import serve_socketio
+from relio.demo.faultproxy import FaultProxy
+from tests.support.servers import serve_socketio
 
 pytestmark = pytest.mark.timeout(90)
 

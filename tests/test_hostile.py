@@ -1,8 +1,9 @@
 """Hostile peers against the real relio server (issue 5).
 
 Every test runs relio.AsyncServer on uvicorn (127.0.0.1) with a well-behaved relio.AsyncClient (the
-"victim") connected before the attack, then attacks with tests.hostile.HostilePeer, a hand-driven
-engine.io/socket.io/relio client that can send anything. Afterwards each test checks that
+"victim") connected before the attack, then attacks with tests.support.hostile.HostilePeer, a
+hand-driven engine.io/socket.io/relio client that can send anything. Afterwards each test checks
+that
 
 (a) the server is fine: no ERROR log from any logger (an exception escaping relio's handling
     would be logged by engine.io as "message async handler error"), its tables are consistent;
@@ -36,9 +37,11 @@ import pytest
 import relio
 from relio.engine import _frames as F
 from relio.binding import wire
-from tests.hostile import HostilePeer, PeerClosed, app_payload, raw_ack, raw_data, varint
-from tests.servers import serve_socketio
-from tests.waiting import until
+from relio.demo.faultproxy import FaultProxy
+from tests.support.frames import raw_ack, raw_data, varint
+from tests.support.hostile import HostilePeer, PeerClosed, app_payload
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)
@@ -1329,7 +1332,6 @@ async def _resume_with_logging(logs, loggers: tuple[str, ...]) -> set[str]:
     """A relio client connects, its link is cut and it resumes, with every logger in ``loggers``
     at DEBUG and the server's and client's python-socketio/engine.io logging enabled; returns
     every credential the session had."""
-    from tests.faultproxy import FaultProxy
     for name in loggers:
         logs.set_level(logging.DEBUG, logger=name)
     # Logger objects rather than logger=True: python-socketio would set the level of its global

@@ -1,9 +1,10 @@
 """Baseline: the multi-node faults relio.AsyncRedisManager must survive are real with plain
 python-socketio (socketio.AsyncServer + socketio.AsyncRedisManager, socketio.AsyncClient).
 
-Real processes only: a real redis-server (tests/redis_server.py), three server nodes as separate
-OS processes (tests/nodes.py running tests/multinode_app.py in 'socketio' mode) and, for the
-node-kill test, a round-robin TCP balancer in front of them (tests/balancer.py).
+Real processes only: a real redis-server (tests/support/redis_server.py), three server nodes as
+separate OS processes (tests/support/nodes.py running tests/support/multinode_app.py in 'socketio'
+mode) and, for the node-kill test, a round-robin TCP balancer in front of them
+(tests/support/balancer.py).
 
 test_redis_restart_loses_room_broadcasts
     An external write-only socketio.AsyncRedisManager emits numbered messages to room 'all' at
@@ -23,52 +24,19 @@ test_node_kill_loses_messages_and_session
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import socketio
 
-from tests.balancer import Balancer
-from tests.nodes import run_nodes
-from tests.redis_server import run_redis
+from tests.support.balancer import Balancer
+from tests.support.baseline import missing, quiet_logger, ranges
+from tests.support.nodes import run_nodes
+from tests.support.redis_server import run_redis
+from tests.support.waiting import until
 
 WS = ['websocket']
-
-
-async def until(predicate: Callable[[], Any], what: str, timeout: float = 10.0,
-                step: float = 0.01) -> None:
-    """Bounded polling for a condition (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / step) + 100):
-        if predicate():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(step)
-    raise AssertionError(f'timed out after {timeout}s waiting for: {what}')
-
-
-class _CountingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def _quiet_logger(name: str) -> tuple[logging.Logger, _CountingHandler]:
-    """A logger that records (instead of printing) python-socketio's manager errors."""
-    logger = logging.getLogger(f'tests.baseline.{name}')
-    logger.handlers.clear()
-    handler = _CountingHandler()
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    return logger, handler
 
 
 class Emitter:
@@ -76,7 +44,7 @@ class Emitter:
     socketio.AsyncRedisManager, recording when each emit() returned and what it returned."""
 
     def __init__(self, redis_url: str, room: str, rate: float, name: str) -> None:
-        self.logger, self.log = _quiet_logger(name)
+        self.logger, self.log = quiet_logger(name)
         self.mgr = socketio.AsyncRedisManager(redis_url, write_only=True, logger=self.logger)
         self.room = room
         self.rate = rate
@@ -159,26 +127,6 @@ class Recorder:
             pass
 
 
-def _missing(received: set[int], upto: int) -> list[int]:
-    return sorted(set(range(upto)) - received)
-
-
-def _ranges(nums: list[int]) -> str:
-    """[1, 2, 3, 7, 8] -> '1-3,7-8'"""
-    out, start, prev = [], None, None
-    for n in nums:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
-        else:
-            out.append(f'{start}-{prev}')
-            start = prev = n
-    if start is not None:
-        out.append(f'{start}-{prev}')
-    return ','.join(out)
-
-
 @pytest.mark.timeout(30)
 async def test_redis_restart_loses_room_broadcasts(tmp_path):
     rate, outage = 400.0, 2.0
@@ -193,29 +141,29 @@ async def test_redis_restart_loses_room_broadcasts(tmp_path):
                 assert await rec.client.call('join', 'all', timeout=10) == node.name
             emitter.start()
             # Phase 1: healthy -- every client gets messages before the fault.
-            await until(lambda: emitter.sent >= 200, 'message #200 emitted')
+            await until(lambda: emitter.sent >= 200, what='message #200 emitted', timeout=10)
             before = emitter.sent
             await until(lambda: all(r.max_number() >= before - 1 for r in recorders),
-                        f'all clients received #{before - 1} before the outage')
+                        what=f'all clients received #{before - 1} before the outage', timeout=10)
             await redis.stop()
             down_at = emitter.sent
             # emit() keeps returning normally while Redis is down: the emitter is the clock
             await until(lambda: emitter.sent >= down_at + int(rate * outage),
-                        f'{outage}s of emits while Redis is down', timeout=outage * 4)
+                        what=f'{outage}s of emits while Redis is down', timeout=outage * 4)
             await redis.start()
             up_at = emitter.sent
             # Phase 3: recovery -- the nodes' listeners resubscribe (1 s, 2 s... backoff).
             await until(lambda: all(r.max_number() >= up_at for r in recorders),
-                        'every client received a message emitted after Redis came back',
+                        what='every client received a message emitted after Redis came back',
                         timeout=15)
             recovered_at = emitter.sent
             await until(lambda: all(r.max_number() >= recovered_at + 100 for r in recorders),
-                        '100 more messages after the recovery')
+                        what='100 more messages after the recovery', timeout=10)
             await emitter.stop()
             total = emitter.sent
             # Barrier: everything emitted from here is delivered; wait for the tail.
             await until(lambda: all(r.max_number() == total - 1 for r in recorders),
-                        'every client received the last message', timeout=10)
+                        what='every client received the last message', timeout=10)
         finally:
             await emitter.close()
             for rec in recorders:
@@ -225,17 +173,17 @@ async def test_redis_restart_loses_room_broadcasts(tmp_path):
         losses = []
         for node, rec in zip(nodes, recorders):
             nums = [n for n, _ in rec.got]
-            missing = _missing(rec.numbers(), total)
-            losses.append(len(missing))
+            lost = missing(rec.numbers(), total)
+            losses.append(len(lost))
             assert len(nums) == len(set(nums)), f'{node.name}: duplicates'
             assert nums == sorted(nums), f'{node.name}: out of order'
             # nothing emitted before the outage was lost
-            assert not [n for n in missing if n < before], (node.name, _ranges(missing))
+            assert not [n for n in lost if n < before], (node.name, ranges(lost))
             # pub/sub drops one contiguous window (publishes fail, then no subscriber until
             # the listener's backoff expires); everything after it arrives again
-            assert len(_ranges(missing).split(',')) <= 1, (node.name, _ranges(missing))
-            report.append(f'{node.name}: received {len(nums)}/{total}, lost {len(missing)} '
-                          f'[{_ranges(missing)}]')
+            assert len(ranges(lost).split(',')) <= 1, (node.name, ranges(lost))
+            report.append(f'{node.name}: received {len(nums)}/{total}, lost {len(lost)} '
+                          f'[{ranges(lost)}]')
         summary = (f'emitted {total} at {rate:.0f}/s; Redis down at #{down_at}, up at #{up_at} '
                    f'({(up_at - down_at) / rate:.2f}s), delivery seen again at #{recovered_at}; '
                    f'publish gave up {emitter.gave_up()}x, '
@@ -276,15 +224,15 @@ async def test_node_kill_loses_messages_and_session(tmp_path):
             first_node = await rec.client.call('join', 'all', timeout=10)
             assert first_node in by_name
             emitter.start()
-            await until(lambda: emitter.sent >= 100, 'message #100 emitted')
+            await until(lambda: emitter.sent >= 100, what='message #100 emitted', timeout=10)
             before = emitter.sent
             await until(lambda: rec.max_number() >= before - 1,
-                        f'received #{before - 1} before the kill')
+                        what=f'received #{before - 1} before the kill', timeout=10)
             killed = by_name[first_node]
             await killed.kill()
             killed_at = emitter.sent
             await until(lambda: rec.client.connected and rec.client.sid not in (None, old_sid),
-                        'the client reconnected through the balancer', timeout=15)
+                        what='the client reconnected through the balancer', timeout=15)
             reconnected_at = emitter.sent
             new_sid = rec.client.sid
             # python-socketio has no session resume: the new session is in no room
@@ -292,18 +240,18 @@ async def test_node_kill_loses_messages_and_session(tmp_path):
             assert await rec.client.call('join', 'all', timeout=10) == new_node
             rejoined_at = emitter.sent
             await until(lambda: rec.max_number() >= rejoined_at + 50,
-                        'messages flow again after the re-join')
+                        what='messages flow again after the re-join', timeout=10)
             await emitter.stop()
             total = emitter.sent
-            await until(lambda: rec.max_number() == total - 1, 'the last message', timeout=10)
+            await until(lambda: rec.max_number() == total - 1, what='the last message', timeout=10)
         finally:
             await emitter.close()
             await rec.close()
 
-    missing = _missing(rec.numbers(), total)
+    lost = missing(rec.numbers(), total)
     summary = (f'emitted {total} at {rate:.0f}/s; kill of {first_node} at #{killed_at}, client '
                f'reconnected (sid {old_sid} -> {new_sid}) to {new_node} at #{reconnected_at}, '
-               f're-joined room at #{rejoined_at}; lost {len(missing)} [{_ranges(missing)}]; '
+               f're-joined room at #{rejoined_at}; lost {len(lost)} [{ranges(lost)}]; '
                f'balancer connections {lb.connections_to}, failed connects '
                f'{lb.failed_attempts}; client connects={rec.connects} '
                f'disconnects={rec.disconnects}; test took {time.monotonic() - t_begin:.1f}s')
@@ -314,8 +262,8 @@ async def test_node_kill_loses_messages_and_session(tmp_path):
     assert rec.connects == 2 and rec.disconnects >= 1, summary
     assert sum(lb.connections_to.values()) == 2, summary
     # messages emitted to the room between the kill and the re-join were lost
-    assert len(missing) > 0, summary
-    assert not [n for n in missing if n < before], summary
-    assert not [n for n in missing if n >= rejoined_at], summary
-    assert len(missing) >= (reconnected_at - killed_at) * 0.5, summary
+    assert len(lost) > 0, summary
+    assert not [n for n in lost if n < before], summary
+    assert not [n for n in lost if n >= rejoined_at], summary
+    assert len(lost) >= (reconnected_at - killed_at) * 0.5, summary
     assert rejoined_at - killed_at >= 0.3 * rate * 0.5, summary

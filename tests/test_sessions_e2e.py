@@ -1,9 +1,9 @@
 """End-to-end guarantees between relio.AsyncClient and relio.AsyncServer.
 
-Real uvicorn server on 127.0.0.1 (tests.servers.serve_socketio), the client connected through a
-tests.faultproxy.FaultProxy (websocket transport) so that connections can be cut, refused or
-blackholed.  Each test states one guarantee of relio and checks it precisely: handlers counted,
-message lists compared in full, errors checked by type and reason.
+Real uvicorn server on 127.0.0.1 (tests.support.servers.serve_socketio), the client connected
+through a relio.demo.faultproxy.FaultProxy (websocket transport) so that connections can be cut,
+refused or blackholed.  Each test states one guarantee of relio and checks it precisely: handlers
+counted, message lists compared in full, errors checked by type and reason.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 import socketio
 
 import relio
-from tests.faultproxy import FaultProxy, Schedule
-from tests.servers import serve_socketio
-from tests.waiting import until
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)

@@ -3,7 +3,7 @@
     async with run_redis() as redis:                    # free port, private temp dir
         redis.url                                       # 'redis://127.0.0.1:<port>/0'
         await redis.stop()                              # SIGTERM, wait for exit (AOF flushed)
-        await redis.start()                             # same port + dir: AOF reloaded, PING answers
+        await redis.start()                             # same port + dir: AOF reloaded, PINGs
         await redis.kill()                              # SIGKILL (AOF as fsynced so far)
         redis.pause(); redis.resume()                   # SIGSTOP / SIGCONT: connections stay open
 
@@ -20,13 +20,12 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
-from tests.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, free_port
 
-__all__ = ['RedisServer', 'RedisNotInstalled', 'run_redis', 'free_port', 'redis_server_binary']
+__all__ = ['RedisServer', 'RedisNotInstalled', 'run_redis', 'redis_server_binary']
 
 _HOST = '127.0.0.1'
 
@@ -42,22 +41,6 @@ def redis_server_binary() -> str:
             'redis-server is not on PATH: the multi-node tests need a real Redis '
             '(apt-get install redis-server; .ci/run installs it)')
     return path
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (bind port 0, read it, close).  Never returns the
-    same port twice in one process, so several servers started together cannot collide."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((_HOST, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError('could not find a fresh free port')  # pragma: no cover
 
 
 async def _ping(port: int, timeout: float = 0.5) -> bool:
