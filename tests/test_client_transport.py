@@ -38,7 +38,7 @@ async def test_write_loop_stops_after_read_loop_gives_up_even_with_packets_queue
         await client.emit('n', 99)
         client._relio_channels['/'].flush()
         # ... and engine.io's write loop ends after what was queued, not 30 s later
-        await asyncio.wait_for(asyncio.shield(write_loop), 3)
+        await asyncio.wait_for(asyncio.shield(write_loop), 10)
         assert eio.queue.stopping
         assert client.session_stats()['outbox_messages'] >= 1     # 99 waits for a resume
         await eio.disconnect(abort=True)

@@ -1016,11 +1016,15 @@ async def test_async_handlers(server_cls, async_handlers):
     slog: list = []
     gate = asyncio.Event()
 
+    # Concurrent handlers: fast releases slow (a long guard, never reached). One after another:
+    # fast cannot run before slow ends, so slow always times out (the shorter the faster).
+    slow_timeout = 10 if async_handlers else 0.3
+
     @sio.on('slow')
     async def slow(sid):
         slog.append('slow-start')
         try:
-            await asyncio.wait_for(gate.wait(), 0.3)
+            await asyncio.wait_for(gate.wait(), slow_timeout)
             slog.append(('slow-end', 'released'))
         except asyncio.TimeoutError:
             slog.append(('slow-end', 'timed out'))
