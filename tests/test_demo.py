@@ -2,7 +2,9 @@
 
 * The real demo (a real aiohttp server and client on 127.0.0.1 through relio.demo.faultproxy, with a
   smaller workload): relio's column shows every message delivered exactly once and in order, every
-  call answered, the upload delivered and the session kept; python-socketio's shows loss.
+  call answered, the upload delivered and the session kept, with the link cut under both runs
+  (reconnects counted by the proxy). What python-socketio lost is printed and recorded, not
+  asserted: an upstream fix must not turn this suite red.
 * ``--engine``: the sans-I/O simulation still shows the same difference.
 * The command line prints usage without a command.
 
@@ -48,13 +50,21 @@ def cells(table, section, metric) -> dict[str, str]:
 
 # --- the real demo -----------------------------------------------------------------------------
 @pytest.mark.timeout(90)
-async def test_real_demo_relio_delivers_everything_python_socketio_loses():
+async def test_real_demo_relio_delivers_everything_through_the_faults(record_property):
     out = io.StringIO()
     code = await demo.amain(seed=SEED, messages=MESSAGES, duration=DURATION, out=out)
     text = out.getvalue()
+    print("\n" + text)
     assert code == 0, text
     table = parse_table(text)
     assert table[("", "")] == ["python-socketio", "relio"]
+
+    # The faults were real in both runs: the proxy accepted a new connection after each cut and
+    # after the stall (the plan has at least one of each).
+    plan = Schedule.cuts_and_stall(SEED, DURATION)
+    assert plan.count("cut") >= 1 and plan.count("stall") == 1
+    reconnects = {lib: int(n) for lib, n in cells(table, "connection", "reconnects").items()}
+    assert min(reconnects.values()) >= 1, text
 
     for section in ("client -> server", "server -> client"):
         delivered = cells(table, section, "delivered")
@@ -66,20 +76,26 @@ async def test_real_demo_relio_delivers_everything_python_socketio_loses():
     refused = cells(table, "client -> server", "refused (emit raised)")
     assert refused["relio"] == "0", text
     assert cells(table, "call() (5 x 0.3 s)", "ok / failed")["relio"] == f"{demo.CALLS}/0", text
-    assert cells(table, "5 MB upload", "delivered") == {"python-socketio": "no", "relio": "yes"}
-    assert cells(table, "session id", "unchanged") == {"python-socketio": "no", "relio": "yes"}
-    assert int(cells(table, "relio", "frames retransmitted")["relio"]) >= 0
+    assert cells(table, "5 MB upload", "delivered")["relio"] == "yes", text
+    assert cells(table, "session id", "unchanged")["relio"] == "yes", text
+    # relio repaired what the faults broke by sending frames again
+    assert int(cells(table, "relio", "frames retransmitted")["relio"]) > 0, text
+    assert "relio delivered everything exactly once and in order" in text
 
-    # python-socketio lost messages (silently or by raising) with the same faults, and its
-    # counts add up: delivered + refused + lost = sent.
+    # python-socketio's column adds up (delivered + refused + lost = sent); what it lost is
+    # information (printed above, recorded in the report), not a condition of this test.
     up_delivered = int(cells(table, "client -> server", "delivered")["python-socketio"])
     up_lost = int(cells(table, "client -> server", "lost (vanished silently)")["python-socketio"])
     down_delivered = int(cells(table, "server -> client", "delivered")["python-socketio"])
     down_lost = int(cells(table, "server -> client", "lost (vanished silently)")["python-socketio"])
     assert up_delivered + int(refused["python-socketio"]) + up_lost == MESSAGES
     assert down_delivered + down_lost == MESSAGES
-    assert up_delivered < MESSAGES and down_delivered < MESSAGES, text
-    assert "relio delivered everything exactly once and in order" in text
+    record_property("python_socketio_baseline", {
+        "up_delivered": up_delivered, "up_refused": int(refused["python-socketio"]),
+        "up_lost": up_lost, "down_delivered": down_delivered, "down_lost": down_lost,
+        "upload": cells(table, "5 MB upload", "delivered")["python-socketio"],
+        "session_kept": cells(table, "session id", "unchanged")["python-socketio"],
+        "reconnects": reconnects["python-socketio"]})
 
 
 def test_measure_counts_loss_duplicates_and_reordering():

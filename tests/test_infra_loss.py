@@ -1,9 +1,11 @@
-"""Baseline: plain python-socketio loses messages when the network misbehaves.
+"""Baseline: what plain python-socketio loses when the network misbehaves.
 
 Real uvicorn server, real AsyncClient (websocket transport), a real TCP FaultProxy in
 between running a seeded cut/blackhole schedule, N numbered emits in each direction.
-The test asserts that messages go missing - it proves the fault injection bites, and the
-same harness is reused to show relio delivers every message.
+The test asserts that the faults were real, from the proxy's own counters (connections cut,
+bytes dropped, the client back through a new connection), and that the harness's accounting
+adds up. What python-socketio lost is information: printed and recorded (``record_property``),
+never asserted, so that an upstream fix cannot turn this suite red.
 """
 from __future__ import annotations
 
@@ -109,20 +111,20 @@ async def run_loss_scenario(seed: int = SEED) -> dict:
     return r
 
 
-async def test_plain_socketio_loses_messages_under_faults(record_property):
+async def test_plain_socketio_baseline_under_faults(record_property):
     r = await run_loss_scenario()
     for k, v in r.items():
         record_property(k, v)
     print('\nloss scenario:', r)
-    # the faults really happened
+    # the faults really happened: connections cut, bytes dropped, the client back on a new one
     assert r['proxy']['connections_cut'] >= 1
     assert r['proxy']['dropped_up'] + r['proxy']['dropped_down'] > 0
-    assert r['client_disconnects'] >= 1 and r['server_connects'] >= 2
-    # ... and python-socketio lost messages in both directions
-    assert r['c2s_received'] < N
-    assert r['s2c_received'] < N
-    # including messages whose emit() returned normally while "connected"
-    assert r['c2s_silently_lost'] + r['s2c_silently_lost'] > 0
+    assert r['proxy']['connections_accepted'] >= 2
+    # the harness counted every message once
+    assert r['c2s_ok'] + r['c2s_refused'] == N
+    assert r['s2c_to_connected'] + r['s2c_to_nobody'] == N
+    # what python-socketio lost (c2s/s2c_received below N, *_silently_lost above 0) is recorded
+    # above as information; a python-socketio that loses nothing passes as well.
 
 
 # ---------------------------------------------------------------- the harness itself

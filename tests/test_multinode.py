@@ -38,12 +38,16 @@ node that takes the session over (its receipt was saved, its completion not yet)
 accepted only for the last messages and the last call the faulted node handled, and are printed.
 
 python-socketio (nodes in mode 'socketio', socketio.AsyncRedisManager, socketio.AsyncClient),
-the same traffic and faults, proving the faults are real:
+the same traffic and faults, as a baseline. These tests assert that the faults were real (the
+killed node's exit status and the balancer's second connection, to another node; Redis stopped
+and not answering PING) and that the traffic flows again afterwards; what python-socketio lost is
+recorded (tests.support.baseline.record), never asserted, so that an upstream fix cannot turn this
+suite red. Last seen with python-socketio 5.x:
 
-test_socketio_node_kill_loses
+test_socketio_node_kill_baseline
     After the kill the client gets a new sid, no rooms, no session data; broadcasts are lost until
     the application re-joins, emits fail while disconnected.
-test_socketio_redis_restart_loses
+test_socketio_redis_restart_baseline
     Broadcasts published while Redis is down (and until the nodes resubscribe) are lost.
 
 Every test prints what it measured (run ``pytest -s``).
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from typing import Any
 
@@ -65,7 +70,7 @@ import socketio
 
 import relio
 from tests.support.balancer import Balancer
-from tests.support.baseline import dup_missing, quiet_logger, ranges
+from tests.support.baseline import dup_missing, quiet_logger, ranges, record
 from tests.support.nodes import Node, run_nodes
 from tests.support.redis_server import run_redis
 from tests.support.waiting import until
@@ -450,6 +455,7 @@ async def test_relio_redis_restart(tmp_path):
         t = run.traffic
         await redis.stop()
         down_at, t_down = (t.m_sent, t.b_sent), time.monotonic()
+        assert not redis.running and not await redis.ping()     # the fault was real
         await until(lambda: time.monotonic() - t_down >= 2.0, what='2 s of outage', timeout=10)
         await redis.start()
         up_at, outage = (t.m_sent, t.b_sent), time.monotonic() - t_down
@@ -463,7 +469,7 @@ async def test_relio_redis_restart(tmp_path):
           f'test took {time.monotonic() - t_begin:.1f}s')
 
 
-# --- python-socketio: the same faults lose messages ------------------------------------------------
+# --- python-socketio: the same faults, as a baseline ---------------------------------------
 class SocketioRun:
     def __init__(self, redis_url: str, lb: Balancer, nodes: list[Node]) -> None:
         self.lb = lb
@@ -527,7 +533,7 @@ async def socketio_cluster(tmp_path):
 
 
 @pytest.mark.timeout(90)
-async def test_socketio_node_kill_loses(tmp_path):
+async def test_socketio_node_kill_baseline(tmp_path, record_property):
     t_begin = time.monotonic()
     async with socketio_cluster(tmp_path) as (redis, nodes, lb, run):
         await run.setup()
@@ -535,50 +541,53 @@ async def test_socketio_node_kill_loses(tmp_path):
         t = run.traffic
         await holder.kill()
         t_kill = time.monotonic()
-        await until(lambda: run.client.connected and run.client.get_sid() not in (None, old_sid),
-                    what='the client reconnected through the balancer', timeout=20)
+        # The fault was real: the node died of SIGKILL and the client had to come back through
+        # the balancer on a second connection, to another node.
+        assert holder.proc.returncode == -signal.SIGKILL
+        await until(lambda: sum(lb.connections_to.values()) >= 2 and run.connects >= 2
+                    and run.client.connected, 20, 'the client reconnected through the balancer')
         reconnect_s = time.monotonic() - t_kill
         new_sid = run.client.get_sid()
         where = await run.client.call('where', timeout=10)
-        # python-socketio: a new session on the new node, no rooms, no session data
-        assert where[0] != holder.name and where[1:] == [[], {}], where
-        # the application re-joins (as it must with python-socketio), traffic goes on
+        assert where[0] != holder.name, where
+        # the application re-joins (as it must with python-socketio 5.x), traffic goes on
         assert await run.client.call('join', 'all', timeout=10) == where[0]
         rejoined_b = t.b_sent
         await t.wait_steps(m=150, calls=10, b=150, what='traffic after the re-join')
         await t.stop()
         total = t.b_sent
-        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1,
-                    what='the last broadcast', timeout=10)
+        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1, 10,
+                    'the last broadcast')
         assert rejoined_b < total
         stats = run.measure()
-    print(f'\nSOCKETIO node kill: killed {holder.name}, reconnected with a NEW sid '
-          f'({old_sid} -> {new_sid}) after {reconnect_s:.2f}s, rooms/session '
-          f'lost {where[1:]}; {stats}; test took {time.monotonic() - t_begin:.1f}s')
-    assert run.connects == 2, stats
-    assert stats['b_lost'] > 0, stats
-    assert stats['m_lost'] + stats['calls_failed'] > 0, stats
+    # What python-socketio did with the kill: information, not a condition of this test.
+    record(record_property, 'socketio_node_kill', dict(
+        stats, killed=holder.name, sid_kept=new_sid == old_sid,
+        reconnect_seconds=round(reconnect_s, 2), rooms_and_session_after=where[1:],
+        test_seconds=round(time.monotonic() - t_begin, 1)))
 
 
 @pytest.mark.timeout(90)
-async def test_socketio_redis_restart_loses(tmp_path):
+async def test_socketio_redis_restart_baseline(tmp_path, record_property):
     t_begin = time.monotonic()
     async with socketio_cluster(tmp_path) as (redis, nodes, lb, run):
         await run.setup()
         t = run.traffic
         await redis.stop()
         t_down = time.monotonic()
-        await until(lambda: time.monotonic() - t_down >= 2.0, what='2 s of outage', timeout=10)
+        assert not redis.running and not await redis.ping()     # the fault was real
+        await until(lambda: time.monotonic() - t_down >= 2.0, 10, '2 s of outage')
         await redis.start()
+        assert redis.starts == 2 and await redis.ping()
         up_b = t.b_sent
         # python-socketio's listener resubscribes after its backoff: wait until delivery resumes
-        await until(lambda: t.b_got and max(t.b_got) >= up_b, what='broadcasts flow again',
-                    timeout=20)
+        await until(lambda: t.b_got and max(t.b_got) >= up_b, 20, 'broadcasts flow again')
         await t.wait_steps(m=100, calls=5, b=100, what='traffic after recovery')
         await t.stop()
         total = t.b_sent
-        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1,
-                    what='the last broadcast', timeout=10)
+        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1, 10,
+                    'the last broadcast')
         stats = run.measure()
-    print(f'\nSOCKETIO redis restart: {stats}; test took {time.monotonic() - t_begin:.1f}s')
-    assert stats['b_lost'] > 0, stats
+    # What python-socketio did with the outage: information, not a condition of this test.
+    record(record_property, 'socketio_redis_restart', dict(
+        stats, test_seconds=round(time.monotonic() - t_begin, 1)))
