@@ -11,7 +11,7 @@ K (the server configuration measured):
     relio-durable   relio.AsyncServer(client_manager=relio.AsyncRedisManager(url, mode='durable'))
 
 Served by uvicorn on 127.0.0.1:P (wsproto, no uvicorn websocket pings, no per-message-deflate,
-log_level='warning'; the settings of tests/servers.py). SIGTERM shuts down gracefully.
+log_level='warning'; the settings of tests/support/servers.py). SIGTERM shuts down gracefully.
 
 Event handlers (namespace '/'; counters are per sid so that clients do not disturb each other):
 

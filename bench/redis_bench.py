@@ -10,9 +10,9 @@ Five server configurations, measured side by side in one run, each server its ow
     relio-durable   relio + relio.AsyncRedisManager(mode='durable')
 
 The bench starts its own ``redis-server`` (free 127.0.0.1 port, temp dir, ``--save ''
---appendonly yes --appendfsync everysec``; see tests/redis_server.py) and drives each server with
-the matching client (``socketio.AsyncClient`` / ``relio.AsyncClient``, websocket transport) from
-this process. Workloads (each on a fresh connection, after a warm-up on that connection):
+--appendonly yes --appendfsync everysec``; see tests/support/redis_server.py) and drives each server
+with the matching client (``socketio.AsyncClient`` / ``relio.AsyncClient``, websocket transport)
+from this process. Workloads (each on a fresh connection, after a warm-up on that connection):
 
     c2s        N numbered emits client -> server handler ``m`` (each emit awaited, i.e. pipelined,
                not round trips); done when the server counted N (one ``wait_count`` call; relio:
@@ -71,7 +71,8 @@ import time
 import traceback
 
 from bench.redis_app import KINDS, REDIS_KINDS
-from tests.redis_server import RedisServer, free_port, redis_server_binary
+from tests.support.processes import free_port
+from tests.support.redis_server import RedisServer, redis_server_binary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join('bench', 'results', 'redis.json')

@@ -3,8 +3,8 @@
     python -m bench.soak --minutes 30 [--clients 2] [--rate 100] [--seed 1] [--out FILE]
 
 One process, one asyncio loop: a ``relio.AsyncServer`` on uvicorn (127.0.0.1, ephemeral port), a
-``tests.faultproxy.FaultProxy`` in front of it, and ``--clients`` ``relio.AsyncClient`` s connected
-through the proxy. Traffic runs both ways the whole time:
+``relio.demo.faultproxy.FaultProxy`` in front of it, and ``--clients`` ``relio.AsyncClient`` s
+connected through the proxy. Traffic runs both ways the whole time:
 
 * numbered emits, ``--rate`` per second per client in each direction (``c2s`` / ``s2c``), each
   checked on arrival against the next number expected on its stream (so exactly-once and order
@@ -56,8 +56,8 @@ from collections import deque
 
 import relio
 from relio.asyncio import dispatch as relio_dispatch
-from tests.faultproxy import FaultProxy
-from tests.servers import serve_socketio
+from relio.demo.faultproxy import FaultProxy
+from tests.support.servers import serve_socketio
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_VIOLATIONS = 50           # violations remembered verbatim (all are counted)

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 import relio
-from tests.servers import serve_socketio
+from tests.support.servers import serve_socketio
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,7 +38,7 @@ async def test_write_loop_stops_after_read_loop_gives_up_even_with_packets_queue
         await client.emit('n', 99)
         client.relio_sessions['/'].channel.flush()
         # ... and engine.io's write loop ends after what was queued, not 30 s later
-        await asyncio.wait_for(asyncio.shield(write_loop), 3)
+        await asyncio.wait_for(asyncio.shield(write_loop), 10)
         assert eio.queue.stopping
         assert client.session_stats()['outbox_messages'] >= 1     # 99 waits for a resume
         await eio.disconnect(abort=True)

@@ -1,7 +1,7 @@
 """The real Node.js ``socket.io-client`` (npm, pinned in tests/node/package.json) against
 ``relio.AsyncServer``, with the very same assertions as against ``socketio.AsyncServer``.
 
-Each test serves a real server on 127.0.0.1 (``tests.servers.serve_socketio``) and runs
+Each test serves a real server on 127.0.0.1 (``tests.support.servers.serve_socketio``) and runs
 ``node tests/node/<script>.mjs <url> ...`` as a subprocess. The script prints what it observed
 as JSON lines (``{"ev": ...}``, binary as ``{"$bin": hex}``); the server's handlers record what
 they saw. Both sides are asserted on, identically for both server classes: a plain Socket.IO
@@ -25,7 +25,8 @@ import pytest
 import socketio
 
 import relio
-from tests.servers import serve_socketio
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 NODE_DIR = Path(__file__).resolve().parent / 'node'
 NPM_TIMEOUT = 240          # seconds for `npm ci` on a fresh machine
@@ -181,18 +182,6 @@ def b(data: bytes) -> dict:
     return {'$bin': data.hex()}
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.01) + 1):
-        if predicate():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.01)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-
-
 # --- the server ---------------------------------------------------------------------------------
 def build_server(server_class: type) -> tuple[socketio.AsyncServer, list[tuple]]:
     """A server with the handlers scenario.mjs talks to, and the list they record into."""
@@ -302,7 +291,8 @@ async def test_node_client_scenario(node_client, server_class, transport):
         try:
             code = await node.finish()
             # The server's '/' disconnect handler may run just after the client has closed.
-            await wait_until(lambda: only(seen, 'disconnect', '/'), "the '/' disconnect handler")
+            await until(lambda: only(seen, 'disconnect', '/'), WAIT,
+                        what="the '/' disconnect handler")
         finally:
             await node.close()
         if isinstance(sio, relio.AsyncServer):
@@ -436,12 +426,13 @@ async def test_node_and_relio_client_share_a_room(node_client):
         try:
             await asyncio.wait_for(client.connect(url, auth={'who': 'python'}), WAIT)
             node = await NodeScript.start(node_client['node'], 'mixed.mjs', url)
-            await wait_until(lambda: len(only(seen, 'connect')) == 2, 'both connects')
+            await until(lambda: len(only(seen, 'connect')) == 2, WAIT, what='both connects')
             sids = {s[2]['who']: s[1] for s in only(seen, 'connect')}
             assert set(sids) == {'python', 'node'}
             py_sid, node_sid = sids['python'], sids['node']
             assert client.get_sid() == py_sid
-            await wait_until(lambda: sio.manager.is_connected(node_sid, '/'), 'node connected')
+            await until(lambda: sio.manager.is_connected(node_sid, '/'), WAIT,
+                        what='node connected')
             assert sorted(sio.manager.get_participants('/', 'mixed')) == sorted(
                 [(py_sid, sio.manager.eio_sid_from_sid(py_sid, '/')),
                  (node_sid, sio.manager.eio_sid_from_sid(node_sid, '/'))])
@@ -453,8 +444,8 @@ async def test_node_and_relio_client_share_a_room(node_client):
             assert await asyncio.wait_for(delivery, WAIT) is None
 
             code = await node.finish()
-            await wait_until(lambda: len(py_got) == 2, 'the relio client got both broadcasts')
-            await wait_until(lambda: only(seen, 'disconnect'), "the node client's disconnect")
+            await until(lambda: len(py_got) == 2, WAIT, what='the relio client got both broadcasts')
+            await until(lambda: only(seen, 'disconnect'), WAIT, what="the node client's disconnect")
             info = node.describe()
             assert code == 0, info
             assert node.events[-1]['ev'] == 'done', info
@@ -486,7 +477,7 @@ async def test_node_and_relio_client_share_a_room(node_client):
             if node is not None:
                 await node.close()
             await client.disconnect()
-        await wait_until(lambda: sio.relio_sessions == 0, 'the relio session to end')
+        await until(lambda: sio.relio_sessions == 0, WAIT, what='the relio session to end')
         assert only(seen, 'disconnect', py_sid) == [('disconnect', py_sid, 'client disconnect')]
 
 

@@ -2,9 +2,9 @@
 
 Every test here runs twice, once against ``socketio.AsyncServer`` and once against
 ``relio.AsyncServer``, with identical code and identical assertions. The server is a real uvicorn
-server on 127.0.0.1 (``tests.servers``) and the client is the real ``socketio.AsyncClient`` (never
-``relio.AsyncClient``), so relio's handshake is never requested and relio must take
-python-socketio's own code paths for these connections.
+server on 127.0.0.1 (``tests.support.servers``) and the client is the real
+``socketio.AsyncClient`` (never ``relio.AsyncClient``), so relio's handshake is never requested and
+relio must take python-socketio's own code paths for these connections.
 
 Covered: ``on``/``event`` decorators, new and legacy ``connect``/``disconnect`` handler
 signatures, refusing connections (``return False``, ``ConnectionRefusedError`` with data, the
@@ -25,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Callable
 
 import pytest
 import socketio
 from socketio import exceptions as sio_exc
 
 import relio
-from tests.servers import serve_socketio, start_asgi
+from tests.support.servers import serve_socketio, start_asgi
+from tests.support.waiting import until
 
 SERVER_CLASSES = [
     pytest.param(socketio.AsyncServer, id='socketio'),
@@ -66,19 +66,6 @@ def new_client(**kwargs) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False, handle_sigint=False, **kwargs)
     assert type(client) is socketio.AsyncClient     # never relio's client in this file
     return client
-
-
-async def until(predicate: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
-    """Bounded polling for a condition (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.005) + 100):
-        if predicate():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.005)
-    assert predicate(), f'timed out after {timeout}s waiting for {what}'
 
 
 async def close_client(client: socketio.AsyncClient) -> None:
@@ -120,7 +107,7 @@ class Barrier:
         else:
             for sid in to:
                 await self.sio.emit('barrier', n, to=sid, namespace=namespace)
-        await until(lambda: all(('barrier', n) in log for log in logs), f'barrier {n}')
+        await until(lambda: all(('barrier', n) in log for log in logs), what=f'barrier {n}')
         return ('barrier', n)
 
 
@@ -189,28 +176,28 @@ async def test_decorators_emit_send_environ_transport(server_cls, transports):
 
             await client.emit('chat', {'n': 1, 'text': 'hé'})
             await until(lambda: ('chat_reply', {'echo': {'n': 1, 'text': 'hé'}}) in clog,
-                        'chat_reply')
+                        what='chat_reply')
             await client.send('hello')
-            await until(lambda: ('message', 'hello') in slog, 'server message')
+            await until(lambda: ('message', 'hello') in slog, what='server message')
             await sio.send('srv-hello', to=sid)
-            await until(lambda: ('message', 'srv-hello') in clog, 'client message')
+            await until(lambda: ('message', 'srv-hello') in clog, what='client message')
 
             if polling_only:
                 assert client.transport() == 'polling'
                 assert sio.transport(sid) == 'polling'
             else:
-                await until(lambda: client.transport() == 'websocket', 'client upgrade')
-                await until(lambda: sio.transport(sid) == 'websocket', 'server upgrade')
+                await until(lambda: client.transport() == 'websocket', what='client upgrade')
+                await until(lambda: sio.transport(sid) == 'websocket', what='server upgrade')
                 # traffic still flows after the upgrade
                 await client.emit('chat', 'after-upgrade')
                 await until(lambda: ('chat_reply', {'echo': 'after-upgrade'}) in clog,
-                            'post-upgrade reply')
+                            what='post-upgrade reply')
             assert clog[:3] == ['connect', ('chat_reply', {'echo': {'n': 1, 'text': 'hé'}}),
                                 ('message', 'srv-hello')]
             # No relio frame (raw binary) ever reaches a plain client; all packets are text.
             assert all(isinstance(m, str) for m in raw), raw
         reason = POLLING_CLIENT_DISCONNECT if polling_only else WS_CLIENT_DISCONNECT
-        await until(lambda: ('disconnect', reason) in slog, 'server disconnect')
+        await until(lambda: ('disconnect', reason) in slog, what='server disconnect')
     assert slog.count(('disconnect', reason)) == 1
     assert [e for e in slog if e[0] == 'disconnect'] == [('disconnect', reason)]
 
@@ -242,7 +229,7 @@ async def test_legacy_connect_and_disconnect_signatures(server_cls):
         async with connected(port, client):
             sid = client.get_sid()
             assert slog == [('connect', sid, True)]
-        await until(lambda: len(slog) == 2, 'legacy disconnect')
+        await until(lambda: len(slog) == 2, what='legacy disconnect')
         assert slog == [('connect', sid, True), ('disconnect', sid)]
         assert clog == ['disconnect']
 
@@ -309,7 +296,7 @@ async def test_refuse_connection(server_cls, how):
         ok = new_client()
         async with connected(port, ok, auth={'ok': True}):
             assert sio.manager.is_connected(ok.get_sid(), '/')
-        await until(lambda: ('disconnect', WS_CLIENT_DISCONNECT) in slog, 'disconnect')
+        await until(lambda: ('disconnect', WS_CLIENT_DISCONNECT) in slog, what='disconnect')
     # the refused connection never produced a disconnect event
     assert slog == [('connect', {'ok': False}), ('connect', {'ok': True}),
                     ('disconnect', WS_CLIENT_DISCONNECT)]
@@ -390,23 +377,24 @@ async def test_always_connect(server_cls):
     async with serve_socketio(sio) as port:
         try:
             async with connected(port, good, auth={'name': 'good', 'ok': True}):
-                await until(lambda: ('welcome', 'good') in glog, 'welcome good')
+                await until(lambda: ('welcome', 'good') in glog, what='welcome good')
                 assert glog == ['connect', ('welcome', 'good')]
                 # The refused client is connected first (always_connect), gets the welcome,
                 # then is disconnected with the refusal.
                 await bad.connect(f'http://127.0.0.1:{port}', transports=['websocket'],
                                   auth={'name': 'bad', 'ok': False}, wait_timeout=5)
-                await until(lambda: ('welcome', 'bad') in blog, 'welcome bad')
+                await until(lambda: ('welcome', 'bad') in blog, what='welcome bad')
                 bad_sid = bad.get_sid()
                 assert sio.manager.is_connected(bad_sid, '/')
                 gates['bad'].set()
-                await until(lambda: ('disconnect', 'server disconnect') in blog, 'bad dropped')
-                await until(lambda: not sio.manager.is_connected(bad_sid, '/'), 'bad gone')
+                await until(lambda: ('disconnect', 'server disconnect') in blog, what='bad dropped')
+                await until(lambda: not sio.manager.is_connected(bad_sid, '/'), what='bad gone')
                 assert blog == ['connect', ('welcome', 'bad'), ('disconnect', 'server disconnect')]
-                await until(lambda: not bad.connected, 'bad client state')
+                await until(lambda: not bad.connected, what='bad client state')
                 # the accepted client is unaffected
                 assert sio.manager.is_connected(good.get_sid(), '/')
-            await until(lambda: ('disconnect', WS_CLIENT_DISCONNECT) in slog, 'good disconnect')
+            await until(lambda: ('disconnect', WS_CLIENT_DISCONNECT) in slog,
+                        what='good disconnect')
         finally:
             await close_client(bad)
     # python-socketio fires no disconnect for a connection refused under always_connect
@@ -463,7 +451,7 @@ async def test_emit_with_callback_both_ways(server_cls):
             await client.emit('pair', callback=lambda *a: got.append(('pair', a)))
             await client.emit('nothing', callback=lambda *a: got.append(('nothing', a)))
             await client.send('hi', callback=lambda *a: got.append(('send', a)))
-            await until(lambda: len(got) == 4, 'client callbacks')
+            await until(lambda: len(got) == 4, what='client callbacks')
             assert sorted(got) == [('nothing', ()), ('pair', ('x', 1)),
                                    ('send', ('server got hi',)), ('sum', (5,))]
 
@@ -476,7 +464,7 @@ async def test_emit_with_callback_both_ways(server_cls):
             await sio.emit('multi', to=sid, callback=async_cb)
             await sio.emit('silent', to=sid, callback=lambda *a: sgot.append(('silent', a)))
             await sio.send('yo', to=sid, callback=lambda *a: sgot.append(('send', a)))
-            await until(lambda: len(sgot) == 4, 'server callbacks')
+            await until(lambda: len(sgot) == 4, what='server callbacks')
             assert sorted(sgot, key=repr) == sorted([
                 ('double', (42,)), ('multi', ('a', [1], {'k': 'v'})), ('silent', ()),
                 ('send', ('client got yo',))], key=repr)
@@ -577,7 +565,7 @@ async def test_argument_conventions(server_cls):
             for data in [('a', 1, [2], {'d': 3}), ['a', 1], None, 'one', ((1, 2),), {'k': None}]:
                 await sio.emit('args', data, to=sid)
                 await client.emit('args', data)
-            await until(lambda: len(slog) == 6, 'server args')
+            await until(lambda: len(slog) == 6, what='server args')
             mark = await barrier(clog)
             expected = [('a', 1, [2], {'d': 3}), (['a', 1],), (), ('one',), ([1, 2],),
                         ({'k': None},)]
@@ -631,7 +619,7 @@ async def test_binary_payloads(server_cls):
             assert sorted(d['i'] for d in clog) == [4, 5, 6, 7]
             # broadcast of a binary payload
             await sio.emit('download', {'files': [b'\x01\x02'], 'i': 99})
-            await until(lambda: any(d['i'] == 99 for d in clog), 'binary broadcast')
+            await until(lambda: any(d['i'] == 99 for d in clog), what='binary broadcast')
             assert clog[-1] == {'files': [b'\x01\x02'], 'i': 99}
 
 
@@ -686,7 +674,7 @@ async def test_rooms_broadcast_skip_sid(server_cls):
             assert lc == [('all-but-ab',), ('red-or-blue',), ('to-sid',), m1]
 
             await clients['b'].emit('shout', 'hey')
-            await until(lambda: ('shout', 'hey') in la and ('shout', 'hey') in lc, 'shout')
+            await until(lambda: ('shout', 'hey') in la and ('shout', 'hey') in lc, what='shout')
             m2 = await barrier(la, lb, lc)
             assert la[-2:] == [('shout', 'hey'), m2]
             assert lb[-2:] == [m1, m2]                       # the sender was skipped
@@ -708,7 +696,7 @@ async def test_rooms_broadcast_skip_sid(server_cls):
             assert la[-2:] == [m3, m4] and lb[-2:] == [m3, m4] and lc[-2:] == [m3, m4]
             # a disconnected client leaves every room
             await clients['c'].disconnect()
-            await until(lambda: not sio.manager.is_connected(c, '/'), 'c gone')
+            await until(lambda: not sio.manager.is_connected(c, '/'), what='c gone')
             assert sio.rooms(c) == []
 
 
@@ -811,12 +799,12 @@ async def test_namespaces_and_namespace_disconnect(server_cls):
             assert clog == [('chat', 'p-chat'), ('root', 'p-root'), ('chat', 'p-chat-sid'), mark]
 
             await sio.disconnect(chat_sid, namespace='/chat')
-            await until(lambda: ('chat-dc', 'server disconnect') in clog, 'chat dc')
+            await until(lambda: ('chat-dc', 'server disconnect') in clog, what='chat dc')
             assert slog == [('chat-disconnect', chat_sid, 'server disconnect')]
             assert client.connected and list(client.namespaces) == ['/']
             assert await client.call('hello', 3, timeout=5) == ('root', root_sid, 3)
             assert ('root-dc', 'server disconnect') not in clog
-        await until(lambda: len(slog) == 2, 'root disconnect')
+        await until(lambda: len(slog) == 2, what='root disconnect')
         assert slog[1] == ('root-disconnect', root_sid, WS_CLIENT_DISCONNECT)
 
 
@@ -947,22 +935,22 @@ async def test_class_based_namespaces(server_cls):
             ans, bns = alice.namespace_handlers['/chat'], bob.namespace_handlers['/chat']
             a, b = alice.get_sid('/chat'), bob.get_sid('/chat')
             assert await ans.call('say', 'hi all', timeout=5) == 'ok'
-            await until(lambda: ('said', {'nick': 'alice', 'text': 'hi all'}) in blog, 'said')
+            await until(lambda: ('said', {'nick': 'alice', 'text': 'hi all'}) in blog, what='said')
             assert await ans.call('ask', 'why', timeout=5) == 'why?!'
             assert await bns.call('rooms', timeout=5) == sorted([b, 'all'])
             await bns.emit('leave')
-            await until(lambda: sorted(sio.rooms(b, namespace='/chat')) == [b], 'leave')
+            await until(lambda: sorted(sio.rooms(b, namespace='/chat')) == [b], what='leave')
             await ans.send('unhandled message')   # no on_message handler: ignored on both
             assert await bns.call('say', 'anyone?', timeout=5) == 'ok'
-            await until(lambda: ('said', {'nick': 'bob', 'text': 'anyone?'}) in alog, 'said 2')
+            await until(lambda: ('said', {'nick': 'bob', 'text': 'anyone?'}) in alog, what='said 2')
             await ans.emit('kick', b)
-            await until(lambda: ('disconnect', 'server disconnect') in blog, 'kicked')
-            await until(lambda: not bob.connected, 'bob disconnected')
+            await until(lambda: ('disconnect', 'server disconnect') in blog, what='kicked')
+            await until(lambda: not bob.connected, what='bob disconnected')
             assert alog == ['connect', ('said', {'nick': 'bob', 'text': 'anyone?'})]
             assert blog == ['connect', ('said', {'nick': 'alice', 'text': 'hi all'}),
                             ('disconnect', 'server disconnect')]
             assert a != b
-        await until(lambda: len(slog) == 4, 'disconnects')
+        await until(lambda: len(slog) == 4, what='disconnects')
     assert slog == [('connect', 'alice'), ('connect', 'bob'), ('disconnect', 'server disconnect'),
                     ('disconnect', WS_CLIENT_DISCONNECT)]
 
@@ -1004,9 +992,9 @@ async def test_disconnect_reasons(server_cls, initiator, transports, server_reas
                 await sio.disconnect(sid)
             else:
                 await client.disconnect()
-            await until(lambda: clog and slog, 'both disconnect handlers')
-            await until(lambda: not client.connected, 'client state')
-            await until(lambda: not sio.manager.is_connected(sid, '/'), 'server state')
+            await until(lambda: clog and slog, what='both disconnect handlers')
+            await until(lambda: not client.connected, what='client state')
+            await until(lambda: not sio.manager.is_connected(sid, '/'), what='server state')
             assert clog == [client_reason]
             # the handler still sees the rooms; the sid is no longer "connected"
             assert slog == [(sid, server_reason, False, sorted([sid, 'r']))]
@@ -1028,11 +1016,15 @@ async def test_async_handlers(server_cls, async_handlers):
     slog: list = []
     gate = asyncio.Event()
 
+    # Concurrent handlers: fast releases slow (a long guard, never reached). One after another:
+    # fast cannot run before slow ends, so slow always times out (the shorter the faster).
+    slow_timeout = 10 if async_handlers else 0.3
+
     @sio.on('slow')
     async def slow(sid):
         slog.append('slow-start')
         try:
-            await asyncio.wait_for(gate.wait(), 0.3)
+            await asyncio.wait_for(gate.wait(), slow_timeout)
             slog.append(('slow-end', 'released'))
         except asyncio.TimeoutError:
             slog.append(('slow-end', 'timed out'))
@@ -1046,7 +1038,7 @@ async def test_async_handlers(server_cls, async_handlers):
         async with connected(port) as client:
             await client.emit('slow')
             await client.emit('fast')
-            await until(lambda: len(slog) == 3, 'three handler steps')
+            await until(lambda: len(slog) == 3, what='three handler steps')
             if async_handlers:      # handlers run concurrently: fast releases slow
                 assert slog == ['slow-start', 'fast', ('slow-end', 'released')]
                 assert await sio.call('x', to=client.get_sid(), timeout=5) is None
@@ -1081,8 +1073,8 @@ async def test_shutdown(server_cls):
             # the web server goes away
             assert await client.call('echo', 2, timeout=5) == 2
             await srv.stop()
-            await until(lambda: clog and slog, 'disconnect on both sides')
-            await until(lambda: not client.connected, 'client state')
+            await until(lambda: clog and slog, what='disconnect on both sides')
+            await until(lambda: not client.connected, what='client state')
             # uvicorn closes the websocket (1012): the server side sees the transport close,
             # python-socketio's client reports a transport error
             assert clog == ['transport error']
@@ -1197,24 +1189,24 @@ async def run_app_scenario(sio_module) -> dict:
                             wait_timeout=5)
         # bob uses the default transports (polling, then upgrade)
         await bob.connect(url, auth={'name': 'bob', 'password': 'secret'}, wait_timeout=5)
-        await until(lambda: ('joined', 'bob') in logs['alice'], 'alice sees bob join')
+        await until(lambda: ('joined', 'bob') in logs['alice'], what='alice sees bob join')
         ack = await alice.call('say', ('hello bob', b'\x00\x01'), timeout=5)
         await until(lambda: any(e[0] == 'said' for e in logs['bob'] if isinstance(e, tuple)),
-                    'bob hears alice')
+                    what='bob hears alice')
         ack2 = await bob.call('say', 'hi alice', timeout=5)
         await until(lambda: any(e[0] == 'said' for e in logs['alice'] if isinstance(e, tuple)),
-                    'alice hears bob')
+                    what='alice hears bob')
         answer = await alice.call('whisper', ('bob', 'psst'), timeout=5)
         missing = await alice.call('whisper', ('carol', 'psst'), timeout=5)
         hits = [await alice.call('hit', b'abc' * n, namespace='/stats', timeout=5)
                 for n in (1, 2)]
         kicked = await alice.call('kick', 'bob', timeout=5)
-        await until(lambda: ('disconnect', 'server disconnect') in logs['bob'], 'bob kicked')
-        await until(lambda: any(e[0] == 'disconnect' for e in server_log), 'server saw kick')
+        await until(lambda: ('disconnect', 'server disconnect') in logs['bob'], what='bob kicked')
+        await until(lambda: any(e[0] == 'disconnect' for e in server_log), what='server saw kick')
         await alice.disconnect()
         await until(lambda: sum(e[0] in ('disconnect', 'stats-disconnect')
-                                for e in server_log) == 3, 'alice disconnect on server')
-        await until(lambda: ('disconnect', 'client disconnect') in logs['alice'], 'alice dc')
+                                for e in server_log) == 3, what='alice disconnect on server')
+        await until(lambda: ('disconnect', 'client disconnect') in logs['alice'], what='alice dc')
         results = {'ack': ack, 'ack2': ack2, 'answer': answer, 'missing': missing,
                    'hits': hits, 'kicked': kicked}
     finally:
@@ -1271,6 +1263,6 @@ async def test_catch_all_gets_every_event_name_but_relio_lifecycle_events(server
         async with connected(port) as client:
             for name in names:
                 await client.emit(name, 1)
-            await until(lambda: ('normal', (1,)) in got, 'normal event')
+            await until(lambda: ('normal', (1,)) in got, what='normal event')
             assert await client.call('sync', timeout=5) is None   # every emit above was handled
             assert got == [(name, (1,)) for name in expected] + [('sync', ())]

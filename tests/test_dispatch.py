@@ -8,7 +8,7 @@ import functools
 
 import relio
 from relio.asyncio.dispatch import ASYNC_INLINE, ASYNC_TASK, SYNC, handler_kind
-from tests.servers import serve_socketio
+from tests.support.servers import serve_socketio
 
 
 async def no_await(sid, x):

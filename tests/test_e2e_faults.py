@@ -3,9 +3,13 @@
 A real uvicorn server on 127.0.0.1, the real client, and a TCP FaultProxy between them running a seeded
 schedule of cuts, blackholes (stalls long enough for the heartbeat to kill the connection, and silent
 drops of whole chunks of bytes), throttling and partitions. The workload runs both ways at once:
-thousands of numbered emits, concurrent calls, and a 20 MB payload each way. The same workload and
-schedule run through plain python-socketio in the same test, which must lose messages (proof that the
-faults bite), while relio must lose, duplicate and reorder nothing and resolve every call and emit.
+thousands of numbered emits, concurrent calls, and a 20 MB payload each way. relio must lose,
+duplicate and reorder nothing and resolve every call and emit.
+
+The same workload and schedule run through plain python-socketio in the same test, as a baseline:
+what it lost is printed and recorded (``record_property``), not asserted, so that an upstream fix
+cannot turn this suite red. That the faults were real rests on the proxy's own counters, in both
+runs: connections cut, bytes dropped or held by the blackholes.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import pytest
 import socketio
 
 import relio
-from tests.faultproxy import FaultProxy, Schedule
-from tests.servers import serve_socketio
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.servers import serve_socketio
+from tests.support.waiting import poll
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -37,16 +42,6 @@ def _schedule(seed: int) -> Schedule:
         blackhole_seconds=(0.3, 2.5), blackhole_modes=('hold', 'drop'),
         throttle_bps=(500_000, 3_000_000), throttle_seconds=(0.5, 1.5),
         partition_seconds=(0.2, 0.8))
-
-
-async def _until(predicate, timeout: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
 
 
 async def run_workload(lib, seed: int = SEED) -> dict:
@@ -173,11 +168,11 @@ async def run_workload(lib, seed: int = SEED) -> dict:
             r['client_stats'] = client.session_stats()
             r['same_sid'] = client.get_sid() == sid
         else:
-            await _until(lambda: len(r['c2s']) >= N and len(r['s2c']) >= N, 3.0)
+            await poll(lambda: len(r['c2s']) >= N and len(r['s2c']) >= N, 3.0)
         r['proxy'] = proxy.stats.as_dict()
         r['schedule'] = schedule.summary()
         await client.disconnect()
-        await _until(lambda: r['disconnects'] >= r['connects'], 5.0)
+        await poll(lambda: r['disconnects'] >= r['connects'], 5.0)
     r['expected_big_up'] = hashlib.sha256(blob_up).hexdigest()
     r['expected_big_down'] = hashlib.sha256(blob_down).hexdigest()
     del r['deliveries']
@@ -189,20 +184,29 @@ def _summary(r: dict) -> dict:
             if k not in ('server_stats', 'client_stats', 'expected_big_up', 'expected_big_down')}
 
 
-async def test_relio_delivers_exactly_once_where_python_socketio_loses():
+def _faults_bit(r: dict) -> None:
+    """The proxy's counters: connections were cut and the blackholes caught real bytes."""
+    p = r['proxy']
+    assert r['schedule'].get('cut', 0) >= 1 and r['schedule'].get('blackhole', 0) >= 1, r
+    assert p['connections_cut'] >= 1, p
+    assert p['dropped_up'] + p['dropped_down'] + p['held_up'] + p['held_down'] > 0, p
+
+
+async def test_relio_delivers_exactly_once_under_faults(record_property):
     plain = await run_workload(socketio)
-    print('\npython-socketio:', _summary(plain))
+    plain_lost = {'c2s': N - len(set(plain['c2s'])), 's2c': N - len(set(plain['s2c'])),
+                  'big_up': plain['big_up'] != [plain['expected_big_up']],
+                  'big_down': plain['big_down'] != [plain['expected_big_down']],
+                  'call_errors': plain['call_errors'], 'emit_errors': plain['emit_errors']}
+    print('\npython-socketio:', _summary(plain), 'lost:', plain_lost)
+    record_property('python_socketio_lost', plain_lost)
     rel = await run_workload(relio)
     print('relio:', _summary(rel))
     print('relio server session:', rel['server_stats'])
 
-    # The faults really happened, in both runs.
-    for r in (plain, rel):
-        assert r['proxy']['connections_cut'] >= 1 and r['schedule'].get('blackhole', 0) >= 1
-    # python-socketio lost messages (silently or with errors) under the same faults.
-    plain_lost = (N - len(set(plain['c2s']))) + (N - len(set(plain['s2c'])))
-    assert plain_lost > 0 or plain['big_up'] == [] or plain['big_down'] == []
-    assert plain_lost > 0
+    # The faults really happened, in both runs (python-socketio's baseline is not asserted).
+    _faults_bit(plain)
+    _faults_bit(rel)
 
     # relio: nothing lost, nothing duplicated, order kept - both ways.
     assert rel['c2s'] == list(range(N))

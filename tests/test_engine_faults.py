@@ -9,32 +9,8 @@ bound was ever exceeded on the way.
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relio.config import Config
 from relio.engine.errors import QueueFull
-from tests.link import Faults, LinkedPair
-
-# Small limits so that chunking, windows, backpressure and caps are all exercised.
-SMALL = Config(
-    chunk_size=256,
-    max_batch_size=2048,
-    coalesce_bytes=512,
-    max_message_size=4096,
-    receive_window=64,
-    max_inflight_messages=32,
-    max_inflight_bytes=4096,
-    max_outbox_messages=40,
-    max_outbox_bytes=64 * 1024,
-    max_reorder_bytes=2048,
-    max_reassemblies=3,
-    max_reassembly_bytes=4096,
-    ack_every=4,
-    max_ack_ranges=4,
-    initial_rto=0.2,
-    min_rto=0.05,
-    max_rto=2.0,
-    response_cache_entries=8,
-    id_set_capacity=1000,
-)
+from tests.support.link import SMALL, Faults, LinkedPair, check_bounds, check_guarantees
 
 sides = st.sampled_from("ab")
 sends = st.tuples(
@@ -52,16 +28,6 @@ faults = st.tuples(
               jitter=st.sampled_from([0.0, 0.02, 0.2])),
 )
 schedules = st.lists(st.one_of(sends, sends, steps, steps, cuts, faults), max_size=60)
-
-
-def check_bounds(link: LinkedPair) -> None:
-    for peer in link.peers():
-        st_ = peer.engine.stats
-        assert st_["outbox_messages"] <= SMALL.max_outbox_messages
-        assert st_["in_flight_frames"] <= SMALL.max_inflight_messages
-        assert st_["held_bytes"] <= SMALL.max_reorder_bytes
-        assert st_["reassembly_bytes"] <= SMALL.max_reassembly_bytes + SMALL.max_message_size
-        assert st_["cached_responses"] <= SMALL.response_cache_entries
 
 
 def run_schedule(schedule, seed):
@@ -88,27 +54,6 @@ def run_schedule(schedule, seed):
         check_bounds(link)
     link.settle()
     return link
-
-
-def check_guarantees(link: LinkedPair) -> None:
-    assert link.quiet(), "the pair did not settle once the link healed"
-    for peer in link.peers():
-        other = link.other(peer)
-        assert not peer.closed and not peer.expired
-        # Exactly once, in order: the receiver's delivery sequence is the sender's send sequence.
-        assert other.delivered == peer.sent
-        assert other.received_payloads == [peer.payloads[m] for m in peer.sent]
-        # Every sender told, once.
-        assert set(peer.acked) == set(peer.sent) and set(peer.acked.values()) <= {1}
-        # Every request handler ran once, and every request got its response.
-        assert set(peer.handled.values()) <= {1}
-        assert set(peer.handled) <= set(other.sent)
-        assert not peer.backlog
-        assert peer.engine.awaiting_reply == frozenset()
-        # Nothing is left behind.
-        st_ = peer.engine.stats
-        assert st_["cached_responses"] == 0 and st_["held_frames"] == 0
-        assert st_["reassembly_bytes"] == 0
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -65,6 +65,7 @@ from relio.engine._events import (MessageExpired, MessageReceived, MessagesDeliv
                            SessionClosed)
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine.errors import QueueFull, RemoteProtocolError
+from tests.support.frames import raw_ack, raw_close, raw_data, varint
 
 CORPUS = pathlib.Path(__file__).parent / "corpus"
 MANIFEST = CORPUS / "MANIFEST.json"
@@ -99,43 +100,8 @@ def fuzz_settings(ci: int):
 
 
 # =================================================================================================
-# Encoding helpers (non-minimal varints, raw frames the encoders refuse to write)
-
-def qvarint(value: int, size: int | None = None) -> bytes:
-    """A QUIC varint, minimal unless ``size`` (1, 2, 4, 8) forces a longer form."""
-    if size is None:
-        size = 1 if value < 64 else 2 if value < 16384 else 4 if value < 2**30 else 8
-    if not 0 <= value < 1 << (8 * size - 2):
-        raise ValueError(f"{value} does not fit a {size}-byte varint")
-    prefix = {1: 0, 2: 1, 4: 2, 8: 3}[size]
-    return ((prefix << (8 * size - 2)) | value).to_bytes(size, "big")
-
-
-def raw_data(seq, msg_id, payload, flags=0, reply_to=None, total=0, offset=0, length=None,
-             sizes=None) -> bytes:
-    """A DATA frame written field by field (any flags, any lengths, optional varint sizes)."""
-    sizes = sizes or {}
-    out = [bytes((F.DATA, flags)), qvarint(seq, sizes.get("seq")), msg_id]
-    if flags & F.RESPONSE:
-        out.append(reply_to if reply_to is not None else b"\0" * 16)
-    if flags & F.CHUNK:
-        out += [qvarint(total, sizes.get("total")), qvarint(offset, sizes.get("offset"))]
-    out += [qvarint(len(payload) if length is None else length, sizes.get("length")), payload]
-    return b"".join(out)
-
-
-def raw_ack(cumulative, pairs, delay=0) -> bytes:
-    """An ACK frame from raw (gap, length) pairs (zero gaps and overflows allowed)."""
-    out = [bytes((F.ACK,)), qvarint(cumulative), qvarint(delay), qvarint(len(pairs))]
-    for gap, length in pairs:
-        out += [qvarint(gap), qvarint(length)]
-    return b"".join(out)
-
-
-def raw_close(code, reason: bytes, length=None) -> bytes:
-    return bytes((F.CLOSE,)) + qvarint(code) + qvarint(
-        len(reason) if length is None else length) + reason
-
+# Encoding helpers (non-minimal varints and raw frames the encoders refuse to write come from
+# tests.support.frames)
 
 def batch(*frames) -> bytes:
     return F.encode_batch(list(frames))
@@ -585,8 +551,8 @@ def build_corpus() -> dict[str, dict[str, bytes]]:
         "ok-ack-data-close": batch(F.encode_ack(3), d(0, P[0], app("x")),
                                    F.encode_close(1, "protocol error: test")),
         "ok-nonminimal-varints": batch(raw_data(5, P[5], b"abc", sizes={"seq": 8, "length": 4}),
-                                       bytes((F.ACK,)) + qvarint(1, 8) + qvarint(0, 2)
-                                       + qvarint(1, 4) + qvarint(1, 8) + qvarint(1, 2)),
+                                       bytes((F.ACK,)) + varint(1, 8) + varint(0, 2)
+                                       + varint(1, 4) + varint(1, 8) + varint(1, 2)),
         "ok-max-varints": batch(raw_data(2**62 - 1, P[6], b"z",
                                          flags=F.CHUNK | F.RESPONSE | F.REQUEST,
                                          reply_to=b"\xff" * 16, total=2**62 - 1,
@@ -699,7 +665,7 @@ def build_corpus() -> dict[str, dict[str, bytes]]:
         "ok-cumulative-2-range": F.encode_ack(2, [(4, 5)]),
         "ok-all-received": F.encode_ack(6),
         "ok-cumulative-3": F.encode_ack(3),
-        "ok-nonminimal": bytes((F.ACK,)) + qvarint(2, 8) + qvarint(0, 4) + qvarint(0, 2),
+        "ok-nonminimal": bytes((F.ACK,)) + varint(2, 8) + varint(0, 4) + varint(0, 2),
         "ok-with-delay": F.encode_ack(2, [(3, 4), (5, 6)], 123456),
         "bad-empty": b"",
         "bad-data-frame": F.encode_data(0, P[0], b""),
@@ -767,9 +733,9 @@ def build_corpus() -> dict[str, dict[str, bytes]]:
 def _set_varint(data: bytes, field: tuple, value: int, keep_size: bool = True) -> bytes:
     pos, size, _ = field
     try:
-        enc = qvarint(value, size) if keep_size else qvarint(value)
+        enc = varint(value, size) if keep_size else varint(value)
     except ValueError:
-        enc = qvarint(value)
+        enc = varint(value)
     return data[:pos] + enc + data[pos + size:]
 
 
@@ -854,7 +820,7 @@ def _snapshot_seeds() -> dict[str, bytes]:
     # Found by fuzzing (see the regression tests): restore accepts them, and the restored engine
     # then sends frames that do not carry its messages.
     pos, size, _ = _named_field(flight, "count:queue")
-    out["regress-queued-message-fully-framed"] = (flight[:pos] + qvarint(1) + qvarint(2)
+    out["regress-queued-message-fully-framed"] = (flight[:pos] + varint(1) + varint(2)
                                                   + flight[pos + size:])
     cut = _set_varint(flight, _named_field(flight, "frame_length"), 8)
     out["regress-in-flight-frame-cuts-unchunked-message"] = _set_varint(
@@ -978,10 +944,10 @@ def mutated(draw, seeds, walker=None, pool=None, max_ops=4, protect=None):
                 continue
             pos, size, name = draw(st.sampled_from(fields))
             count = int.from_bytes(data[pos:pos + size], "big") & ((1 << (8 * size - 2)) - 1)
-            element = b"".join(qvarint(draw(st.integers(0, 8))) if part == "varint"
+            element = b"".join(varint(draw(st.integers(0, 8))) if part == "varint"
                                else draw(st.sampled_from(REF_IDS + PEER_IDS[:2]))
                                for part in GROWABLE[name])
-            grown = qvarint(min(count + 1, 2**62 - 1))
+            grown = varint(min(count + 1, 2**62 - 1))
             data = data[:pos] + grown + element + data[pos + size:]
         elif op in ("field", "nudge"):
             fields = walker(data)
@@ -1813,7 +1779,7 @@ def test_regress_snapshot_of_a_queued_retry_can_be_restored():
     pos, size, _ = _named_field(data, "count:messages")
     age, _, _ = _named_field(data, "f64:age")
     message = data[pos + size:age + 8]
-    doubled = data[:pos] + qvarint(2) + message + message + data[age + 8:]
+    doubled = data[:pos] + varint(2) + message + message + data[age + 8:]
     with pytest.raises(RemoteProtocolError) as info:
         Engine.restore(doubled, SMALL, now=0.2)
     assert info.value.reason == "snapshot: two messages with the same id"

@@ -1,8 +1,9 @@
 """Hostile peers against the real relio server (issue 5).
 
 Every test runs relio.AsyncServer on uvicorn (127.0.0.1) with a well-behaved relio.AsyncClient (the
-"victim") connected before the attack, then attacks with tests.hostile.HostilePeer, a hand-driven
-engine.io/socket.io/relio client that can send anything. Afterwards each test checks that
+"victim") connected before the attack, then attacks with tests.support.hostile.HostilePeer, a
+hand-driven engine.io/socket.io/relio client that can send anything. Afterwards each test checks
+that
 
 (a) the server is fine: no ERROR log from any logger (an exception escaping relio's handling
     would be logged by engine.io as "message async handler error"), its tables are consistent;
@@ -37,14 +38,19 @@ import relio
 from relio.binding.sessions import UNKNOWN_SESSION
 from relio.engine import _frames as F
 from relio.binding import wire
-from tests.hostile import HostilePeer, PeerClosed, app_payload, raw_ack, raw_data, varint
-from tests.servers import serve_socketio
-from tests.waiting import until
+from relio.demo.faultproxy import FaultProxy
+from tests.support.frames import raw_ack, raw_data, varint
+from tests.support.hostile import HostilePeer, PeerClosed, app_payload
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)
 V = bytes((F.VERSION,))          # the batch version byte
 D = relio.DEFAULT_CONFIG         # the limits the malformed-input test runs with
+# The files of the relio package that is imported (not '*/relio/*': a checkout in a folder named
+# relio would count the tests and everything else in it too).
+RELIO_FILES = os.path.join(os.path.dirname(os.path.abspath(relio.__file__)), '*')
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -329,7 +335,8 @@ class Traced:
     @staticmethod
     def grown_in(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, pattern: str) -> int:
         """Growth of the memory allocated by code in files matching ``pattern`` (the allocating
-        line only: tracemalloc keeps one frame here, deeper tracebacks cost too much time)."""
+        line only: tracemalloc keeps one frame here, deeper tracebacks cost too much time).
+        :data:`RELIO_FILES` matches relio's own code, wherever the checkout is."""
         keep = [tracemalloc.Filter(True, pattern)]
         return sum(stat.size_diff for stat in
                    after.filter_traces(keep).compare_to(before.filter_traces(keep), 'filename'))
@@ -843,21 +850,22 @@ async def test_peer_that_never_acknowledges(logs):
         await peer.wait_for(lambda: len(peer.ns['/'].received) == 50, what='50 DATA frames')
         assert not blocked.done() and not call.done()
         assert sio.session_stats(sid)['outbox_messages'] == 50
-        # delivery_timeout after the oldest message was accepted: the session is closed.
-        await until(lambda: a.disconnect_count(sid) == 1, timeout=5, what='session closed')
-        assert 0.9 <= loop.time() - started < 3.0
+        # delivery_timeout after the oldest message was accepted: the session is closed (not
+        # before; how soon after depends on the machine, so it is not asserted).
+        await until(lambda: a.disconnect_count(sid) == 1, timeout=10, what='session closed')
         assert a.reason(sid) == 'delivery timeout'
+        assert a.disconnected_at[sid] - started >= 0.9 * cfg.delivery_timeout
         for delivery in deliveries:
             with pytest.raises(relio.DeliveryError) as info:
-                await asyncio.wait_for(delivery, 1)
+                await asyncio.wait_for(delivery, 10)
             assert info.value.reason == 'delivery timeout' and info.value.sid == sid
         # The blocked emit returns its Delivery, which fails like the others.
-        delivery = await asyncio.wait_for(blocked, 1)
+        delivery = await asyncio.wait_for(blocked, 10)
         with pytest.raises(relio.DeliveryError) as info:
-            await asyncio.wait_for(delivery, 1)
+            await asyncio.wait_for(delivery, 10)
         assert info.value.reason == 'delivery timeout'
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(call, 1)
+            await asyncio.wait_for(call, 10)
         await peer.wait_for(lambda: peer.closes(), what='CLOSE')
         assert (peer.closes()[0].code, peer.closes()[0].reason) == (2, 'delivery timeout')
         await until(lambda: len(errors) >= 50, what='relio_delivery_error events')
@@ -895,7 +903,7 @@ async def test_blocking_broadcast_survives_a_stalled_recipient(logs):
         assert [(e.sid, e.reason) for e in info.value.failures] == [(sid, 'delivery timeout')]
         assert delivery.recipients == 2
         a.victim.pushed.append('to the room')
-        await until(lambda: 'to the room' in a.victim.got, timeout=3, what='broadcast at victim')
+        await until(lambda: 'to the room' in a.victim.got, timeout=10, what='broadcast at victim')
     assert_no_errors(logs)
 
 
@@ -1215,7 +1223,7 @@ async def test_thousand_parked_sessions_expire(logs):
                     assert_no_errors(logs)
                     logs.clear()                    # captured records are not the server's
                     per_session = traced.grown() / n
-                    by_relio = Traced.grown_in(before, traced.snapshot(), '*/relio/*') / n
+                    by_relio = Traced.grown_in(before, traced.snapshot(), RELIO_FILES) / n
                     logs.clear()
                     # How much of it is the dead connection's ASGI objects (the uvicorn websocket
                     # protocol, its queues...), kept alive by the environ relio keeps for a parked
@@ -1226,7 +1234,6 @@ async def test_thousand_parked_sessions_expire(logs):
                             for key in ('asgi.receive', 'asgi.send', 'asgi.scope', 'wsgi.input'):
                                 environ.pop(key, None)
                     per_session_lean = traced.grown() / n
-                    measured_at = loop.time()
                     # After the TTL every one expires and `disconnect` fires once for each.
                     await until(lambda: sio.relio_parked_sessions == 0, timeout=20,
                                 what='all expired')
@@ -1241,7 +1248,7 @@ async def test_thousand_parked_sessions_expire(logs):
                     # as a whole still holds python-engineio's closed sockets for a while (each
                     # one's ping task sleeps ping_interval; its service task iterates over a copy
                     # of the socket table): not measured here.
-                    remaining = Traced.grown_in(before, traced.snapshot(), '*/relio/*')
+                    remaining = Traced.grown_in(before, traced.snapshot(), RELIO_FILES)
             finally:
                 await asyncio.gather(*(p.close() for p in opened))
         print(f'\n{n} parked sessions: {per_session:.0f} bytes each (tracemalloc, whole process),'
@@ -1251,10 +1258,9 @@ async def test_thousand_parked_sessions_expire(logs):
               f'{last:.2f} s after it (session_ttl {cfg.session_ttl} s); '
               f'{remaining / n:.0f} bytes each left afterwards in relio\'s allocations')
         assert per_session < 64 * 1024 and per_session_lean < 32 * 1024 and by_relio < 16 * 1024
-        # Not before the TTL; soon after it (or after the measurements above, which block the
-        # loop for a while on a loaded machine).
+        # Not before the TTL (how soon after it depends on the machine and on the measurements
+        # above, which block the loop for a while: printed, not asserted). Each expired once.
         assert first >= cfg.session_ttl
-        assert last < max(cfg.session_ttl + parked_after, measured_at - dropped_at) + 5
         assert all(a.disconnect_count(s) == 1 and a.reason(s) == 'session expired' for s in sids)
         assert sio.relio_sessions == 1 and sio.relio_parked_sessions == 0
         sio.relio_registry.check()
@@ -1327,7 +1333,6 @@ async def _resume_with_logging(logs, loggers: tuple[str, ...]) -> set[str]:
     """A relio client connects, its link is cut and it resumes, with every logger in ``loggers``
     at DEBUG and the server's and client's python-socketio/engine.io logging enabled; returns
     every credential the session had."""
-    from tests.faultproxy import FaultProxy
     for name in loggers:
         logs.set_level(logging.DEBUG, logger=name)
     # Logger objects rather than logger=True: python-socketio would set the level of its global

@@ -1,26 +1,24 @@
-"""Baseline: plain python-socketio loses messages when the network misbehaves.
+"""Baseline: what plain python-socketio loses when the network misbehaves.
 
 Real uvicorn server, real AsyncClient (websocket transport), a real TCP FaultProxy in
 between running a seeded cut/blackhole schedule, N numbered emits in each direction.
-The test asserts that messages go missing - it proves the fault injection bites, and the
-same harness is reused to show relio delivers every message.
+The test asserts that the faults were real, from the proxy's own counters (connections cut,
+bytes dropped, the client back through a new connection), and that the harness's accounting
+adds up. What python-socketio lost is information: printed and recorded (``record_property``),
+never asserted, so that an upstream fix cannot turn this suite red.
 """
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 
 import pytest
 import socketio
 
-try:
-    from faultproxy import FaultProxy, Schedule
-    from servers import serve_asgi, serve_socketio
-except ImportError:  # tests/ imported as a package
-    from tests.faultproxy import FaultProxy, Schedule
-    from tests.servers import serve_asgi, serve_socketio
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.servers import serve_asgi, serve_socketio
+from tests.support.waiting import poll
 
-pytestmark = [pytest.mark.timeout(60)] if importlib.util.find_spec('pytest_timeout') else []
+pytestmark = pytest.mark.timeout(60)
 
 N = 2000                 # numbered messages per direction
 SEND_SECONDS = 7.0       # pace both senders over this window
@@ -31,18 +29,6 @@ async def _pace(t0: float, n: int) -> None:
     wait = t0 + n * (SEND_SECONDS / N) - asyncio.get_running_loop().time()
     if wait > 0:
         await asyncio.sleep(wait)
-
-
-async def _wait_for(predicate, timeout: float) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / 0.02) + 1):
-        if predicate():
-            return True
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    return predicate()
 
 
 async def run_loss_scenario(seed: int = SEED) -> dict:
@@ -109,7 +95,7 @@ async def run_loss_scenario(seed: int = SEED) -> dict:
                                               server_sender()), SEND_SECONDS + 10)
         proxy.clear()
         # let the client come back and in-flight data drain
-        await _wait_for(lambda: client.connected and server_has_client(), 8.0)
+        await poll(lambda: client.connected and server_has_client(), 8.0, step=0.02)
         await asyncio.sleep(1.0)
         r.update(
             seed=seed, schedule=schedule.summary(), proxy=proxy.stats.as_dict(),
@@ -118,118 +104,30 @@ async def run_loss_scenario(seed: int = SEED) -> dict:
             elapsed=round(loop.time() - t0, 2),
         )
         await client.shutdown()
-        await _wait_for(lambda: not client.connected and client._reconnect_task is None, 3.0)
+        await poll(lambda: not client.connected and client._reconnect_task is None, 3.0,
+                   step=0.02)
     r['c2s_silently_lost'] = r['c2s_ok'] - r['c2s_received']
     r['s2c_silently_lost'] = r['s2c_to_connected'] - r['s2c_received']
     return r
 
 
-async def test_plain_socketio_loses_messages_under_faults(record_property):
+async def test_plain_socketio_baseline_under_faults(record_property):
     r = await run_loss_scenario()
     for k, v in r.items():
         record_property(k, v)
     print('\nloss scenario:', r)
-    # the faults really happened
+    # the faults really happened: connections cut, bytes dropped, the client back on a new one
     assert r['proxy']['connections_cut'] >= 1
     assert r['proxy']['dropped_up'] + r['proxy']['dropped_down'] > 0
-    assert r['client_disconnects'] >= 1 and r['server_connects'] >= 2
-    # ... and python-socketio lost messages in both directions
-    assert r['c2s_received'] < N
-    assert r['s2c_received'] < N
-    # including messages whose emit() returned normally while "connected"
-    assert r['c2s_silently_lost'] + r['s2c_silently_lost'] > 0
+    assert r['proxy']['connections_accepted'] >= 2
+    # the harness counted every message once
+    assert r['c2s_ok'] + r['c2s_refused'] == N
+    assert r['s2c_to_connected'] + r['s2c_to_nobody'] == N
+    # what python-socketio lost (c2s/s2c_received below N, *_silently_lost above 0) is recorded
+    # above as information; a python-socketio that loses nothing passes as well.
 
 
 # ---------------------------------------------------------------- the harness itself
-
-async def _echo_server():
-    async def handle(reader, writer):
-        try:
-            for _ in range(100_000):
-                data = await reader.read(65536)
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.transport.abort()
-    return await asyncio.start_server(handle, '127.0.0.1', 0)
-
-
-async def _read_exactly(reader, n, timeout=5.0):
-    return await asyncio.wait_for(reader.readexactly(n), timeout)
-
-
-async def test_faultproxy_forward_delay_throttle_hold_drop_cut_partition():
-    echo = await _echo_server()
-    eport = echo.sockets[0].getsockname()[1]
-    loop = asyncio.get_running_loop()
-    try:
-        async with FaultProxy(eport) as proxy:
-            reader, writer = await asyncio.open_connection('127.0.0.1', proxy.port)
-            await proxy.wait_connections(1)
-            # plain forwarding
-            writer.write(b'hello')
-            assert await _read_exactly(reader, 5) == b'hello'
-            # one-way delay
-            proxy.delay(0.2, 'up')
-            t = loop.time()
-            writer.write(b'x')
-            await _read_exactly(reader, 1)
-            assert 0.18 <= loop.time() - t < 1.0
-            proxy.delay(0.0)
-            # throttle: 60 kB at 200 kB/s each way ~0.3 s
-            proxy.throttle(200_000, 'down')
-            t = loop.time()
-            writer.write(b'a' * 60_000)
-            await _read_exactly(reader, 60_000)
-            assert 0.2 <= loop.time() - t < 2.0
-            proxy.throttle(None)
-            # hold: stalled, then delivered intact
-            proxy.blackhole('down', 0.3, mode='hold')
-            t = loop.time()
-            writer.write(b'held')
-            assert await _read_exactly(reader, 4) == b'held'
-            assert loop.time() - t >= 0.25
-            # drop: bytes vanish, the connection stays up
-            proxy.blackhole('up', 0.3)
-            writer.write(b'gone')
-            await writer.drain()
-            await asyncio.sleep(0.4)
-            writer.write(b'back')
-            assert await _read_exactly(reader, 4) == b'back'
-            assert proxy.stats.dropped_up == 4
-            # cut: the client side sees the connection end
-            assert await proxy.cut() == 1
-            assert await asyncio.wait_for(reader.read(10), 2) == b''
-            writer.transport.abort()
-            # partition: new connections are refused for a while, then accepted again
-            await proxy.partition(0.5)
-            r2, w2 = await asyncio.open_connection('127.0.0.1', proxy.port)
-            assert await asyncio.wait_for(r2.read(10), 2) == b''
-            w2.transport.abort()
-            await asyncio.sleep(0.6)
-            r3, w3 = await asyncio.open_connection('127.0.0.1', proxy.port)
-            w3.write(b'ok')
-            assert await _read_exactly(r3, 2) == b'ok'
-            w3.transport.abort()
-            s = proxy.stats
-            assert (s.cuts, s.partitions, s.connections_refused) == (2, 1, 1)
-            assert s.connections_accepted == 2
-    finally:
-        echo.close()
-        await echo.wait_closed()
-
-
-def test_schedule_is_seeded():
-    a = Schedule.random(5, 10.0, kinds=('cut', 'blackhole', 'throttle', 'delay', 'partition'))
-    b = Schedule.random(5, 10.0, kinds=('cut', 'blackhole', 'throttle', 'delay', 'partition'))
-    c = Schedule.random(6, 10.0, kinds=('cut', 'blackhole', 'throttle', 'delay', 'partition'))
-    assert a.faults == b.faults and a.faults != c.faults
-    assert all(0 <= f.at < 10.0 for f in a.faults)
-
 
 async def test_serve_asgi_plain_app():
     async def app(scope, receive, send):

@@ -1,8 +1,9 @@
 """Exactly-once across real server processes: relio sessions survive node and Redis faults.
 
-Real processes only: a redis-server (tests/redis_server.py), three server nodes as separate OS
-processes (tests/nodes.py running tests/multinode_app.py) behind a round-robin TCP balancer
-without stickiness (tests/balancer.py); the clients and a write-only emitter run in this process.
+Real processes only: a redis-server (tests/support/redis_server.py), three server nodes as
+separate OS processes (tests/support/nodes.py running tests/support/multinode_app.py) behind a
+round-robin TCP balancer without stickiness (tests/support/balancer.py); the clients and a
+write-only emitter run in this process.
 
 Traffic (tests below, `Traffic`), started once the client has joined room 'all':
 
@@ -37,12 +38,16 @@ node that takes the session over (its receipt was saved, its completion not yet)
 accepted only for the last messages and the last call the faulted node handled, and are printed.
 
 python-socketio (nodes in mode 'socketio', socketio.AsyncRedisManager, socketio.AsyncClient),
-the same traffic and faults, proving the faults are real:
+the same traffic and faults, as a baseline. These tests assert that the faults were real (the
+killed node's exit status and the balancer's second connection, to another node; Redis stopped
+and not answering PING) and that the traffic flows again afterwards; what python-socketio lost is
+recorded (tests.support.baseline.record), never asserted, so that an upstream fix cannot turn this
+suite red. Last seen with python-socketio 5.x:
 
-test_socketio_node_kill_loses
+test_socketio_node_kill_baseline
     After the kill the client gets a new sid, no rooms, no session data; broadcasts are lost until
     the application re-joins, emits fail while disconnected.
-test_socketio_redis_restart_loses
+test_socketio_redis_restart_baseline
     Broadcasts published while Redis is down (and until the nodes resubscribe) are lost.
 
 Every test prints what it measured (run ``pytest -s``).
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from typing import Any
 
@@ -63,10 +69,11 @@ import redis.asyncio as aioredis
 import socketio
 
 import relio
-from tests.balancer import Balancer
-from tests.nodes import Node, run_nodes
-from tests.redis_server import run_redis
-from tests.test_redis_baseline import _quiet_logger, _ranges, until
+from tests.support.balancer import Balancer
+from tests.support.baseline import dup_missing, quiet_logger, ranges, record
+from tests.support.nodes import Node, run_nodes
+from tests.support.redis_server import run_redis
+from tests.support.waiting import until
 
 WS = ['websocket']
 M_RATE, CALL_RATE, B_RATE = 100.0, 10.0, 100.0
@@ -170,7 +177,7 @@ class Traffic:
         """Bounded wait until this many more of each stream were sent (from now)."""
         m0, c0, b0 = self.m_sent, self.calls_sent, self.b_sent
         await until(lambda: self.m_sent >= m0 + m and self.calls_sent >= c0 + calls
-                    and self.b_sent >= b0 + b, what, timeout=timeout)
+                    and self.b_sent >= b0 + b, what=what, timeout=timeout)
 
 
 async def _settle_all(deliveries: list, timeout: float) -> list[tuple[int, BaseException]]:
@@ -197,15 +204,6 @@ def call_numbers(nodes: list[Node], sid: str) -> dict[str, list[int]]:
 
 def flat(per_node: dict[str, list[int]]) -> list[int]:
     return sorted(x for xs in per_node.values() for x in xs)
-
-
-def dup_missing(values: list[int], total: int) -> tuple[list[int], list[int]]:
-    seen: dict[int, int] = {}
-    for v in values:
-        seen[v] = seen.get(v, 0) + 1
-    dups = sorted(v for v, c in seen.items() if c > 1)
-    missing = sorted(set(range(total)) - set(seen))
-    return dups, missing
 
 
 def node_diagnostics(nodes: list[Node], tail: int = 2500) -> str:
@@ -260,7 +258,8 @@ class RelioRun:
         self.traffic.start()
         # healthy first: every stream flows
         await self.traffic.wait_steps(m=100, calls=5, b=100, what='traffic before the fault')
-        await until(lambda: len(self.traffic.b_got) >= 50, 'broadcasts arrive before the fault')
+        await until(lambda: len(self.traffic.b_got) >= 50, 10,
+                    'broadcasts arrive before the fault')
 
     async def where(self, timeout: float = 20.0):
         return await self.client.call('where', timeout=timeout)
@@ -286,7 +285,7 @@ class RelioRun:
             await until(lambda: len(flat(m_numbers(nodes, sid))) >= t.m_sent
                         and len(flat(call_numbers(nodes, sid))) >= t.calls_sent
                         and len(t.b_got) >= t.b_sent,
-                        'every message handled/received', timeout=settle_timeout)
+                        what='every message handled/received', timeout=settle_timeout)
         except AssertionError:
             pass              # the assertions below say precisely what is missing
         m_per_node = m_numbers(nodes, sid)
@@ -311,15 +310,15 @@ class RelioRun:
             rerun_after_fault={'m': m_rerun, 'calls': c_rerun},
             max_emit_ms=round(t.max_emit_seconds * 1000, 1))
         report = (
-            f'sid {sid}: m sent {t.m_sent}, missing {len(m_missing)} [{_ranges(m_missing)}], '
-            f'duplicated {len(m_dups)} [{_ranges(m_dups)}], out of order on {out_of_order}, '
+            f'sid {sid}: m sent {t.m_sent}, missing {len(m_missing)} [{ranges(m_missing)}], '
+            f'duplicated {len(m_dups)} [{ranges(m_dups)}], out of order on {out_of_order}, '
             f'per node {stats["m_per_node"]}; emit raised {dict(list(t.m_raised.items())[:5])}; '
             f'm deliveries failed {len(m_fail)} {m_fail[:5]}\n'
-            f'calls {t.calls_sent}: handler missing [{_ranges(c_missing)}] duplicated '
-            f'[{_ranges(c_dups)}] per node {stats["calls_per_node"]}; wrong/failed results '
+            f'calls {t.calls_sent}: handler missing [{ranges(c_missing)}] duplicated '
+            f'[{ranges(c_dups)}] per node {stats["calls_per_node"]}; wrong/failed results '
             f'{dict(list(bad_calls.items())[:5])}\n'
             f'broadcasts sent {t.b_sent}, received {len(t.b_got)}: missing {len(b_missing)} '
-            f'[{_ranges(b_missing)}], duplicated [{_ranges(b_dups)}], in order '
+            f'[{ranges(b_missing)}], duplicated [{ranges(b_dups)}], in order '
             f'{t.b_got == sorted(t.b_got)}; emitter raised {dict(list(t.b_raised.items())[:5])}; '
             f'b deliveries failed {len(b_fail)} {b_fail[:5]}\n'
             f'client: connects {self.connects}, resumes {len(self.resumes)}, suspends '
@@ -379,7 +378,7 @@ async def test_relio_node_kill(tmp_path):
         t = run.traffic
         await holder.kill()
         killed_at, t_kill = t.m_sent, time.monotonic()
-        await until(lambda: len(run.resumes) >= 1, 'the session resumed on another node',
+        await until(lambda: len(run.resumes) >= 1, what='the session resumed on another node',
                     timeout=30)
         resume_s = run.resumes[0] - t_kill
         where = await run.where()
@@ -392,7 +391,7 @@ async def test_relio_node_kill(tmp_path):
         # the traffic goes on through the new node
         await t.wait_steps(m=150, b=150, what='traffic after the resume')
         await until(lambda: any(int(x) >= resumed_at for s, x in new_node.received()
-                                if s == run.sid), 'the new node handles new emits')
+                                if s == run.sid), what='the new node handles new emits', timeout=10)
         stats = await run.finish(faulted=holder)
     print(f'\nRELIO node kill: killed {holder.name} at m#{killed_at}, resumed on {where[0]} '
           f'after {resume_s:.2f}s (sid kept {run.sid}); {stats}; lost 0, handlers re-run after the fault '
@@ -418,7 +417,7 @@ async def test_relio_node_pause(tmp_path):
         lines_at_pause = len(holder.log_lines())
         try:
             assert await lb.cut() >= 1
-            await until(lambda: len(run.resumes) >= 1, 'the session resumed on another node',
+            await until(lambda: len(run.resumes) >= 1, what='the session resumed on another node',
                         timeout=30)
             resume_s = run.resumes[0] - t_pause
             where = await run.where()
@@ -426,7 +425,7 @@ async def test_relio_node_pause(tmp_path):
             assert where[1:] == [['all'], {'joined': 'all'}], where
             moved = await record_fields(redis.url, run.sid)
             # keep the node frozen for >= 4 s in all, with traffic flowing to the new node
-            await until(lambda: time.monotonic() - t_pause >= 4.0, '4 s of pause', timeout=10)
+            await until(lambda: time.monotonic() - t_pause >= 4.0, what='4 s of pause', timeout=10)
         finally:
             holder.resume()
         woke_at = t.m_sent
@@ -456,7 +455,8 @@ async def test_relio_redis_restart(tmp_path):
         t = run.traffic
         await redis.stop()
         down_at, t_down = (t.m_sent, t.b_sent), time.monotonic()
-        await until(lambda: time.monotonic() - t_down >= 2.0, '2 s of outage', timeout=10)
+        assert not redis.running and not await redis.ping()     # the fault was real
+        await until(lambda: time.monotonic() - t_down >= 2.0, what='2 s of outage', timeout=10)
         await redis.start()
         up_at, outage = (t.m_sent, t.b_sent), time.monotonic() - t_down
         await t.wait_steps(m=150, b=150, what='traffic after Redis came back', timeout=30)
@@ -469,7 +469,7 @@ async def test_relio_redis_restart(tmp_path):
           f'test took {time.monotonic() - t_begin:.1f}s')
 
 
-# --- python-socketio: the same faults lose messages ------------------------------------------------
+# --- python-socketio: the same faults, as a baseline ---------------------------------------
 class SocketioRun:
     def __init__(self, redis_url: str, lb: Balancer, nodes: list[Node]) -> None:
         self.lb = lb
@@ -478,7 +478,7 @@ class SocketioRun:
         self.client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5,
                                            randomization_factor=0, handle_sigint=False)
         self.emitter = socketio.AsyncRedisManager(redis_url, write_only=True,
-                                                  logger=_quiet_logger("multinode")[0])
+                                                  logger=quiet_logger("multinode")[0])
         self.traffic = Traffic(self.client, self.emitter, relio_mode=False)
         self.connects = 0
         self.client.on('connect', self._on_connect)
@@ -492,7 +492,8 @@ class SocketioRun:
         self.first_node = await self.client.call('join', 'all', timeout=10)
         self.traffic.start()
         await self.traffic.wait_steps(m=100, calls=5, b=100, what='traffic before the fault')
-        await until(lambda: len(self.traffic.b_got) >= 50, 'broadcasts arrive before the fault')
+        await until(lambda: len(self.traffic.b_got) >= 50, 10,
+                    'broadcasts arrive before the fault')
 
     def measure(self) -> dict:
         t = self.traffic
@@ -507,7 +508,7 @@ class SocketioRun:
                     m_silently_lost=len(set(m_missing) - set(t.m_raised)),
                     m_dup=len(m_dups), calls=t.calls_sent, calls_failed=len(failed_calls),
                     call_handlers_missing=len(c_missing), b_sent=t.b_sent,
-                    b_lost=len(b_missing), b_lost_ranges=_ranges(b_missing), b_dup=len(b_dups),
+                    b_lost=len(b_missing), b_lost_ranges=ranges(b_missing), b_dup=len(b_dups),
                     connects=self.connects)
 
     async def close(self) -> None:
@@ -532,7 +533,7 @@ async def socketio_cluster(tmp_path):
 
 
 @pytest.mark.timeout(90)
-async def test_socketio_node_kill_loses(tmp_path):
+async def test_socketio_node_kill_baseline(tmp_path, record_property):
     t_begin = time.monotonic()
     async with socketio_cluster(tmp_path) as (redis, nodes, lb, run):
         await run.setup()
@@ -540,50 +541,53 @@ async def test_socketio_node_kill_loses(tmp_path):
         t = run.traffic
         await holder.kill()
         t_kill = time.monotonic()
-        await until(lambda: run.client.connected and run.client.get_sid() not in (None, old_sid),
-                    'the client reconnected through the balancer', timeout=20)
+        # The fault was real: the node died of SIGKILL and the client had to come back through
+        # the balancer on a second connection, to another node.
+        assert holder.proc.returncode == -signal.SIGKILL
+        await until(lambda: sum(lb.connections_to.values()) >= 2 and run.connects >= 2
+                    and run.client.connected, 20, 'the client reconnected through the balancer')
         reconnect_s = time.monotonic() - t_kill
         new_sid = run.client.get_sid()
         where = await run.client.call('where', timeout=10)
-        # python-socketio: a new session on the new node, no rooms, no session data
-        assert where[0] != holder.name and where[1:] == [[], {}], where
-        # the application re-joins (as it must with python-socketio), traffic goes on
+        assert where[0] != holder.name, where
+        # the application re-joins (as it must with python-socketio 5.x), traffic goes on
         assert await run.client.call('join', 'all', timeout=10) == where[0]
         rejoined_b = t.b_sent
         await t.wait_steps(m=150, calls=10, b=150, what='traffic after the re-join')
         await t.stop()
         total = t.b_sent
-        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1,
-                    'the last broadcast', timeout=10)
+        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1, 10,
+                    'the last broadcast')
         assert rejoined_b < total
         stats = run.measure()
-    print(f'\nSOCKETIO node kill: killed {holder.name}, reconnected with a NEW sid '
-          f'({old_sid} -> {new_sid}) after {reconnect_s:.2f}s, rooms/session '
-          f'lost {where[1:]}; {stats}; test took {time.monotonic() - t_begin:.1f}s')
-    assert run.connects == 2, stats
-    assert stats['b_lost'] > 0, stats
-    assert stats['m_lost'] + stats['calls_failed'] > 0, stats
+    # What python-socketio did with the kill: information, not a condition of this test.
+    record(record_property, 'socketio_node_kill', dict(
+        stats, killed=holder.name, sid_kept=new_sid == old_sid,
+        reconnect_seconds=round(reconnect_s, 2), rooms_and_session_after=where[1:],
+        test_seconds=round(time.monotonic() - t_begin, 1)))
 
 
 @pytest.mark.timeout(90)
-async def test_socketio_redis_restart_loses(tmp_path):
+async def test_socketio_redis_restart_baseline(tmp_path, record_property):
     t_begin = time.monotonic()
     async with socketio_cluster(tmp_path) as (redis, nodes, lb, run):
         await run.setup()
         t = run.traffic
         await redis.stop()
         t_down = time.monotonic()
-        await until(lambda: time.monotonic() - t_down >= 2.0, '2 s of outage', timeout=10)
+        assert not redis.running and not await redis.ping()     # the fault was real
+        await until(lambda: time.monotonic() - t_down >= 2.0, 10, '2 s of outage')
         await redis.start()
+        assert redis.starts == 2 and await redis.ping()
         up_b = t.b_sent
         # python-socketio's listener resubscribes after its backoff: wait until delivery resumes
-        await until(lambda: t.b_got and max(t.b_got) >= up_b, 'broadcasts flow again',
-                    timeout=20)
+        await until(lambda: t.b_got and max(t.b_got) >= up_b, 20, 'broadcasts flow again')
         await t.wait_steps(m=100, calls=5, b=100, what='traffic after recovery')
         await t.stop()
         total = t.b_sent
-        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1,
-                    'the last broadcast', timeout=10)
+        await until(lambda: len(t.b_got) and max(t.b_got) >= total - 1, 10,
+                    'the last broadcast')
         stats = run.measure()
-    print(f'\nSOCKETIO redis restart: {stats}; test took {time.monotonic() - t_begin:.1f}s')
-    assert stats['b_lost'] > 0, stats
+    # What python-socketio did with the outage: information, not a condition of this test.
+    record(record_property, 'socketio_redis_restart', dict(
+        stats, test_seconds=round(time.monotonic() - t_begin, 1)))

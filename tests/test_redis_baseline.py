@@ -1,74 +1,49 @@
-"""Baseline: the multi-node faults relio.AsyncRedisManager must survive are real with plain
+"""Baseline: the multi-node faults relio.AsyncRedisManager must survive, run with plain
 python-socketio (socketio.AsyncServer + socketio.AsyncRedisManager, socketio.AsyncClient).
 
-Real processes only: a real redis-server (tests/redis_server.py), three server nodes as separate
-OS processes (tests/nodes.py running tests/multinode_app.py in 'socketio' mode) and, for the
-node-kill test, a round-robin TCP balancer in front of them (tests/balancer.py).
+Real processes only: a real redis-server (tests/support/redis_server.py), three server nodes as
+separate OS processes (tests/support/nodes.py running tests/support/multinode_app.py in 'socketio'
+mode) and, for the node-kill test, a round-robin TCP balancer in front of them
+(tests/support/balancer.py).
 
-test_redis_restart_loses_room_broadcasts
+Each test asserts that its fault was real, from its own instruments (Redis stopped and not answering
+PING, then started again; the killed node's exit status and the balancer's second connection to
+another node), and that the harness works (every client received what was emitted before the fault
+and after the recovery). What python-socketio lost is printed and recorded with
+tests.support.baseline.record, never asserted: an upstream fix must not turn relio's suite red.
+
+test_redis_restart_baseline
     An external write-only socketio.AsyncRedisManager emits numbered messages to room 'all' at
     400/s; one client per node (websocket, joined to 'all') records them.  Redis is stopped
-    (SIGTERM) for 2 s and started again on the same port.  Every message emitted before the
-    outage arrives at every client, messages emitted well after the nodes resubscribed arrive
-    again, but the outage window is lost: python-socketio's _publish logs "Cannot publish to
-    redis... giving up" and returns normally (emit() never raises), and its listener only
-    resubscribes after a 1 s, 2 s, 4 s... backoff, so even messages published after Redis is
-    back are dropped until then (Redis pub/sub keeps nothing for absent subscribers).
+    (SIGTERM) for 2 s and started again on the same port.  Last seen with python-socketio 5.x:
+    the outage window is lost for every client; _publish logs "Cannot publish to redis... giving
+    up" and returns normally (emit() never raises), and its listener only resubscribes after a
+    1 s, 2 s, 4 s... backoff, so even messages published after Redis is back are dropped until
+    then (Redis pub/sub keeps nothing for absent subscribers).
 
-test_node_kill_loses_messages_and_session
+test_node_kill_baseline
     A client connected through the balancer; the node it is on is SIGKILLed.  The client
-    reconnects through the balancer to another node and gets a NEW sid (no session resume,
-    rooms forgotten); messages emitted to its room between the kill and the re-join are lost.
+    reconnects through the balancer to another node.  Last seen with python-socketio 5.x: a NEW
+    sid (no session resume, rooms forgotten); messages emitted to its room between the kill and
+    the re-join are lost.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
+import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import socketio
 
-from tests.balancer import Balancer
-from tests.nodes import run_nodes
-from tests.redis_server import run_redis
+from tests.support.balancer import Balancer
+from tests.support.baseline import missing, quiet_logger, ranges, record
+from tests.support.nodes import run_nodes
+from tests.support.redis_server import run_redis
+from tests.support.waiting import until
 
 WS = ['websocket']
-
-
-async def until(predicate: Callable[[], Any], what: str, timeout: float = 10.0,
-                step: float = 0.01) -> None:
-    """Bounded polling for a condition (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    for _ in range(int(timeout / step) + 100):
-        if predicate():
-            return
-        if loop.time() > deadline:
-            break
-        await asyncio.sleep(step)
-    raise AssertionError(f'timed out after {timeout}s waiting for: {what}')
-
-
-class _CountingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def _quiet_logger(name: str) -> tuple[logging.Logger, _CountingHandler]:
-    """A logger that records (instead of printing) python-socketio's manager errors."""
-    logger = logging.getLogger(f'tests.baseline.{name}')
-    logger.handlers.clear()
-    handler = _CountingHandler()
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    return logger, handler
 
 
 class Emitter:
@@ -76,7 +51,7 @@ class Emitter:
     socketio.AsyncRedisManager, recording when each emit() returned and what it returned."""
 
     def __init__(self, redis_url: str, room: str, rate: float, name: str) -> None:
-        self.logger, self.log = _quiet_logger(name)
+        self.logger, self.log = quiet_logger(name)
         self.mgr = socketio.AsyncRedisManager(redis_url, write_only=True, logger=self.logger)
         self.room = room
         self.rate = rate
@@ -101,7 +76,7 @@ class Emitter:
             started = loop.time()
             try:
                 await self.mgr.emit('b', i, room=self.room)
-            except Exception as exc:  # python-socketio never raises here (asserted below)
+            except Exception as exc:  # python-socketio 5.x never raises here (recorded)
                 self.raised.append(exc)
             self.max_emit_seconds = max(self.max_emit_seconds, loop.time() - started)
             self.sent = i + 1
@@ -159,105 +134,70 @@ class Recorder:
             pass
 
 
-def _missing(received: set[int], upto: int) -> list[int]:
-    return sorted(set(range(upto)) - received)
-
-
-def _ranges(nums: list[int]) -> str:
-    """[1, 2, 3, 7, 8] -> '1-3,7-8'"""
-    out, start, prev = [], None, None
-    for n in nums:
-        if start is None:
-            start = prev = n
-        elif n == prev + 1:
-            prev = n
-        else:
-            out.append(f'{start}-{prev}')
-            start = prev = n
-    if start is not None:
-        out.append(f'{start}-{prev}')
-    return ','.join(out)
-
-
 @pytest.mark.timeout(30)
-async def test_redis_restart_loses_room_broadcasts(tmp_path):
+async def test_redis_restart_baseline(tmp_path, record_property):
     rate, outage = 400.0, 2.0
     t_begin = time.monotonic()
+    loop = asyncio.get_running_loop()
     async with run_redis() as redis, \
             run_nodes(redis.url, 3, mode='socketio', datadir=tmp_path) as nodes:
         recorders = [Recorder(reconnection=False) for _ in nodes]
         emitter = Emitter(redis.url, 'all', rate, 'restart')
         try:
-            for node, rec in zip(nodes, recorders):
+            for node, rec in zip(nodes, recorders, strict=True):
                 await rec.client.connect(node.url, transports=WS, wait_timeout=10)
                 assert await rec.client.call('join', 'all', timeout=10) == node.name
             emitter.start()
             # Phase 1: healthy -- every client gets messages before the fault.
-            await until(lambda: emitter.sent >= 200, 'message #200 emitted')
+            await until(lambda: emitter.sent >= 200, 10, 'message #200 emitted')
             before = emitter.sent
-            await until(lambda: all(r.max_number() >= before - 1 for r in recorders),
+            await until(lambda: all(r.max_number() >= before - 1 for r in recorders), 10,
                         f'all clients received #{before - 1} before the outage')
+            # Phase 2: Redis away for `outage` seconds (really: stopped, PING unanswered).
             await redis.stop()
-            down_at = emitter.sent
-            # emit() keeps returning normally while Redis is down: the emitter is the clock
-            await until(lambda: emitter.sent >= down_at + int(rate * outage),
-                        f'{outage}s of emits while Redis is down', timeout=outage * 4)
+            t_down, down_at = loop.time(), emitter.sent
+            assert not redis.running and not await redis.ping()
+            await until(lambda: loop.time() - t_down >= outage, outage * 4,
+                        f'{outage} s of outage')
             await redis.start()
             up_at = emitter.sent
+            assert redis.starts == 2 and await redis.ping()
             # Phase 3: recovery -- the nodes' listeners resubscribe (1 s, 2 s... backoff).
-            await until(lambda: all(r.max_number() >= up_at for r in recorders),
-                        'every client received a message emitted after Redis came back',
-                        timeout=15)
+            await until(lambda: all(r.max_number() >= up_at for r in recorders), 15,
+                        'every client received a message emitted after Redis came back')
             recovered_at = emitter.sent
             await until(lambda: all(r.max_number() >= recovered_at + 100 for r in recorders),
-                        '100 more messages after the recovery')
+                        10, '100 more messages after the recovery')
             await emitter.stop()
             total = emitter.sent
             # Barrier: everything emitted from here is delivered; wait for the tail.
-            await until(lambda: all(r.max_number() == total - 1 for r in recorders),
-                        'every client received the last message', timeout=10)
+            await until(lambda: all(r.max_number() == total - 1 for r in recorders), 10,
+                        'every client received the last message')
         finally:
             await emitter.close()
             for rec in recorders:
                 await rec.close()
 
-        report = []
-        losses = []
-        for node, rec in zip(nodes, recorders):
+        per_node = {}
+        for node, rec in zip(nodes, recorders, strict=True):
             nums = [n for n, _ in rec.got]
-            missing = _missing(rec.numbers(), total)
-            losses.append(len(missing))
-            assert len(nums) == len(set(nums)), f'{node.name}: duplicates'
-            assert nums == sorted(nums), f'{node.name}: out of order'
-            # nothing emitted before the outage was lost
-            assert not [n for n in missing if n < before], (node.name, _ranges(missing))
-            # pub/sub drops one contiguous window (publishes fail, then no subscriber until
-            # the listener's backoff expires); everything after it arrives again
-            assert len(_ranges(missing).split(',')) <= 1, (node.name, _ranges(missing))
-            report.append(f'{node.name}: received {len(nums)}/{total}, lost {len(missing)} '
-                          f'[{_ranges(missing)}]')
-        summary = (f'emitted {total} at {rate:.0f}/s; Redis down at #{down_at}, up at #{up_at} '
-                   f'({(up_at - down_at) / rate:.2f}s), delivery seen again at #{recovered_at}; '
-                   f'publish gave up {emitter.gave_up()}x, '
-                   f'emit() raised {len(emitter.raised)}x, slowest emit '
-                   f'{emitter.max_emit_seconds * 1000:.1f} ms; ' + '; '.join(report)
-                   + f'; test took {time.monotonic() - t_begin:.1f}s')
-        print('\nBASELINE redis restart:', summary)
+            lost = missing(rec.numbers(), total)
+            per_node[node.name] = dict(
+                received=len(nums), lost=len(lost), lost_ranges=ranges(lost),
+                duplicated=len(nums) - len(set(nums)), in_order=nums == sorted(nums),
+                lost_before_outage=len([n for n in lost if n < before]))
         listener_errors = [n.stderr_text().count('Cannot receive from redis') for n in nodes]
-        print('BASELINE node listener reconnect errors logged:', listener_errors)
-
-        # python-socketio's emit() neither raises nor blocks when Redis is down ...
-        assert emitter.raised == [], summary
-        assert emitter.gave_up() > 0, summary
-        # ... and the messages of the outage are silently lost, for every client.
-        assert min(losses) > 0, summary
-        # every message whose publish "gave up" is lost for every client, and the listeners'
-        # resubscribe backoff loses more after Redis is back
-        assert min(losses) >= emitter.gave_up(), summary
+    # What python-socketio did with the outage: information, not a condition of this test.
+    record(record_property, 'redis_restart', dict(
+        emitted=total, rate=rate, down_at=down_at, up_at=up_at, recovered_at=recovered_at,
+        publish_gave_up=emitter.gave_up(), emit_raised=len(emitter.raised),
+        slowest_emit_ms=round(emitter.max_emit_seconds * 1000, 1), per_node=per_node,
+        listener_reconnect_errors=listener_errors,
+        test_seconds=round(time.monotonic() - t_begin, 1)))
 
 
 @pytest.mark.timeout(30)
-async def test_node_kill_loses_messages_and_session(tmp_path):
+async def test_node_kill_baseline(tmp_path, record_property):
     rate = 200.0
     t_begin = time.monotonic()
     async with run_redis() as redis, \
@@ -266,7 +206,7 @@ async def test_node_kill_loses_messages_and_session(tmp_path):
         by_name = {n.name: n for n in nodes}
         # python-socketio adds randomization_factor * uniform(-1, 1) SECONDS to the delay (not a
         # fraction of it), so the first attempt could be immediate; a fixed 0.3 s makes the gap
-        # (and the loss) deterministic: >= 0.3 s of emits at 200/s between kill and re-join.
+        # deterministic: >= 0.3 s of emits at 200/s between kill and re-join.
         rec = Recorder(reconnection=True, reconnection_delay=0.3, reconnection_delay_max=0.5,
                        randomization_factor=0, reconnection_attempts=20)
         emitter = Emitter(redis.url, 'all', rate, 'kill')
@@ -276,46 +216,43 @@ async def test_node_kill_loses_messages_and_session(tmp_path):
             first_node = await rec.client.call('join', 'all', timeout=10)
             assert first_node in by_name
             emitter.start()
-            await until(lambda: emitter.sent >= 100, 'message #100 emitted')
+            await until(lambda: emitter.sent >= 100, 10, 'message #100 emitted')
             before = emitter.sent
-            await until(lambda: rec.max_number() >= before - 1,
+            await until(lambda: rec.max_number() >= before - 1, 10,
                         f'received #{before - 1} before the kill')
             killed = by_name[first_node]
             await killed.kill()
             killed_at = emitter.sent
-            await until(lambda: rec.client.connected and rec.client.sid not in (None, old_sid),
-                        'the client reconnected through the balancer', timeout=15)
+            # The fault was real: the node died of SIGKILL and the client had to come back
+            # through the balancer on a second connection, to another node.
+            assert killed.proc.returncode == -signal.SIGKILL
+            await until(lambda: sum(lb.connections_to.values()) == 2 and rec.connects >= 2
+                        and rec.client.connected, 15,
+                        'the client reconnected through the balancer')
             reconnected_at = emitter.sent
             new_sid = rec.client.sid
-            # python-socketio has no session resume: the new session is in no room
             new_node = await rec.client.call('whoami', timeout=10)
+            assert new_node != first_node and lb.connections_to[killed.port] == 1
+            # (python-socketio 5.x has no session resume: the new session is in no room)
             assert await rec.client.call('join', 'all', timeout=10) == new_node
             rejoined_at = emitter.sent
-            await until(lambda: rec.max_number() >= rejoined_at + 50,
+            await until(lambda: rec.max_number() >= rejoined_at + 50, 10,
                         'messages flow again after the re-join')
             await emitter.stop()
             total = emitter.sent
-            await until(lambda: rec.max_number() == total - 1, 'the last message', timeout=10)
+            await until(lambda: rec.max_number() == total - 1, 10, 'the last message')
         finally:
             await emitter.close()
             await rec.close()
 
-    missing = _missing(rec.numbers(), total)
-    summary = (f'emitted {total} at {rate:.0f}/s; kill of {first_node} at #{killed_at}, client '
-               f'reconnected (sid {old_sid} -> {new_sid}) to {new_node} at #{reconnected_at}, '
-               f're-joined room at #{rejoined_at}; lost {len(missing)} [{_ranges(missing)}]; '
-               f'balancer connections {lb.connections_to}, failed connects '
-               f'{lb.failed_attempts}; client connects={rec.connects} '
-               f'disconnects={rec.disconnects}; test took {time.monotonic() - t_begin:.1f}s')
-    print('\nBASELINE node kill:', summary)
-
-    assert new_sid != old_sid, summary
-    assert new_node != first_node, summary
-    assert rec.connects == 2 and rec.disconnects >= 1, summary
-    assert sum(lb.connections_to.values()) == 2, summary
-    # messages emitted to the room between the kill and the re-join were lost
-    assert len(missing) > 0, summary
-    assert not [n for n in missing if n < before], summary
-    assert not [n for n in missing if n >= rejoined_at], summary
-    assert len(missing) >= (reconnected_at - killed_at) * 0.5, summary
-    assert rejoined_at - killed_at >= 0.3 * rate * 0.5, summary
+    lost = missing(rec.numbers(), total)
+    # What python-socketio did with the kill: information, not a condition of this test.
+    record(record_property, 'node_kill', dict(
+        emitted=total, rate=rate, killed=first_node, killed_at=killed_at, new_node=new_node,
+        reconnected_at=reconnected_at, rejoined_at=rejoined_at, sid_kept=new_sid == old_sid,
+        lost=len(lost), lost_ranges=ranges(lost),
+        lost_before_kill=len([n for n in lost if n < before]),
+        lost_after_rejoin=len([n for n in lost if n >= rejoined_at]),
+        balancer_connections=lb.connections_to, balancer_failed_connects=lb.failed_attempts,
+        client_connects=rec.connects, client_disconnects=rec.disconnects,
+        test_seconds=round(time.monotonic() - t_begin, 1)))

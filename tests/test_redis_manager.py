@@ -15,9 +15,9 @@ import asyncio
 import pytest
 
 import relio
-from tests.redis_server import RedisServer
-from tests.servers import serve_socketio
-from tests.waiting import until
+from tests.support.redis_server import RedisServer
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,10 +15,10 @@ import asyncio
 import pytest
 
 import relio
-from tests.balancer import Balancer
-from tests.redis_server import RedisServer
-from tests.servers import serve_socketio
-from tests.waiting import until
+from tests.support.balancer import Balancer
+from tests.support.redis_server import RedisServer
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 

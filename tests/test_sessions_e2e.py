@@ -1,9 +1,9 @@
 """End-to-end guarantees between relio.AsyncClient and relio.AsyncServer.
 
-Real uvicorn server on 127.0.0.1 (tests.servers.serve_socketio), the client connected through a
-tests.faultproxy.FaultProxy (websocket transport) so that connections can be cut, refused or
-blackholed.  Each test states one guarantee of relio and checks it precisely: handlers counted,
-message lists compared in full, errors checked by type and reason.
+Real uvicorn server on 127.0.0.1 (tests.support.servers.serve_socketio), the client connected
+through a relio.demo.faultproxy.FaultProxy (websocket transport) so that connections can be cut,
+refused or blackholed.  Each test states one guarantee of relio and checks it precisely: handlers
+counted, message lists compared in full, errors checked by type and reason.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import pytest
 import socketio
 
 import relio
-from tests.faultproxy import FaultProxy, Schedule
-from tests.servers import serve_socketio
-from tests.waiting import until
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
 
 CLIENT_KW = dict(reconnection_delay=0.1, reconnection_delay_max=0.3, randomization_factor=0,
                  handle_sigint=False)
@@ -433,18 +433,18 @@ async def test_expired_session_fails_pending_messages_on_both_sides(caplog):
         client_call = asyncio.ensure_future(c.call('c2s', 99, timeout=10))
 
         # --- the server expires the session after 0.5 s
-        await until(lambda: r.srec.n('disconnect') == 1, 3, 'server disconnect on expiry')
+        await until(lambda: r.srec.n('disconnect') == 1, 10, 'server disconnect on expiry')
         assert r.srec['disconnect'][0][0] == old_sid
         assert 'expire' in str(r.srec['disconnect'][0][1]), r.srec['disconnect']
         for i, d in enumerate(server_d):
             with pytest.raises(relio.DeliveryError) as ei:
-                await asyncio.wait_for(d, 2)
+                await asyncio.wait_for(d, 10)
             err = ei.value
             assert 'expire' in err.reason and err.sid == old_sid
             assert err.namespace == '/' and err.event == 's2c'
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(server_call, 2)
-        await until(lambda: r.srec.n('delivery_error') == 4, 2, 'server relio_delivery_error x4')
+            await asyncio.wait_for(server_call, 10)
+        await until(lambda: r.srec.n('delivery_error') == 4, 10, 'server relio_delivery_error x4')
         assert all(sid == old_sid and isinstance(e, relio.DeliveryError)
                    for sid, e in r.srec['delivery_error'])
         assert s.relio_sessions == 0 and s.relio_parked_sessions == 0
@@ -458,12 +458,12 @@ async def test_expired_session_fails_pending_messages_on_both_sides(caplog):
         assert [e[0] for e in r.srec['connect']] == [old_sid, new_sid]
         for d in client_d:
             with pytest.raises(relio.DeliveryError) as ei:
-                await asyncio.wait_for(d, 2)
+                await asyncio.wait_for(d, 10)
             assert ei.value.event == 'c2s' and ei.value.sid == old_sid
             assert str(ei.value).startswith("event 'c2s' to the server not delivered")
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(client_call, 2)
-        await until(lambda: r.crec.n('delivery_error') == 4, 2, 'client relio_delivery_error x4')
+            await asyncio.wait_for(client_call, 10)
+        await until(lambda: r.crec.n('delivery_error') == 4, 10, 'client relio_delivery_error x4')
         # the old session ended exactly once on the client too; never resumed
         assert r.crec.n('disconnect') == 1 and r.crec.n('resume') == 0
         assert r.srec.n('disconnect') == 1
@@ -759,16 +759,16 @@ async def test_refused_resume_starts_a_new_session_and_fails_pending_messages():
         assert r.crec['disconnect'] == [('resume refused by the server',)]
         for d in server_d:
             with pytest.raises(relio.DeliveryError) as ei:
-                await asyncio.wait_for(d, 2)
+                await asyncio.wait_for(d, 10)
             assert ei.value.sid == old_sid and ei.value.event == 's2c'
         for d in client_d:
             with pytest.raises(relio.DeliveryError) as ei:
-                await asyncio.wait_for(d, 2)
+                await asyncio.wait_for(d, 10)
             assert ei.value.event == 'c2s'
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(client_call, 2)
+            await asyncio.wait_for(client_call, 10)
         await until(lambda: r.srec.n('delivery_error') == 3 and r.crec.n('delivery_error') == 4,
-                    2, 'relio_delivery_error on both sides')
+                    10, 'relio_delivery_error on both sides')
         assert s.session_stats(old_sid) is None and s.relio_sessions == 1
         await asyncio.sleep(0.2)
         assert server_got == [] and client_got == []
@@ -881,9 +881,9 @@ async def test_server_disconnect_ends_the_session_for_good():
             await s.disconnect(sid)
             await until(lambda: r.crec.n('disconnect') >= 1, what='client disconnect')
             with pytest.raises(relio.DeliveryError):
-                await asyncio.wait_for(client_call, 3)
+                await asyncio.wait_for(client_call, 10)
             with pytest.raises(relio.DeliveryError) as ei:
-                await asyncio.wait_for(server_call, 3)
+                await asyncio.wait_for(server_call, 10)
             assert ei.value.reason == 'server disconnect'
             await asyncio.sleep(1.0)       # several reconnection delays: no reconnect may happen
             # python-socketio 5.x's value (engineio's reason class): 'server disconnect'; the
@@ -951,11 +951,11 @@ async def test_emit_to_the_sid_of_an_expired_session_fails():
         s = r.server
         old_sid = r.client.get_sid()
         await r.proxy.partition(1.5)
-        await until(lambda: r.srec.n('disconnect') == 1, 3, 'server disconnect on expiry')
+        await until(lambda: r.srec.n('disconnect') == 1, 10, 'server disconnect on expiry')
         assert s.session_stats(old_sid) is None
         d = await s.emit('s2c', 'after expiry', to=old_sid)
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(d, 2)
+            await asyncio.wait_for(d, 10)
 
 
 @pytest.mark.timeout(30)
@@ -973,9 +973,9 @@ async def test_client_shutdown_while_reconnecting_fails_pending_messages():
         await asyncio.wait_for(c.shutdown(), 5)
         assert c._reconnect_task is None or c._reconnect_task.done()
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(d, 2)
+            await asyncio.wait_for(d, 10)
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(call, 2)
+            await asyncio.wait_for(call, 10)
         assert r.crec.n('disconnect') == 1
 
 
@@ -990,7 +990,7 @@ async def test_client_disconnect_while_reconnecting_fails_pending_and_fires_disc
         d = await c.emit('c2s', 1)
         await asyncio.wait_for(c.disconnect(drain_timeout=0.2), 5)
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(d, 2)
+            await asyncio.wait_for(d, 10)
         assert r.crec.n('disconnect') == 1
         assert r.crec.n('resume') == 0
 
@@ -1007,9 +1007,9 @@ async def test_reconnection_giving_up_fails_pending_messages():
         await until(lambda: c._reconnect_task is not None and c._reconnect_task.done(), 5,
                     'the client to give up')
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(d, 2)
+            await asyncio.wait_for(d, 10)
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(call, 2)
+            await asyncio.wait_for(call, 10)
         assert r.crec.n('disconnect') == 1
 
 
@@ -1029,13 +1029,13 @@ async def test_server_disconnect_of_a_parked_session():
         await s.disconnect(sid)
         assert r.srec['disconnect'] == [(sid, s.reason.SERVER_DISCONNECT)]
         with pytest.raises(relio.DeliveryError) as ei:
-            await asyncio.wait_for(sd, 2)
+            await asyncio.wait_for(sd, 10)
         assert ei.value.reason == 'server disconnect'
         assert s.relio_sessions == 0 and s.relio_parked_sessions == 0
         await until(lambda: r.crec.n('connect') == 2, 10, 'new session')
         assert c.get_sid() != sid and r.crec.n('resume') == 0
         with pytest.raises(relio.DeliveryError):
-            await asyncio.wait_for(cd, 2)
+            await asyncio.wait_for(cd, 10)
         assert r.crec.n('disconnect') == 1 and r.srec.n('disconnect') == 1
 
 

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from relio.engine._engine import Engine
 from relio.engine.errors import LocalProtocolError, QueueFull, RemoteProtocolError
-from tests.link import Faults, LinkedPair
-from tests.test_engine_faults import SMALL, check_guarantees
+from tests.support.link import SMALL, Faults, LinkedPair, check_guarantees
 
 
 def busy_pair(seed: int) -> LinkedPair:

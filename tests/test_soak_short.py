@@ -32,8 +32,8 @@ import pytest
 
 import relio
 from bench.soak import Soak, SoakConfig
-from tests.faultproxy import FaultProxy
-from tests.servers import serve_socketio
+from relio.demo.faultproxy import FaultProxy
+from tests.support.servers import serve_socketio
 
 
 RSS_GROWTH_BOUND = 96 * 2**20        # bytes; one 2 MB payload in flight costs ~10 MB of RSS

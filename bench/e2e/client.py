@@ -341,7 +341,7 @@ async def _paced_phase(ctx: Ctx, c, proxy, cuts: bool, base: int) -> dict:
 
 
 async def faults(ctx: Ctx, c_unused) -> dict:
-    from tests.faultproxy import FaultProxy
+    from relio.demo.faultproxy import FaultProxy
 
     port = int(ctx.url.rsplit(':', 1)[1])
     async with FaultProxy(port, max_lifetime=ctx.timeout) as proxy:

@@ -1,7 +1,7 @@
 """``python -m relio demo``: what relio fixes, shown on a real loopback Socket.IO connection.
 
 One small Socket.IO app (an aiohttp server on 127.0.0.1 and an asyncio client, websocket transport)
-runs twice through the same flaky link (:mod:`relio.demo.flaky_link`, a seeded TCP proxy that cuts the
+runs twice through the same flaky link (:mod:`relio.demo.faultproxy`, a seeded TCP proxy that cuts the
 connection about every 1.2 s and once stalls it for longer than the heartbeat): first with
 ``socketio.AsyncServer`` / ``socketio.AsyncClient``, then with ``relio.AsyncServer`` /
 ``relio.AsyncClient``. The handler code is the same; only the module differs. The client emits
@@ -36,7 +36,7 @@ from aiohttp import web
 import relio
 from relio.engine._engine import Engine
 from relio.engine._events import MessageReceived
-from relio.demo.flaky_link import FaultPlan, FlakyLink
+from relio.demo.faultproxy import FaultProxy, Schedule
 from relio.config import Config
 
 DEFAULT_SEED = 2026
@@ -275,7 +275,7 @@ async def _start_server(sio) -> tuple[web.AppRunner, int]:
 class _Progress:
     """A live status line, only when stdout is a terminal."""
 
-    def __init__(self, name: str, app: DemoApp, link: FlakyLink, out: TextIO):
+    def __init__(self, name: str, app: DemoApp, link: FaultProxy, out: TextIO):
         self.name, self.app, self.link, self.out = name, app, link, out
         self.enabled = out.isatty()
         self.start = time.monotonic()
@@ -307,7 +307,7 @@ async def _wait_workload(tasks: list[asyncio.Task], progress: _Progress) -> None
         task.result()
 
 
-async def _settle(app: DemoApp, link: FlakyLink, progress: _Progress) -> None:
+async def _settle(app: DemoApp, link: FaultProxy, progress: _Progress) -> None:
     """Wait until everything arrived, or (the link healthy and the client connected) nothing more
     arrives for QUIET seconds, or DRAIN_TIMEOUT."""
     loop = asyncio.get_running_loop()
@@ -333,7 +333,7 @@ async def _cancel(tasks: list[asyncio.Task]) -> None:
         await asyncio.wait(tasks, timeout=SERVER_CLOSE_TIMEOUT)
 
 
-def _result(name: str, app: DemoApp, link: FlakyLink, retransmitted: int | None,
+def _result(name: str, app: DemoApp, link: FaultProxy, retransmitted: int | None,
             seconds: float) -> RunResult:
     t = app.tally
     sids = set(t.server_sids)
@@ -344,12 +344,12 @@ def _result(name: str, app: DemoApp, link: FlakyLink, retransmitted: int | None,
         down=measure(t.news, app.messages),
         calls_ok=t.calls_ok, calls_failed=t.calls_failed,
         upload_delivered=t.upload_bytes == UPLOAD_BYTES,
-        reconnects=max(0, link.stats.connections - 1),
+        reconnects=max(0, link.stats.connections_accepted - 1),
         same_session=len(sids) == 1 and final_sid in sids,
         retransmitted=retransmitted, seconds=seconds)
 
 
-async def run_library(name: str, lib: ModuleType, plan: FaultPlan, *, messages: int = MESSAGES,
+async def run_library(name: str, lib: ModuleType, plan: Schedule, *, messages: int = MESSAGES,
                       duration: float = DURATION, out: TextIO = sys.stdout) -> RunResult:
     """Run the app with ``lib`` over a link that follows ``plan``; returns its row."""
     started = time.monotonic()
@@ -358,12 +358,12 @@ async def run_library(name: str, lib: ModuleType, plan: FaultPlan, *, messages: 
     runner, port = await _start_server(app.server)
     tasks: list[asyncio.Task] = []
     try:
-        async with FlakyLink(port) as link:
+        async with FaultProxy(port) as link:
             progress = _Progress(name, app, link, out)
             await app.client.connect(f"http://{HOST}:{link.port}", transports=["websocket"],
                                      wait_timeout=CONNECT_TIMEOUT)
             try:
-                link.start(plan)
+                link.start_schedule(plan)
                 tasks = _workload(app, duration)
                 await _wait_workload(tasks, progress)
                 await _settle(app, link, progress)
@@ -378,7 +378,7 @@ async def run_library(name: str, lib: ModuleType, plan: FaultPlan, *, messages: 
         await runner.cleanup()
 
 
-async def run_all(plan: FaultPlan, messages: int = MESSAGES, duration: float = DURATION,
+async def run_all(plan: Schedule, messages: int = MESSAGES, duration: float = DURATION,
                   out: TextIO = sys.stdout) -> list[RunResult]:
     """python-socketio, then relio: the same app, the same link faults."""
     results = []
@@ -429,7 +429,7 @@ def format_table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def describe_plan(plan: FaultPlan) -> str:
+def describe_plan(plan: Schedule) -> str:
     """``cut at 0.8 s, stall 1.9-4.4 s, cut at 5.9 s``."""
     return ", ".join(f"cut at {f.at:.1f} s" if f.kind == "cut"
                      else f"stall {f.at:.1f}-{f.at + f.seconds:.1f} s" for f in plan.faults)
@@ -439,7 +439,7 @@ def _times(n: int) -> str:
     return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-def summary(results: list[RunResult], plan: FaultPlan) -> str:
+def summary(results: list[RunResult], plan: Schedule) -> str:
     """One sentence: what python-socketio lost and what relio did with the same faults."""
     plain, reliable = results[0], results[-1]
     if not reliable.clean:
@@ -454,7 +454,7 @@ def summary(results: list[RunResult], plan: FaultPlan) -> str:
         f"exactly once and in order, in one session.", WIDTH)
 
 
-def header(plan: FaultPlan, messages: int, duration: float, seed: int) -> str:
+def header(plan: Schedule, messages: int, duration: float, seed: int) -> str:
     """What the demo does, before it runs."""
     return textwrap.fill(
         f"relio demo: one Socket.IO app run twice, with python-socketio then with relio, over a "
@@ -467,7 +467,7 @@ def header(plan: FaultPlan, messages: int, duration: float, seed: int) -> str:
         f"{2 * duration + 3:.0f} s.", WIDTH) + "\n"
 
 
-def report(results: list[RunResult], plan: FaultPlan, out: TextIO = sys.stdout) -> int:
+def report(results: list[RunResult], plan: Schedule, out: TextIO = sys.stdout) -> int:
     """Print the table and the summary; 0 if relio was clean, 1 (with a message) if not."""
     print(format_table(results), file=out)
     print(file=out)
@@ -484,7 +484,7 @@ def report(results: list[RunResult], plan: FaultPlan, out: TextIO = sys.stdout) 
 async def amain(seed: int = DEFAULT_SEED, messages: int = MESSAGES, duration: float = DURATION,
                 out: TextIO = sys.stdout) -> int:
     """The real demo: header, both runs, table, summary; returns the exit code."""
-    plan = FaultPlan.seeded(seed, duration)
+    plan = Schedule.cuts_and_stall(seed, duration)
     print(header(plan, messages, duration, seed), file=out, flush=True)
     results = await run_all(plan, messages, duration, out)
     return report(results, plan, out)

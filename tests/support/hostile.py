@@ -1,5 +1,6 @@
 """A hand-driven relio peer for hostile-client tests: it speaks engine.io v4 over a websocket, the
-socket.io CONNECT exchange and relio's carrier by hand, so that a test can send anything at all.
+socket.io CONNECT exchange and relio's carrier by hand, so that a test can send anything at all
+(frames the encoders refuse to write come from :mod:`tests.support.frames`).
 
     async with HostilePeer(port) as peer:              # engine.io connection (websocket)
         reply = await peer.connect('/')                # CONNECT with {"__relio": {"v": 1}}
@@ -27,10 +28,14 @@ from typing import Any
 import aiohttp
 from socketio import packet as sio_packet
 
-from relio.engine import _frames as F
 from relio.binding import wire
+from relio.engine import _frames as F
 
-__all__ = ['HostilePeer', 'PeerClosed', 'app_payload', 'MsgIds', 'varint', 'raw_data', 'raw_ack']
+__all__ = ['HostilePeer', 'PeerClosed', 'app_payload', 'MsgIds']
+
+
+#: What a relio client says in its CONNECT (under ``wire.HANDSHAKE_KEY``).
+DEFAULT_HELLO = {'v': wire.HANDSHAKE_VERSION}
 
 
 class PeerClosed(Exception):
@@ -40,39 +45,6 @@ class PeerClosed(Exception):
 def app_payload(items: list) -> bytes:
     """A relio application payload without attachments: 0x00 + compact JSON."""
     return b'\x00' + json.dumps(items, separators=(',', ':')).encode()
-
-
-def varint(value: int, size: int | None = None) -> bytes:
-    """A QUIC varint (RFC 9000 section 16), in ``size`` bytes (1, 2, 4 or 8) if given: non-minimal
-    encodings are valid too."""
-    if size is None:
-        size = 1 if value < 1 << 6 else 2 if value < 1 << 14 else 4 if value < 1 << 30 else 8
-    prefix = {1: 0, 2: 1, 4: 2, 8: 3}[size]
-    if value >= 1 << (8 * size - 2):
-        raise ValueError(f'{value} does not fit a {size}-byte varint')
-    return ((prefix << (8 * size - 2)) | value).to_bytes(size, 'big')
-
-
-def raw_data(seq: int, msg_id: bytes, payload: bytes, *, flags: int = 0,
-             reply_to: bytes | None = None, total: int | None = None, offset: int | None = None,
-             length: int | None = None) -> bytes:
-    """A DATA frame written field by field with no validation at all (any flags, any ``length``)."""
-    out = bytes((F.DATA, flags)) + varint(seq) + msg_id
-    if reply_to is not None:
-        out += reply_to
-    if total is not None:
-        out += varint(total) + varint(offset or 0)
-    return out + varint(len(payload) if length is None else length) + payload
-
-
-def raw_ack(cumulative: int, pairs: list[tuple[int, int]], *, count: int | None = None,
-            ack_delay: int = 0) -> bytes:
-    """An ACK frame written field by field: ``pairs`` are raw (gap, length) pairs, unchecked."""
-    out = bytes((F.ACK,)) + varint(cumulative) + varint(ack_delay)
-    out += varint(len(pairs) if count is None else count)
-    for gap, length in pairs:
-        out += varint(gap) + varint(length)
-    return out
 
 
 class MsgIds:
@@ -130,7 +102,7 @@ class HostilePeer:
         self._changed = asyncio.Event()
 
     # --- life cycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> 'HostilePeer':
+    async def __aenter__(self) -> HostilePeer:
         await self.open()
         return self
 
@@ -233,7 +205,7 @@ class HostilePeer:
 
     # --- socket.io handshake ---------------------------------------------------------------------
     async def connect(self, namespace: str = '/', auth: Any = None,
-                      hello: Any = {'v': wire.HANDSHAKE_VERSION}, raw_auth: Any = ...) -> Any:
+                      hello: Any = DEFAULT_HELLO, raw_auth: Any = ...) -> Any:
         """Send a socket.io CONNECT for ``namespace`` (auth + ``{"__relio": hello}``, or exactly
         ``raw_auth``) and return the server's answer (a socket.io packet: CONNECT or CONNECT_ERROR).
         A relio CONNECT reply sets up the peer's bookkeeping for the namespace (fresh seqs)."""

@@ -1,11 +1,14 @@
-"""Two engines joined by a scripted, faulty link with a fake clock (h11's ConnectionPair, aioquic's
-transfer/drop): the level at which most of relio's correctness is tested, with no sockets at all.
+"""Two engines joined by a scripted, faulty link with a fake clock (h11's ConnectionPair,
+aioquic's transfer/drop): the level at which most of relio's correctness is tested, with no sockets
+at all.
 
-:class:`Peer` is a small application on one engine: it sends numbered messages and requests, answers
-every request it receives (chained requests ask for further answers), and records what it delivered and
-what it was told about its own messages. :class:`LinkedPair` moves batches between two peers through a
-:class:`Faults` policy (drop, duplicate, delay/reorder), can cut the link and resume it, and runs every
-engine timer on time.
+:class:`Peer` is a small application on one engine: it sends numbered messages and requests,
+answers every request it receives (chained requests ask for further answers), and records what it
+delivered and what it was told about its own messages. :class:`LinkedPair` moves batches between two
+peers through a :class:`Faults` policy (drop, duplicate, delay/reorder), can cut the link and resume
+it, and runs every engine timer on time. :data:`SMALL` is a configuration whose limits short runs
+reach; :func:`check_bounds` (at any moment) and :func:`check_guarantees` (once the link healed) are
+what every run must satisfy.
 """
 
 from __future__ import annotations
@@ -14,10 +17,16 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from relio.config import Config
 from relio.engine._engine import Engine
+from relio.engine._events import (
+    MessageExpired,
+    MessageReceived,
+    MessagesDelivered,
+    ResponseReceived,
+    SessionClosed,
+)
 from relio.engine.errors import QueueFull
-from relio.engine._events import (MessageExpired, MessageReceived, MessagesDelivered, ResponseReceived,
-                           SessionClosed)
 
 
 @dataclass
@@ -198,3 +207,58 @@ class LinkedPair:
             if st["outbox_messages"] or peer.backlog or st["held_frames"]:
                 return False
         return True
+
+
+# Small limits so that chunking, windows, backpressure and caps are all exercised.
+SMALL = Config(
+    chunk_size=256,
+    max_batch_size=2048,
+    coalesce_bytes=512,
+    max_message_size=4096,
+    receive_window=64,
+    max_inflight_messages=32,
+    max_inflight_bytes=4096,
+    max_outbox_messages=40,
+    max_outbox_bytes=64 * 1024,
+    max_reorder_bytes=2048,
+    max_reassemblies=3,
+    max_reassembly_bytes=4096,
+    ack_every=4,
+    max_ack_ranges=4,
+    initial_rto=0.2,
+    min_rto=0.05,
+    max_rto=2.0,
+    response_cache_entries=8,
+    id_set_capacity=1000,
+)
+
+
+def check_bounds(link: LinkedPair) -> None:
+    for peer in link.peers():
+        st_ = peer.engine.stats
+        assert st_["outbox_messages"] <= SMALL.max_outbox_messages
+        assert st_["in_flight_frames"] <= SMALL.max_inflight_messages
+        assert st_["held_bytes"] <= SMALL.max_reorder_bytes
+        assert st_["reassembly_bytes"] <= SMALL.max_reassembly_bytes + SMALL.max_message_size
+        assert st_["cached_responses"] <= SMALL.response_cache_entries
+
+
+def check_guarantees(link: LinkedPair) -> None:
+    assert link.quiet(), "the pair did not settle once the link healed"
+    for peer in link.peers():
+        other = link.other(peer)
+        assert not peer.closed and not peer.expired
+        # Exactly once, in order: the receiver's delivery sequence is the sender's send sequence.
+        assert other.delivered == peer.sent
+        assert other.received_payloads == [peer.payloads[m] for m in peer.sent]
+        # Every sender told, once.
+        assert set(peer.acked) == set(peer.sent) and set(peer.acked.values()) <= {1}
+        # Every request handler ran once, and every request got its response.
+        assert set(peer.handled.values()) <= {1}
+        assert set(peer.handled) <= set(other.sent)
+        assert not peer.backlog
+        assert peer.engine.awaiting_reply == frozenset()
+        # Nothing is left behind.
+        st_ = peer.engine.stats
+        assert st_["cached_responses"] == 0 and st_["held_frames"] == 0
+        assert st_["reassembly_bytes"] == 0

@@ -1,4 +1,5 @@
-"""Socket.IO server nodes as separate OS processes (tests/multinode_app.py) for multi-node tests.
+"""Socket.IO server nodes as separate OS processes (tests/support/multinode_app.py) for multi-node
+tests.
 
     node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
     node = Node(redis.url, mode='relio', redis_mode='fast'|'durable', ...)   # default durable
@@ -23,15 +24,14 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
-from tests.processes import ManagedProcess
-from tests.redis_server import free_port
+from tests.support.processes import ManagedProcess, free_port
 
-__all__ = ['Node', 'start_node', 'run_nodes', 'free_port', 'REPO_ROOT']
+__all__ = ['Node', 'start_node', 'run_nodes', 'REPO_ROOT']
 
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 _HOST = '127.0.0.1'
 
 
@@ -82,7 +82,7 @@ class Node(ManagedProcess):
         return os.path.join(self.datadir, f'{self.name}.stderr')
 
     def args(self) -> list[str]:
-        return [sys.executable, '-m', 'tests.multinode_app', '--port', str(self.port),
+        return [sys.executable, '-m', 'tests.support.multinode_app', '--port', str(self.port),
                 '--redis', self.redis_url, '--mode', self.mode, '--name', self.name,
                 '--datadir', self.datadir, '--redis-mode', self.redis_mode]
 

@@ -1,15 +1,16 @@
 """One Socket.IO server node for multi-node tests, run as its own OS process:
 
-    python -m tests.multinode_app --port P --redis redis://127.0.0.1:R/0 \
+    python -m tests.support.multinode_app --port P --redis redis://127.0.0.1:R/0 \
         --mode relio|socketio --name n1 --datadir DIR [--redis-mode fast|durable]
 
 mode 'relio':    relio.AsyncServer(async_mode='asgi',
                                    client_manager=relio.AsyncRedisManager(url, mode=REDIS_MODE))
                  (--redis-mode, default 'durable'; ignored in mode 'socketio')
-mode 'socketio': socketio.AsyncServer(async_mode='asgi', client_manager=socketio.AsyncRedisManager(url))
+mode 'socketio': socketio.AsyncServer(async_mode='asgi',
+                                      client_manager=socketio.AsyncRedisManager(url))
 
 Served by uvicorn on 127.0.0.1:P (wsproto, no uvicorn ws pings, no per-message-deflate), see
-tests/servers.py.  Event handlers (namespace '/'):
+tests/support/servers.py.  Event handlers (namespace '/'):
 
     join(sid, room)          -> await sio.enter_room(sid, room);
                                 await sio.save_session(sid, {'joined': room}); returns the node name
@@ -25,7 +26,7 @@ Lifecycle lines in the same log: "connect <sid>", "disconnect <sid>" and (relio 
 "resume <sid>" (the server's relio_resume event).  Every line is written with one write() and
 flushed at once, so a node killed with SIGKILL leaves every line of the handlers that ran.
 
-SIGTERM shuts uvicorn down gracefully; tests/nodes.py runs and kills these processes.
+SIGTERM shuts uvicorn down gracefully; tests/support/nodes.py runs and kills these processes.
 """
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ async def amain(args) -> None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog='python -m tests.multinode_app')
+    p = argparse.ArgumentParser(prog='python -m tests.support.multinode_app')
     p.add_argument('--port', type=int, required=True)
     p.add_argument('--redis', required=True, help='redis://127.0.0.1:PORT/0')
     p.add_argument('--mode', choices=('relio', 'socketio'), required=True)

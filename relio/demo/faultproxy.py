@@ -1,17 +1,25 @@
-"""Asyncio TCP fault-injection proxy for loopback tests (real sockets, no mocks).
+"""A seeded asyncio TCP fault proxy on loopback: the flaky link of ``python -m relio demo``, and the
+one relio's fault tests put between real clients and servers (real sockets, no mocks).
 
     async with FaultProxy(upstream_port) as proxy:       # listens on 127.0.0.1:<ephemeral>
-        url = f'http://127.0.0.1:{proxy.port}'
-        await proxy.cut()                                 # close every live connection
+        url = proxy.url                                   # 'http://127.0.0.1:<port>'
+        await proxy.cut()                                 # abort every live connection
         proxy.blackhole('both', 1.5)                      # drop bytes for 1.5 s, sockets stay open
-        proxy.blackhole('down', 1.0, mode='hold')         # stall bytes, deliver them afterwards
+        proxy.blackhole('down', 1.0, mode='hold')         # hold bytes, deliver them afterwards
+        await proxy.stall(2.5)                            # hold all, then abort what was open
         proxy.throttle(50_000, 'up', seconds=2)           # cap bytes/s per connection and direction
         proxy.delay(0.05)                                 # add one-way latency
         await proxy.partition(2.0)                        # cut + refuse new connections for 2 s
         await proxy.run_schedule(Schedule.random(seed=7, duration=8))
+        proxy.start_schedule(Schedule.cuts_and_stall(seed=2026, duration=6))   # in the background
+        proxy.faulting                                    # a schedule runs or a fault is in effect
         proxy.stats.as_dict()                             # what the proxy actually did
 
 Directions: 'up' = client -> upstream server, 'down' = upstream server -> client, 'both'.
+
+:class:`ProxyStats` counts what the faults did to real traffic (connections cut or stalled, bytes
+dropped, held, delayed or throttled), so that a test can tell that its faults were real from the
+proxy itself rather than from what some library lost.
 
 'drop' blackholes discard whole chunks as read from the socket.  On loopback a chunk is
 usually one or more complete websocket frames, so drops are often *silent* (the connection
@@ -19,8 +27,9 @@ survives with messages missing, or a PONG vanishes and the heartbeat kills the s
 chunk boundary inside a frame corrupts the stream and the peer closes it.  Both are faults
 a reliable layer must survive.
 
-Every loop is bounded in iterations; the proxy refuses non-loopback upstreams and closes
-itself after ``max_lifetime`` seconds.
+It knows nothing of Socket.IO. Every loop is bounded in iterations; the proxy refuses non-loopback
+upstreams and closes itself after ``max_lifetime`` seconds; ``close()`` (or leaving ``async with``)
+stops a background schedule, closes the listener and aborts every connection it still holds.
 """
 from __future__ import annotations
 
@@ -30,7 +39,7 @@ import dataclasses
 import random
 import socket
 import struct
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ['FaultProxy', 'Schedule', 'Fault', 'ProxyStats']
 
@@ -50,13 +59,17 @@ def _dirs(direction: str) -> tuple[str, ...]:
 
 @dataclasses.dataclass
 class ProxyStats:
+    """What the proxy did. Byte counters are per direction (``_up``: client -> server)."""
+
     connections_accepted: int = 0
     connections_refused: int = 0      # refused during a partition
     upstream_failures: int = 0
     connections_closed: int = 0
-    cuts: int = 0                     # cut() calls
-    connections_cut: int = 0          # connections closed by cut()
+    cuts: int = 0                     # cut() calls (a partition cuts too)
+    connections_cut: int = 0          # connections aborted by cut()
     blackholes: int = 0
+    stalls: int = 0
+    connections_stalled: int = 0      # open when a stall began (aborted when it ended)
     partitions: int = 0
     throttles: int = 0
     delays: int = 0
@@ -67,6 +80,16 @@ class ProxyStats:
     dropped_down: int = 0
     dropped_chunks_up: int = 0
     dropped_chunks_down: int = 0
+    held_up: int = 0                  # bytes that had to wait out a 'hold' blackhole or a stall
+    held_down: int = 0
+    delayed_up: int = 0               # bytes delivered late by delay()
+    delayed_down: int = 0
+    throttled_up: int = 0             # bytes forwarded under a throttle
+    throttled_down: int = 0
+
+    def add(self, counter: str, direction: str, n: int) -> None:
+        name = f'{counter}_{direction}'
+        setattr(self, name, getattr(self, name) + n)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -74,10 +97,13 @@ class ProxyStats:
 
 @dataclasses.dataclass(frozen=True)
 class Fault:
+    """One fault of a :class:`Schedule`: ``kind`` is cut, blackhole, stall, throttle, delay,
+    partition or clear (see the :class:`FaultProxy` methods of the same names)."""
+
     at: float                         # seconds after run_schedule() starts
-    kind: str                         # cut | blackhole | throttle | delay | partition | clear
+    kind: str
     direction: str = 'both'
-    seconds: float = 0.0              # blackhole/partition length; throttle/delay auto-revert
+    seconds: float = 0.0              # blackhole/stall/partition length; throttle/delay revert
     bps: int | None = None            # throttle
     latency: float = 0.0              # delay
     mode: str = 'drop'                # blackhole: drop | hold; cut: abort | reset
@@ -85,6 +111,9 @@ class Fault:
 
 @dataclasses.dataclass
 class Schedule:
+    """Faults to apply at their times (:meth:`FaultProxy.run_schedule`); made by hand or seeded
+    (:meth:`random`, :meth:`cuts_and_stall`)."""
+
     faults: list[Fault]
     seed: int | None = None
     duration: float = 0.0
@@ -105,7 +134,8 @@ class Schedule:
                delay_latency: tuple[float, float] = (0.01, 0.2),
                delay_seconds: tuple[float, float] = (0.5, 2.0),
                partition_seconds: tuple[float, float] = (0.3, 1.5),
-               max_faults: int = 1000) -> 'Schedule':
+               stall_seconds: tuple[float, float] = (0.5, 2.5),
+               max_faults: int = 1000) -> Schedule:
         """Seeded random fault plan: exponential gaps (mean ``mean_gap``, at least ``min_gap``)
         between ``start`` and ``duration``.  Same seed + arguments -> same plan."""
         rng = random.Random(seed)
@@ -135,18 +165,47 @@ class Schedule:
                           seconds=round(rng.uniform(*delay_seconds), 3))
             elif kind == 'partition':
                 f = Fault(t, 'partition', seconds=round(rng.uniform(*partition_seconds), 3))
+            elif kind == 'stall':
+                f = Fault(t, 'stall', seconds=round(rng.uniform(*stall_seconds), 3))
             else:
                 raise ValueError(f'unknown fault kind {kind!r}')
             faults.append(f)
-            t = round(t + max(min_gap, f.seconds if kind in ('blackhole', 'partition') else 0.0)
-                      + rng.expovariate(1.0 / mean_gap), 3)
+            lasts = f.seconds if kind in ('blackhole', 'partition', 'stall') else 0.0
+            t = round(t + max(min_gap, lasts) + rng.expovariate(1.0 / mean_gap), 3)
+        return cls(faults=faults, seed=seed, duration=duration)
+
+    @classmethod
+    def cuts_and_stall(cls, seed: int, duration: float, *, every: float = 1.2,
+                       jitter: float = 0.3, first: float = 0.8, stall_seconds: float = 2.5,
+                       stall_positions: tuple[int, ...] = (1, 2),
+                       max_faults: int = 1000) -> Schedule:
+        """The demo's plan: faults from ``first`` until ``duration``, each ``every`` +/- ``jitter``
+        seconds after the previous one is over. They are cuts but one: the one at a position of
+        ``stall_positions`` (chosen with the seed) is a stall of ``stall_seconds`` (the demo's is
+        longer than its heartbeat, 1 s + 1 s). Same seed + arguments -> same plan."""
+        rng = random.Random(seed)
+        stall_index = rng.choice(stall_positions)
+        faults: list[Fault] = []
+        t = first
+        for i in range(max_faults):
+            if t >= duration:
+                break
+            if i == stall_index:
+                faults.append(Fault(round(t, 3), 'stall', seconds=stall_seconds))
+            else:
+                faults.append(Fault(round(t, 3), 'cut'))
+            t += faults[-1].seconds + every + rng.uniform(-jitter, jitter)
         return cls(faults=faults, seed=seed, duration=duration)
 
     def summary(self) -> dict:
+        """{kind: how many faults of that kind}."""
         out: dict[str, int] = {}
         for f in self.faults:
             out[f.kind] = out.get(f.kind, 0) + 1
         return out
+
+    def count(self, kind: str) -> int:
+        return sum(1 for f in self.faults if f.kind == kind)
 
 
 class _DirState:
@@ -169,6 +228,11 @@ class _Conn:
         self.tasks: list[asyncio.Task] = []
         self.done = asyncio.Event()
 
+    @property
+    def live(self) -> bool:
+        """Not aborted or closed yet (on either side)."""
+        return not any(w.transport.is_closing() for w in self.writers)
+
     def abort(self, reset: bool = False) -> None:
         for w in self.writers:
             tr = w.transport
@@ -184,6 +248,9 @@ class _Conn:
 
 
 class FaultProxy:
+    """A TCP proxy from 127.0.0.1:<ephemeral> (or ``listen_port``) to 127.0.0.1:``upstream_port``
+    that injects the faults it is told to, now or on a :class:`Schedule`."""
+
     def __init__(self, upstream_port: int, upstream_host: str = '127.0.0.1', *,
                  listen_port: int = 0, chunk_size: int = 65536, queue_chunks: int = 64,
                  max_lifetime: float = 600.0, connect_timeout: float = 5.0):
@@ -209,6 +276,9 @@ class FaultProxy:
         self._handlers: set[asyncio.Task] = set()
         self._closed = False
         self._conn_event: asyncio.Event | None = None
+        self._flowing: asyncio.Event | None = None      # cleared while a stall is on
+        self._stalls = 0                                 # stalls in progress
+        self._schedule_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -224,10 +294,22 @@ class FaultProxy:
     def live_connections(self) -> int:
         return len(self._conns)
 
-    async def start(self) -> 'FaultProxy':
+    @property
+    def faulting(self) -> bool:
+        """A background schedule is running, or a stall, blackhole or refusal is in effect."""
+        if self._schedule_task is not None and not self._schedule_task.done():
+            return True
+        now = self._now()
+        return (self._stalls > 0 or now < self._refuse_until
+                or any(now < st.blackhole_until for st in self._dirs.values()))
+
+    async def start(self) -> FaultProxy:
+        """Listen (``async with`` calls it)."""
         loop = asyncio.get_running_loop()
         self._t0 = loop.time()
         self._conn_event = asyncio.Event()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._on_client, '127.0.0.1', self.listen_port)
         self._lifetime_timer = loop.call_later(
             self.max_lifetime, lambda: asyncio.ensure_future(self.close()))
@@ -241,8 +323,13 @@ class FaultProxy:
             h.cancel()
         if self._lifetime_timer is not None:
             self._lifetime_timer.cancel()
+        schedule = self._schedule_task
+        if schedule is not None and schedule is not asyncio.current_task():
+            schedule.cancel()
         if self._server is not None:
             self._server.close()
+        if self._flowing is not None:
+            self._flowing.set()
         for conn in list(self._conns.values()):
             conn.abort()
         pumps = [t for c in list(self._conns.values()) for t in c.tasks]
@@ -251,8 +338,11 @@ class FaultProxy:
         # let the per-connection handlers finish by themselves: cancelling a handler task makes
         # asyncio.streams (3.11) log "Exception in callback" from task.exception()
         handlers = list(self._handlers)
-        if pumps or handlers:
-            await asyncio.wait(pumps + handlers, timeout=self.connect_timeout + 1)
+        waits = pumps + handlers
+        if schedule is not None and schedule is not asyncio.current_task():
+            waits.append(schedule)
+        if waits:
+            await asyncio.wait(waits, timeout=self.connect_timeout + 1)
         for t in handlers:
             if not t.done():  # pragma: no cover - stuck beyond every timeout
                 t.cancel()
@@ -260,7 +350,7 @@ class FaultProxy:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
-    async def __aenter__(self) -> 'FaultProxy':
+    async def __aenter__(self) -> FaultProxy:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:
@@ -284,15 +374,16 @@ class FaultProxy:
 
     async def cut(self, mode: str = 'abort') -> int:
         """Close both sides of every live connection (mode 'reset' sends RST).
-        Returns the number of connections cut."""
+        Returns the number of connections cut (those not already closing)."""
         conns = list(self._conns.values())
+        live = sum(c.live for c in conns)
         for c in conns:
             c.abort(reset=(mode == 'reset'))
         self.stats.cuts += 1
-        self.stats.connections_cut += len(conns)
-        self._record('cut', mode=mode, connections=len(conns))
+        self.stats.connections_cut += live
+        self._record('cut', mode=mode, connections=live)
         await asyncio.sleep(0)
-        return len(conns)
+        return live
 
     def blackhole(self, direction: str = 'both', seconds: float = 1.0, *,
                   mode: str = 'drop') -> None:
@@ -307,6 +398,35 @@ class FaultProxy:
             st.blackhole_mode = mode
         self.stats.blackholes += 1
         self._record('blackhole', direction=direction, seconds=seconds, mode=mode)
+
+    async def stall(self, seconds: float) -> int:
+        """Forward nothing, either way and on any connection (new ones included), for ``seconds``;
+        then abort the connections that were open when the stall began (those opened during it go
+        on). Returns how many were aborted.
+
+        A network outage that leaves TCP up: bytes wait, a reconnect goes through only when the
+        stall is over. Longer than the Socket.IO heartbeat, both endpoints give up on their
+        connection during it; the connections it froze are then aborted, as a path that comes back
+        after a handover would be. (Left open, such a connection can linger: python-engineio's
+        client write loop drops the close sentinel its read loop queues behind pending packets,
+        and keeps writing to the dead connection until its queue stays empty for
+        ``max(ping_interval, ping_timeout) + 5`` seconds.)"""
+        assert self._flowing is not None, 'proxy not started'
+        frozen = [c for c in self._conns.values() if c.live]
+        self.stats.stalls += 1
+        self.stats.connections_stalled += len(frozen)
+        self._record('stall', seconds=seconds, connections=len(frozen))
+        self._stalls += 1
+        self._flowing.clear()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for conn in frozen:
+                conn.abort()
+            self._stalls -= 1
+            if not self._stalls:
+                self._flowing.set()
+        return len(frozen)
 
     def throttle(self, bps: int | None, direction: str = 'both', *,
                  seconds: float | None = None) -> None:
@@ -359,6 +479,8 @@ class FaultProxy:
             self.delay(f.latency, f.direction, seconds=f.seconds or None)
         elif f.kind == 'partition':
             await self.partition(f.seconds)
+        elif f.kind == 'stall':
+            await self.stall(f.seconds)
         elif f.kind == 'clear':
             self.clear()
         else:
@@ -366,7 +488,8 @@ class FaultProxy:
 
     async def run_schedule(self, schedule: Schedule | Iterable[Fault], *,
                            speed: float = 1.0) -> ProxyStats:
-        """Apply each fault at its time (relative to now); returns the stats."""
+        """Apply each fault at its time (relative to now); returns the stats. A stall is waited
+        out before the next fault."""
         faults = schedule.faults if isinstance(schedule, Schedule) else list(schedule)
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -379,6 +502,13 @@ class FaultProxy:
             await self.apply(f)
             self.stats.faults_applied += 1
         return self.stats
+
+    def start_schedule(self, schedule: Schedule | Iterable[Fault], *,
+                       speed: float = 1.0) -> asyncio.Task:
+        """:meth:`run_schedule` in the background, from now; returns its task (``close()``
+        cancels it)."""
+        self._schedule_task = asyncio.create_task(self.run_schedule(schedule, speed=speed))
+        return self._schedule_task
 
     async def wait_connections(self, n: int = 1, timeout: float = 5.0) -> None:
         """Wait until at least ``n`` connections are live."""
@@ -464,6 +594,8 @@ class FaultProxy:
     async def _writer(self, direction: str, q: asyncio.Queue, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         st = self._dirs[direction]
+        flowing = self._flowing
+        assert flowing is not None
         next_free = 0.0  # token-bucket time for the throttle
         for _ in range(_MAX_CHUNKS):
             item = await q.get()
@@ -474,30 +606,41 @@ class FaultProxy:
                 return
             t_read, data = item
             # one-way latency
+            delayed = False
             for _ in range(_MAX_SLEEP_STEPS):
                 wait = t_read + st.latency - loop.time()
                 if wait <= 0:
                     break
+                delayed = True
                 await asyncio.sleep(min(wait, 0.05))
+            if delayed:
+                self.stats.add('delayed', direction, len(data))
             if writer.transport.is_closing():
                 return
             view = memoryview(data)
             off = 0
+            held = False
             for _ in range(_MAX_SLEEP_STEPS):
                 if off >= len(view):
                     break
+                hold = not flowing.is_set()                     # a stall
                 now = loop.time()
-                if now < st.blackhole_until:
+                if not hold and now < st.blackhole_until:
                     if st.blackhole_mode == 'drop':
-                        n = len(view) - off
-                        if direction == 'up':
-                            self.stats.dropped_up += n
-                            self.stats.dropped_chunks_up += 1
-                        else:
-                            self.stats.dropped_down += n
-                            self.stats.dropped_chunks_down += 1
+                        self.stats.add('dropped', direction, len(view) - off)
+                        self.stats.add('dropped_chunks', direction, 1)
                         break
-                    await asyncio.sleep(min(st.blackhole_until - now, 0.05))  # hold
+                    hold = True                                 # a 'hold' blackhole
+                if hold:
+                    if not held:
+                        held = True
+                        self.stats.add('held', direction, len(view) - off)
+                    if not flowing.is_set():
+                        await flowing.wait()
+                    else:
+                        await asyncio.sleep(min(st.blackhole_until - now, 0.05))
+                    if writer.transport.is_closing():           # cut or aborted by its stall
+                        return
                     continue
                 bps = st.bps
                 if bps:
@@ -506,12 +649,10 @@ class FaultProxy:
                         continue
                     n = max(1, min(len(view) - off, int(bps * 0.02)))
                     next_free = max(now, next_free) + n / bps
+                    self.stats.add('throttled', direction, n)
                 else:
                     n = len(view) - off
                 writer.write(bytes(view[off:off + n]))
                 off += n
-                if direction == 'up':
-                    self.stats.bytes_up += n
-                else:
-                    self.stats.bytes_down += n
+                self.stats.add('bytes', direction, n)
                 await writer.drain()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ['Balancer']
 
@@ -72,7 +72,7 @@ class Balancer:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
 
-    async def __aenter__(self) -> 'Balancer':
+    async def __aenter__(self) -> Balancer:
         await self.start()
         return self
 

@@ -1,15 +1,36 @@
-"""One managed OS process for tests: launch, wait until ready, signals, bounded waits, always reaped.
+"""One managed OS process for tests: launch, wait until ready, signals, bounded waits, always
+reaped.
 
-``tests/redis_server.py`` (a redis-server) and ``tests/nodes.py`` (a Socket.IO server node) build on
-:class:`ManagedProcess`; what differs is the command, how readiness is checked (``_ready``) and what
-to show when it fails (``_diagnostics``).
+``tests/support/redis_server.py`` (a redis-server) and ``tests/support/nodes.py`` (a Socket.IO
+server node) build on :class:`ManagedProcess`; what differs is the command, how readiness is checked
+(``_ready``) and what to show when it fails (``_diagnostics``). :func:`free_port` gives each of them
+a port of its own.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+import socket
 import subprocess
+
+__all__ = ['ManagedProcess', 'free_port']
+
+_HOST = '127.0.0.1'
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (bind port 0, read it, close).  Never returns the
+    same port twice in one process, so several servers started together cannot collide."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((_HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError('could not find a fresh free port')  # pragma: no cover
 
 
 class ManagedProcess:

@@ -1,0 +1,174 @@
+"""The TCP fault proxy itself (relio.demo.faultproxy: the demo's flaky link and the fault tests'
+proxy), against a raw echo server: every fault does what it says, and its counters say what it did
+to real bytes and connections (the fault tests rest their "the faults were real" on them).
+"""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relio.demo.faultproxy import Fault, FaultProxy, Schedule
+from tests.support.servers import echo_server
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.timeout(30)
+
+WAIT = 5.0              # seconds: a guard against hanging, never a measure of speed
+
+
+async def read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
+    return await asyncio.wait_for(reader.readexactly(n), WAIT)
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Whatever arrives until the connection ends (b'' if it just ends)."""
+    data = b''
+    for _ in range(1000):
+        try:
+            chunk = await asyncio.wait_for(reader.read(65536), WAIT)
+        except ConnectionError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_forward_delay_throttle_hold_drop_cut_partition():
+    loop = asyncio.get_running_loop()
+    async with echo_server() as port, FaultProxy(port) as proxy:
+        reader, writer = await asyncio.open_connection('127.0.0.1', proxy.port)
+        await proxy.wait_connections(1)
+        # plain forwarding
+        writer.write(b'hello')
+        assert await read_exactly(reader, 5) == b'hello'
+        assert (proxy.stats.bytes_up, proxy.stats.bytes_down) == (5, 5)
+        # one-way delay: the byte arrives, late
+        proxy.delay(0.2, 'up')
+        t = loop.time()
+        writer.write(b'x')
+        assert await read_exactly(reader, 1) == b'x'
+        assert loop.time() - t >= 0.18
+        assert (proxy.stats.delayed_up, proxy.stats.delayed_down) == (1, 0)
+        proxy.delay(0.0)
+        # throttle: 60 kB at 200 kB/s, in slices (~0.3 s)
+        proxy.throttle(200_000, 'down')
+        t = loop.time()
+        writer.write(b'a' * 60_000)
+        assert await read_exactly(reader, 60_000) == b'a' * 60_000
+        assert loop.time() - t >= 0.2
+        assert (proxy.stats.throttled_up, proxy.stats.throttled_down) == (0, 60_000)
+        proxy.throttle(None)
+        # hold: stalled, then delivered intact
+        proxy.blackhole('down', 0.3, mode='hold')
+        t = loop.time()
+        writer.write(b'held')
+        assert await read_exactly(reader, 4) == b'held'
+        assert loop.time() - t >= 0.25
+        assert (proxy.stats.held_up, proxy.stats.held_down) == (0, 4)
+        # drop: bytes vanish, the connection stays up
+        proxy.blackhole('up', 0.3)
+        writer.write(b'gone')
+        await writer.drain()
+        await until(lambda: proxy.stats.dropped_up == 4, WAIT, 'the bytes dropped')
+        await until(lambda: not proxy.faulting, WAIT, 'the blackhole over')
+        writer.write(b'back')
+        assert await read_exactly(reader, 4) == b'back'
+        assert (proxy.stats.dropped_up, proxy.stats.dropped_chunks_up) == (4, 1)
+        assert proxy.stats.dropped_down == 0
+        # cut: the client side sees the connection end
+        assert await proxy.cut() == 1
+        assert await read_until_closed(reader) == b''
+        writer.transport.abort()
+        # partition: new connections are refused for a while, then accepted again
+        await proxy.partition(1.0)
+        assert proxy.faulting
+        r2, w2 = await asyncio.open_connection('127.0.0.1', proxy.port)
+        assert await read_until_closed(r2) == b''
+        w2.transport.abort()
+        await until(lambda: not proxy.faulting, WAIT, 'the partition over')
+        r3, w3 = await asyncio.open_connection('127.0.0.1', proxy.port)
+        w3.write(b'ok')
+        assert await read_exactly(r3, 2) == b'ok'
+        w3.transport.abort()
+        s = proxy.stats
+        assert (s.cuts, s.partitions, s.connections_refused) == (2, 1, 1)
+        assert (s.connections_accepted, s.connections_cut) == (2, 1)
+
+
+async def test_stall_holds_every_connection_then_aborts_the_ones_it_froze():
+    async with echo_server() as port, FaultProxy(port) as proxy:
+        reader, writer = await asyncio.open_connection('127.0.0.1', proxy.port)
+        try:
+            writer.write(b'ping')
+            assert await read_exactly(reader, 4) == b'ping'
+            forwarded = proxy.stats.bytes_up
+            stall = asyncio.create_task(proxy.stall(2.0))
+            await until(lambda: proxy.stats.stalls == 1, WAIT, 'the stall')
+            assert proxy.faulting
+            writer.write(b'held')
+            await until(lambda: proxy.stats.held_up == 4, WAIT, 'the bytes held')
+            assert proxy.stats.bytes_up == forwarded              # nothing crossed
+            # A connection opened during the stall waits, then works.
+            late_reader, late_writer = await asyncio.open_connection('127.0.0.1', proxy.port)
+            try:
+                late_writer.write(b'late')
+                await until(lambda: proxy.stats.held_up == 8, WAIT, 'the late bytes held')
+                assert stall.done() is False, 'the stall ended before the late connection'
+                assert await asyncio.wait_for(stall, WAIT) == 1    # one connection frozen
+                assert await read_exactly(late_reader, 4) == b'late'
+            finally:
+                late_writer.close()
+            # The connection that was open when the stall began did not survive it.
+            assert await read_until_closed(reader) == b''
+        finally:
+            writer.close()
+        s = proxy.stats
+        assert (s.stalls, s.connections_stalled, s.connections_accepted) == (1, 1, 2)
+        assert not proxy.faulting
+
+
+async def test_a_background_schedule_is_faulting_until_its_last_fault_is_over():
+    async with echo_server() as port, FaultProxy(port) as proxy:
+        reader, writer = await asyncio.open_connection('127.0.0.1', proxy.port)
+        await proxy.wait_connections(1)
+        task = proxy.start_schedule([Fault(0.0, 'cut'), Fault(0.1, 'stall', seconds=0.3)])
+        assert proxy.faulting
+        assert await read_until_closed(reader) == b''
+        writer.transport.abort()
+        await asyncio.wait_for(task, WAIT)
+        assert not proxy.faulting
+        s = proxy.stats
+        assert (s.cuts, s.connections_cut, s.stalls, s.faults_applied) == (1, 1, 1, 2)
+        # close() cancels a schedule still running
+        task = proxy.start_schedule([Fault(60.0, 'cut')])
+    assert task.cancelled()
+    assert proxy.stats.cuts == 1
+
+
+def test_random_schedules_are_seeded():
+    kinds = ('cut', 'blackhole', 'stall', 'throttle', 'delay', 'partition')
+    a = Schedule.random(5, 10.0, kinds=kinds)
+    b = Schedule.random(5, 10.0, kinds=kinds)
+    c = Schedule.random(6, 10.0, kinds=kinds)
+    assert a.faults == b.faults and a.faults != c.faults
+    assert all(0 <= f.at < 10.0 for f in a.faults)
+    assert sum(a.summary().values()) == len(a.faults)
+
+
+def test_the_demo_plan_is_seeded_cuts_and_one_stall():
+    plan = Schedule.cuts_and_stall(7, 6.0)
+    assert plan == Schedule.cuts_and_stall(7, 6.0)
+    assert plan != Schedule.cuts_and_stall(8, 6.0)
+    assert plan.count('stall') == 1 and plan.count('cut') >= 1
+    assert plan.count('cut') + plan.count('stall') == len(plan.faults)
+    times = [f.at for f in plan.faults]
+    assert times == sorted(times) and all(0 < t < 6.0 for t in times)
+    for before, after in zip(plan.faults, plan.faults[1:], strict=False):   # no overlap
+        assert after.at >= before.at + before.seconds
+
+
+def test_refuses_a_non_loopback_upstream():
+    with pytest.raises(ValueError):
+        FaultProxy(80, '10.0.0.1')
