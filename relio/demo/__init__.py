@@ -1,8 +1,8 @@
 """``python -m relio demo``: what relio fixes, shown on a real loopback Socket.IO connection.
 
 One small Socket.IO app (an aiohttp server on 127.0.0.1 and an asyncio client, websocket transport)
-runs twice through the same flaky link (:mod:`relio.demo.faultproxy`, a seeded TCP proxy that cuts the
-connection about every 1.2 s and once stalls it for longer than the heartbeat): first with
+runs twice through the same flaky link (:mod:`relio.demo.faultproxy`, a seeded TCP proxy that cuts
+the connection about every 1.2 s and once stalls it for longer than the heartbeat): first with
 ``socketio.AsyncServer`` / ``socketio.AsyncClient``, then with ``relio.AsyncServer`` /
 ``relio.AsyncClient``. The handler code is the same; only the module differs. The client emits
 numbered ``tick`` events, the server emits numbered ``news`` events to the client's room, the
@@ -21,23 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import heapq
 import logging
 import random
 import sys
 import textwrap
 import time
+from collections.abc import Awaitable, Callable
 from types import ModuleType
-from typing import Awaitable, Callable, TextIO
+from typing import TextIO
 
 import socketio
 from aiohttp import web
 
 import relio
+from relio.config import Config
+from relio.demo.faultproxy import FaultProxy, Schedule
 from relio.engine._engine import Engine
 from relio.engine._events import MessageReceived
-from relio.demo.faultproxy import FaultProxy, Schedule
-from relio.config import Config
 
 DEFAULT_SEED = 2026
 HOST = "127.0.0.1"
@@ -50,7 +52,7 @@ CALL_HANDLER_SECONDS = 0.3      # how long the server's call handler takes
 PLAIN_CALL_TIMEOUT = 3.0        # python-socketio forgets a pending call when the connection drops
 RELIO_CALL_TIMEOUT = 10.0       # relio's call survives reconnects, so it may wait them out
 UPLOAD_BYTES = 5_000_000        # one payload over python-socketio's 1 MB max_http_buffer_size
-UPLOAD_AT = 0.05                # fraction of DURATION at which the upload starts (before the faults)
+UPLOAD_AT = 0.05                # when the upload starts, as a fraction of DURATION (before faults)
 ROOM = "user:demo"              # the client's room: the server's connect handler puts it there
 
 # --- the real demo: Socket.IO settings -----------------------------------------------------------
@@ -93,7 +95,8 @@ class Tally:
 
 @dataclasses.dataclass(frozen=True)
 class Flow:
-    """Numbered messages one way: ``sent`` = delivered + refused + lost (lost: vanished silently)."""
+    """Numbered messages one way: ``sent`` = delivered + refused + lost (lost: vanished
+    silently)."""
 
     sent: int
     delivered: int
@@ -137,14 +140,14 @@ def measure(received: list[int], sent: int, refused: int = 0) -> Flow:
     return Flow(sent=sent, delivered=delivered, refused=refused,
                 lost=max(0, sent - delivered - refused),
                 duplicated=len(received) - delivered,
-                out_of_order=sum(1 for x, y in zip(received, received[1:]) if y < x))
+                out_of_order=sum(1 for x, y in zip(received, received[1:], strict=False) if y < x))
 
 
 # =================================================================================================
 # The application: the same code for both libraries
 # =================================================================================================
 class DemoApp:
-    """A server and a client built from ``lib`` (``socketio`` or ``relio``) with the same handlers."""
+    """A server and a client built from ``lib`` (``socketio`` or ``relio``), same handlers."""
 
     def __init__(self, lib: ModuleType, messages: int, call_timeout: float):
         self.messages = messages
@@ -257,7 +260,8 @@ def _workload(app: DemoApp, duration: float) -> list[asyncio.Task]:
     coros = [_paced(app.messages, duration, app.send_tick),
              _paced(app.messages, duration, app.send_news),
              _at(duration * UPLOAD_AT, app.upload)]
-    coros += [_at(duration * (k + 0.5) / CALLS, lambda k=k: app.call_once(k)) for k in range(CALLS)]
+    coros += [_at(duration * (k + 0.5) / CALLS, functools.partial(app.call_once, k))
+              for k in range(CALLS)]
     return [asyncio.create_task(c) for c in coros]
 
 
