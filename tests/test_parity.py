@@ -1,0 +1,128 @@
+"""Parity: the same application code on python-socketio and on relio, server and client.
+
+Each test here is one app-level scenario written the python-socketio way, run twice: with
+``socketio.AsyncServer`` + ``socketio.AsyncClient`` and with ``relio.AsyncServer`` +
+``relio.AsyncClient`` (the ``lib`` fixture), with the same assertions. Where relio deliberately does
+better, the test's name says so and it asserts relio's documented behaviour. Real uvicorn server
+on 127.0.0.1, websocket unless a test says otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+
+import pytest
+import socketio
+
+import relio
+from tests.support.servers import serve_socketio
+from tests.support.waiting import until
+
+LIBS = [pytest.param(socketio, id='socketio'), pytest.param(relio, id='relio')]
+CLIENT_KW = dict(reconnection=False, handle_sigint=False)
+
+
+@pytest.fixture(params=LIBS)
+def lib(request):
+    return request.param
+
+
+@contextlib.asynccontextmanager
+async def app(lib, server_kwargs=None, client_kwargs=None, setup=None, namespaces=None,
+              transports=('websocket',), auth=None):
+    """A server and a connected client of ``lib``; ``setup(sio, client)`` registers handlers."""
+    sio = lib.AsyncServer(async_mode='asgi', **(server_kwargs or {}))
+    client = lib.AsyncClient(**{**CLIENT_KW, **(client_kwargs or {})})
+    if setup is not None:
+        setup(sio, client)
+    async with serve_socketio(sio) as port:
+        try:
+            await client.connect(f'http://127.0.0.1:{port}', transports=list(transports),
+                                 namespaces=namespaces, auth=auth, wait_timeout=5)
+            yield sio, client
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 5)
+
+
+class LenientJson:
+    """A custom json module as apps write one: datetimes (and anything else) as strings."""
+
+    @staticmethod
+    def dumps(obj, **kwargs):
+        return json.dumps(obj, default=str, **kwargs)
+
+    loads = staticmethod(json.loads)
+
+
+@pytest.mark.timeout(30)
+async def test_custom_json_keeps_binary_binary(lib):
+    got = []
+    when = datetime.datetime(2026, 12, 2, 10, 0)
+
+    def setup(sio, client):
+        @sio.on('up')
+        async def up(sid, data):
+            got.append(data)
+            return {'echo': data['blob'], 'at': when}
+
+    async with app(lib, {'json': LenientJson}, {'json': LenientJson}, setup) as (sio, client):
+        reply = await client.call('up', {'blob': b'\x00\x01', 'at': when}, timeout=5)
+    assert got == [{'blob': b'\x00\x01', 'at': str(when)}]
+    assert reply == {'echo': b'\x00\x01', 'at': str(when)}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize('transports', [('websocket',), ('polling',)], ids=['ws', 'polling'])
+async def test_msgpack_two_namespaces_events_acks_and_a_clean_disconnect(lib, transports, caplog):
+    caplog.set_level(logging.WARNING)
+    got = []
+
+    def setup(sio, client):
+        for ns in ('/', '/chat'):
+            @sio.on('say', namespace=ns)
+            async def say(sid, data, ns=ns):
+                got.append((ns, data))
+                return ns, data
+
+    kw = {'serializer': 'msgpack'}
+    async with app(lib, kw, kw, setup, namespaces=['/', '/chat'],
+                   transports=transports) as (sio, client):
+        assert await client.call('say', b'\x01', timeout=5) == ('/', b'\x01')
+        assert await client.call('say', 'hi', namespace='/chat', timeout=5) == ('/chat', 'hi')
+        await client.emit('say', {'n': 1}, namespace='/chat')
+        await until(lambda: len(got) == 3, 5, 'three events')
+    assert got == [('/', b'\x01'), ('/chat', 'hi'), ('/chat', {'n': 1})]
+    assert not [r for r in caplog.records if r.name.startswith('relio')], caplog.text
+
+
+@pytest.mark.timeout(30)
+async def test_relio_refuses_a_namespace_too_long_at_connect_python_socketio_serves_it(lib):
+    """relio deliberately does worse here, and says so at once: a relio client cannot carry a
+    namespace over 127 bytes (UTF-8); python-socketio's can."""
+    long_ns = '/' + 'n' * 200
+    got = []
+
+    def setup(sio, client):
+        @sio.on('e', namespace=long_ns)
+        async def e(sid, data):
+            got.append(data)
+
+    sio = lib.AsyncServer(async_mode='asgi')
+    client = lib.AsyncClient(**CLIENT_KW)
+    setup(sio, client)
+    async with serve_socketio(sio) as port:
+        url = f'http://127.0.0.1:{port}'
+        if lib is relio:
+            with pytest.raises(ValueError, match='127 bytes'):
+                await client.connect(url, namespaces=[long_ns], transports=['websocket'])
+            client = relio.AsyncClient(relio=False, **CLIENT_KW)     # plain Socket.IO works
+        await client.connect(url, namespaces=[long_ns], transports=['websocket'], wait_timeout=5)
+        try:
+            await client.emit('e', 1, namespace=long_ns)
+            await until(lambda: got == [1], 5, 'the event')
+        finally:
+            await client.disconnect()
