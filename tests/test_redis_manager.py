@@ -248,3 +248,37 @@ async def test_plain_socketio_clients_get_cross_node_broadcasts(redis):
         finally:
             await plain.disconnect()
             await c1.disconnect()
+
+
+async def test_a_starting_node_misses_no_entry_for_its_first_clients(redis):
+    """A node's bus reader finds its starting position asynchronously; a client that connected
+    to the node before that (its sid then entered a room from another node) must not have the
+    entry skipped. Here the new node's first read of the stream is made slow, as on a loaded
+    machine."""
+    s1, s2 = await two_nodes(redis)
+    bus2 = s2.manager.bus
+    make_client = bus2.client
+
+    def slow_client():
+        client = make_client()
+        if not getattr(client, "_slowed", False):
+            real = client.xrevrange
+
+            async def xrevrange(*args, **kwargs):
+                await asyncio.sleep(0.5)
+                return await real(*args, **kwargs)
+            client.xrevrange, client._slowed = xrevrange, True
+        return client
+    bus2.client = slow_client
+    r1, r2 = Recorder(), Recorder()
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2:
+        c1, c2 = await connect(p1, r1), await connect(p2, r2)
+        try:
+            sid2 = c2.get_sid()
+            await s1.enter_room(sid2, "late", namespace="/")
+            await until(lambda: "late" in s2.rooms(sid2), 5, what="the remote enter_room")
+            await s1.emit("b", 1, room="late")
+            await until(lambda: r2.b == [1], 5, what="the room broadcast")
+        finally:
+            await c1.disconnect()
+            await c2.disconnect()

@@ -16,6 +16,8 @@ See ``docs/SCALING.md``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import itertools
 import json as stdlib_json
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from relio.asyncio.registry import ServerSession
 
 logger = logging.getLogger("relio")
+
+#: How long a client's connect waits for a starting node's bus reader to know its position (s).
+READER_READY_WAIT = 2.0
 
 __all__ = ["AsyncRedisManager", "DURABLE", "FAST"]
 
@@ -183,6 +188,18 @@ class AsyncRedisManager(AsyncManager):
             header["cb"] = remote_callback
         await self.bus.relay(header, payload, delivery, block)
         return delivery
+
+    async def pre_connect(self, eio_sid, namespace):
+        """python-socketio's ``pre_connect``, once this node's bus reader knows where it starts: an
+        entry for a client of this node (a remote ``enter_room`` for its sid, an emit to it)
+        published before that position would never be applied here. Bounded by
+        :data:`READER_READY_WAIT` (Redis away at start: the reader starts from that time once it
+        is back, see :class:`~relio.cluster.bus.RedisBus`)."""
+        ready = self.bus.reader_ready
+        if self.bus.reading and not ready.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ready.wait(), READER_READY_WAIT)
+        return await super().pre_connect(eio_sid, namespace)
 
     async def can_disconnect(self, sid, namespace):
         if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
