@@ -126,3 +126,34 @@ async def test_relio_refuses_a_namespace_too_long_at_connect_python_socketio_ser
             await until(lambda: got == [1], 5, 'the event')
         finally:
             await client.disconnect()
+
+
+@pytest.mark.timeout(30)
+async def test_logger_true_logs_each_event_and_ack_as_python_socketio_does(lib, caplog):
+    """``logger=True`` on both sides: python-socketio's per-event lines ("received event",
+    "Emitting event", "Received event", "received ack", "Received ack") appear the same."""
+    caplog.set_level(logging.INFO)
+    server_log, client_log = logging.getLogger('parity.server'), logging.getLogger('parity.client')
+
+    def setup(sio, client):
+        @sio.on('ping_me')
+        async def ping_me(sid, n):
+            await sio.emit('pong', n, to=sid, callback=lambda *a: None)
+            return n + 1
+
+        @client.on('pong')
+        def pong(n):
+            return 'got it'
+
+    async with app(lib, {'logger': server_log}, {'logger': client_log}, setup) as (sio, client):
+        sid = client.get_sid()
+        assert await client.call('ping_me', 1, timeout=5) == 2
+        await until(lambda: 'received ack from' in caplog.text, 5, 'the server ack line')
+    lines = {(r.name, r.getMessage().split(' [')[0].split(' from ')[0]) for r in caplog.records}
+    for expected in [('parity.client', 'Emitting event "ping_me"'),
+                     ('parity.server', 'received event "ping_me"'),
+                     ('parity.server', 'emitting event "pong" to ' + sid),
+                     ('parity.client', 'Received event "pong"'),
+                     ('parity.server', 'received ack'),
+                     ('parity.client', 'Received ack')]:
+        assert expected in lines, (expected, sorted(lines))

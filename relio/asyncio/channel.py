@@ -48,6 +48,8 @@ class ChannelHandler(Protocol):
     """What the server or client layer does with a channel's events."""
 
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None: ...
+    def on_reply(self, channel: Channel) -> None: ...
+    """A reply to one of our requests arrived (python-socketio logs "received ack")."""
     def on_undelivered(self, channel: Channel, error: DeliveryError,
                        seen: bool = False) -> None: ...
     """``seen``: the application already got the error (it awaits the Delivery or the call)."""
@@ -362,6 +364,7 @@ class Channel:
             if event.request:   # nobody can answer it: answer with nothing rather than leak it
                 self.answer(event.msg_id, None)
             return
+        self.handler.on_reply(self)
         if isinstance(waiter, asyncio.Future):
             if not waiter.done():
                 waiter.set_result(Question(self, event.msg_id, args) if event.request

@@ -103,6 +103,8 @@ class AsyncClient(socketio.AsyncClient):
         self.relio_config = relio_config or DEFAULT_CONFIG
         #: the application payload codec (python-socketio's ``json`` module, bound once)
         self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        # msgpack or another binary serializer: its packets are binary engine.io messages too
+        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
         self.relio_enabled = relio
         self.reserved_events: list[str] = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
@@ -122,6 +124,12 @@ class AsyncClient(socketio.AsyncClient):
 
         Note: this method is a coroutine.
         """
+        if self.relio_enabled:
+            # python-socketio's choice of namespaces when none are given
+            wanted = [namespaces] if isinstance(namespaces, str) else namespaces
+            for n in wanted or (list(set(self.handlers) | set(self.namespace_handlers))
+                                or ['/']):
+                wire.check_namespace(n)
         self._relio_connecting = True
         self._relio_connect_task = asyncio.current_task()
         if self._relio_reconnecting and self.relio_sessions:
@@ -185,6 +193,7 @@ class AsyncClient(socketio.AsyncClient):
         channel = self._relio_channel(namespace)
         if channel is None:
             return await super().call(event, data=data, namespace=namespace, timeout=timeout)
+        self.logger.info('Emitting event "%s" [%s]', event, namespace)
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
                                        self.relio_codec)
         return await channel.call(encoded, event, timeout, block)
@@ -339,7 +348,8 @@ class AsyncClient(socketio.AsyncClient):
         return _EngineIOClient
 
     async def _handle_eio_message(self, data):
-        if data.__class__ is bytes and not self._binary_packet and self._relio_spoken:
+        if data.__class__ is bytes and not self._binary_packet and self._relio_spoken \
+                and (not self._relio_binary_serializer or wire.is_carrier(data)):
             try:
                 namespace, batch = wire.split_carrier(data)
             except RemoteProtocolError as exc:
@@ -441,6 +451,7 @@ class AsyncClient(socketio.AsyncClient):
             channel.protocol_error(RemoteProtocolError("event without a name"))
             return
         event, namespace = items[0], channel.namespace
+        self.logger.info('Received event "%s" [%s]', event, namespace)
         then = None
         if request:
             def then(result, channel=channel, msg_id=msg_id):
@@ -465,6 +476,9 @@ class AsyncClient(socketio.AsyncClient):
             return
         if then is not None:     # python-socketio's client acknowledges even unhandled events
             then(None)
+
+    def on_reply(self, channel: Channel) -> None:
+        self.logger.info('Received ack [%s]', channel.namespace)
 
     def on_undelivered(self, channel: Channel, error: DeliveryError,
                        seen: bool = False) -> None:

@@ -168,6 +168,8 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_config = relio_config or DEFAULT_CONFIG
         #: the application payload codec (python-socketio's ``json`` module, bound once)
         self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        # msgpack or another binary serializer: its packets are binary engine.io messages too
+        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
         self.reserved_events: list[str] = list(self.reserved_events) + [
             e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
         wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
@@ -222,6 +224,7 @@ class AsyncServer(socketio.AsyncServer):
                 raise error
             return await super().call(event, data=data, to=target, namespace=namespace,
                                       timeout=timeout, ignore_queue=ignore_queue)
+        self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
@@ -310,8 +313,10 @@ class AsyncServer(socketio.AsyncServer):
         if hello is None:
             return await super()._handle_connect(eio_sid, namespace, data)
         auth = {k: v for k, v in data.items() if k != wire.HANDSHAKE_KEY}
-        if not isinstance(hello, dict) or hello.get('v') != wire.HANDSHAKE_VERSION:
-            # A relio client of another version: serve it as a plain Socket.IO client.
+        if not isinstance(hello, dict) or hello.get('v') != wire.HANDSHAKE_VERSION \
+                or len(namespace.encode()) > wire.MAX_NAMESPACE_BYTES:
+            # A relio client of another version, or a namespace too long for a carrier: serve it
+            # as a plain Socket.IO client.
             return await super()._handle_connect(eio_sid, namespace, auth)
         refused = None
         if 'sid' in hello:
@@ -482,7 +487,8 @@ class AsyncServer(socketio.AsyncServer):
     async def _handle_eio_message(self, eio_sid, data):
         registry = self.relio_registry
         if data.__class__ is bytes and eio_sid not in self._binary_packet \
-                and registry.carries_relio(eio_sid):
+                and registry.carries_relio(eio_sid) \
+                and (not self._relio_binary_serializer or wire.is_carrier(data)):
             try:
                 namespace, batch = wire.split_carrier(data)
             except RemoteProtocolError as exc:
@@ -653,6 +659,7 @@ class AsyncServer(socketio.AsyncServer):
                 channel.answer(msg_id, None)
             return
         namespace, sid = channel.namespace, channel.sid
+        self.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
         args = (sid, *items[1:])
         then = None
         if request:
@@ -681,6 +688,9 @@ class AsyncServer(socketio.AsyncServer):
         logger.info('relio: no handler for event "%s" [%s]', event, namespace)
         if request:
             channel.decline(msg_id)     # python-socketio sends no ack: the call times out
+
+    def on_reply(self, channel: Channel) -> None:
+        self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)
 
     def on_undelivered(self, channel: Channel | None, error: DeliveryError,
                        seen: bool = False) -> None:

@@ -63,6 +63,36 @@ def has_handler(sio: Any, event: str, namespace: str) -> bool:
     return namespace_handler is not None and hasattr(namespace_handler, "on_" + event)
 
 
+def is_carrier(data: bytes) -> bool:
+    """``data``, a binary engine.io message, is a relio carrier and not another serializer's
+    Socket.IO packet. A carrier starts with its namespace's length (0 to
+    :data:`MAX_NAMESPACE_BYTES`, so below 0x80); python-socketio's binary serializers start every
+    packet at 0x80 or above (a msgpack map is 0x80-0x8f, 0xde or 0xdf; a pickle starts with its
+    PROTO opcode 0x80). With the default (JSON text) serializer every binary message that is not a
+    packet's attachment is a carrier, and one that starts at 0x80 or above is a malformed one."""
+    return bool(data) and data[0] <= MAX_NAMESPACE_BYTES
+
+
+def binary_serializer(packet_class: Any) -> bool:
+    """python-socketio's ``packet_class`` (its ``serializer``) encodes packets as binary
+    engine.io messages (msgpack, pickle...), so that carriers must be told apart by
+    :func:`is_carrier`."""
+    from socketio import packet
+    encoded = packet_class(packet.EVENT, data=["relio"]).encode()
+    return isinstance(encoded, (bytes, bytearray)) or (
+        isinstance(encoded, list) and isinstance(encoded[0], (bytes, bytearray)))
+
+
+def check_namespace(namespace: str) -> None:
+    """:raises ValueError: relio cannot carry ``namespace`` (its UTF-8 name is longer than
+    :data:`MAX_NAMESPACE_BYTES`): said at ``connect()``, not at the first batch."""
+    size = len(namespace.encode()) if namespace != "/" else 0
+    if size > MAX_NAMESPACE_BYTES:
+        raise ValueError(f"relio carries namespaces of up to {MAX_NAMESPACE_BYTES} bytes (UTF-8); "
+                         f"{namespace[:40]!r}... has {size}. Use a shorter namespace, or "
+                         "relio.AsyncClient(relio=False) for plain Socket.IO on it")
+
+
 def carrier_prefix(namespace: str) -> bytes:
     """The bytes that precede every batch of ``namespace``."""
     name = b"" if namespace == "/" else namespace.encode()
