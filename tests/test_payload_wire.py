@@ -124,3 +124,13 @@ def test_resume_state_codec_is_bounded():
     for bad in (None, 5, "not base64!", "A" * 5000):
         with pytest.raises(RemoteProtocolError):
             wire.decode_state(bad)
+
+
+def test_failure_replies_are_told_apart_from_any_reply():
+    assert payload.decode_reply(payload.encode_failure("too big")) == "too big"
+    assert payload.decode_reply(payload.encode_failure("x" * 1000)) == "x" * 200
+    for args in ([], [{"failed": "not a failure"}], [None], [{"a": 1}, b"\x00"]):
+        assert payload.decode_reply(payload.encode(args)) == args
+    for bad in (b'\x00{"failed": 1}', b'\x00{"failed": "x", "more": 1}', b"\x00{", b"\x00{}"):
+        with pytest.raises(RemoteProtocolError):
+            payload.decode_reply(bad)

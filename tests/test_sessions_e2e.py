@@ -1358,3 +1358,23 @@ def test_import_relio_as_socketio_reaches_the_exceptions_module():
             "assert socketio.exceptions.ConnectionRefusedError.__module__ == 'socketio.exceptions'; "
             "assert 'AsyncRedisManager' in dir(socketio) and 'AsyncSimpleClient' in dir(socketio)")
     subprocess.run([sys.executable, '-c', code], check=True, timeout=60)
+
+
+@pytest.mark.timeout(30)
+async def test_a_reply_too_large_fails_the_call_at_once():
+    """A handler's reply over max_message_size cannot be sent: the caller's call() raises
+    DeliveryError at once (not TimeoutError after its timeout), an emit callback's sender gets
+    relio_delivery_error, and the session goes on."""
+    def setup(sio, rec):
+        @sio.on('big')
+        async def big(sid, n):
+            return b'x' * n
+
+    async with rig(setup, server_kwargs=dict(
+            relio_config=relio.Config(max_message_size=64 * 1024))) as r:
+        with pytest.raises(relio.DeliveryError, match='max_message_size'):    # not TimeoutError
+            await r.client.call('big', 100_000, timeout=20)
+        await r.client.emit('big', 100_000, callback=lambda data: None)
+        await until(lambda: r.crec.n('delivery_error') == 2, 10, 'relio_delivery_error')
+        assert await r.client.call('big', 10, timeout=10) == b'x' * 10
+        assert r.server.session_stats(r.client.get_sid())['peer_requests_pending'] == 0

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
-from relio.asyncio.dispatch import Done, HandlerRunner, Then
+from relio.asyncio.dispatch import Done, HandlerRunner, Then, spawn
 from relio.asyncio.results import Delivery, Question, Reply, collapse
 from relio.binding import payload as payload_codec
 from relio.engine import _frames
@@ -213,10 +213,15 @@ class Channel:
             encoded = payload_codec.encode(args, self.json)
             msg_id = self.engine.reply(request_id, encoded, self.loop.time(),
                                        request=callback is not None)
-        except (QueueFull, LocalProtocolError) as exc:
-            # The outbox limit also bounds replies; a reply that finds it full is reported like an
-            # undeliverable message (the requester's call times out or its session ends).
-            self.handler.on_undelivered(self, self._error(f"reply not sent: {exc}", request_id))
+        except QueueFull:
+            # The outbox limit also bounds replies: this one waits for room, as an emit would.
+            self.runner.active += 1
+            spawn(self._answer_when_room(request_id, result, delivery))
+            return None
+        except (LocalProtocolError, TypeError, ValueError) as exc:
+            # Too large for max_message_size, or not encodable: the requester is told at once
+            # (its call raises DeliveryError) instead of waiting for its timeout.
+            self._fail_request(request_id, f"the reply could not be sent: {exc}")
             return None
         self._pending[msg_id] = (delivery, None)
         if delivery is not None:
@@ -225,6 +230,25 @@ class Channel:
             self._awaiting[msg_id] = callback
         self.kick()
         return msg_id
+
+    async def _answer_when_room(self, request_id: bytes, result: Any,
+                                delivery: Delivery | None) -> None:
+        try:
+            await self._wait_for_room()       # woken by the next delivery report (or the end)
+            if not self.closed:
+                self.answer(request_id, result, delivery)    # full again: waits again
+        finally:
+            self.runner.active -= 1
+
+    def _fail_request(self, request_id: bytes, reason: str) -> None:
+        """Answer the peer's request with a failure (it learns at once that no answer comes)."""
+        logger.warning("relio session %s [%s]: %s", self.sid, self.namespace, reason)
+        try:
+            self.engine.reply(request_id, payload_codec.encode_failure(reason), self.loop.time())
+        except (QueueFull, LocalProtocolError):
+            self.decline(request_id)
+            return
+        self.kick()
 
     def decline(self, request_id: bytes) -> None:
         """Leave a request of the peer unanswered (no handler, or the handler raised)."""
@@ -356,9 +380,12 @@ class Channel:
     def _on_response(self, event: ResponseReceived) -> None:
         waiter = self._awaiting.pop(event.reply_to, None)
         try:
-            args = payload_codec.decode(event.payload, self.json)
+            args = payload_codec.decode_reply(event.payload, self.json)
         except RemoteProtocolError as exc:
             self.protocol_error(exc)
+            return
+        if isinstance(args, str):          # the peer could not answer: say so, at once
+            self._request_failed(event.reply_to, waiter, args)
             return
         if waiter is None:
             if event.request:   # nobody can answer it: answer with nothing rather than leak it
@@ -380,6 +407,17 @@ class Channel:
         def then(result: Any) -> None:        # the callback's return value answers the request
             self.answer(request_id, result)
         self.run(waiter, tuple(args), then, False, request_id)
+
+    def _request_failed(self, msg_id: bytes, waiter: Any, reason: str) -> None:
+        error = self._error(reason, msg_id)
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.set_exception(error)
+                waiter.exception()
+                self.handler.on_undelivered(self, error, True)
+            return
+        if waiter is not None:           # an emit callback that will not be called
+            self.handler.on_undelivered(self, error, False)
 
     def _on_expired(self, msg_id: bytes, reason: str) -> None:
         record = self._pending.pop(msg_id, None)

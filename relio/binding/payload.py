@@ -96,6 +96,34 @@ def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
     return b"".join(parts)
 
 
+#: The most of a failure reason a reply carries.
+MAX_FAILURE_REASON = 200
+
+
+def encode_failure(reason: str) -> bytes:
+    """A reply that says the request failed at the peer instead of answering it: a JSON object
+    ``{"failed": reason}`` where a reply's arguments (a JSON list) would be."""
+    return _NO_ATTACHMENTS + _stdlib_json.dumps({"failed": reason[:MAX_FAILURE_REASON]}).encode()
+
+
+def decode_reply(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list | str:
+    """Decode a reply: its arguments, or (a str) why the peer could not answer
+    (:func:`encode_failure`).
+
+    :raises RemoteProtocolError: the payload is neither.
+    """
+    if payload[:2] == b'\x00{':
+        try:
+            failure = _stdlib_json.loads(payload[1:])
+        except ValueError:
+            failure = None
+        if isinstance(failure, dict) and len(failure) == 1 \
+                and isinstance(failure.get("failed"), str):
+            return failure["failed"][:MAX_FAILURE_REASON]
+        raise RemoteProtocolError("invalid application payload: not a list")
+    return decode(payload, codec)
+
+
 def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
     """Decode a payload made by :func:`encode`.
 
