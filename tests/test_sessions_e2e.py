@@ -142,7 +142,7 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(setup_server: Callable | None = None, setup_client: Callable | None = None, *,
               server_kwargs: dict | None = None, client_kwargs: dict | None = None,
-              connect: bool = True):
+              connect: bool = True, transports: tuple = ('websocket',)):
     """Server + proxy + connected client; lifecycle events recorded in ``r.srec`` / ``r.crec``."""
     r = Rig()
     r.srec, r.crec = Rec(), Rec()
@@ -156,7 +156,7 @@ async def rig(setup_server: Callable | None = None, setup_client: Callable | Non
         r.port, r.proxy = port, proxy
         try:
             if connect:
-                await r.client.connect(proxy.url, transports=['websocket'], wait_timeout=5,
+                await r.client.connect(proxy.url, transports=list(transports), wait_timeout=5,
                                        namespaces=['/'])
                 await until(lambda: r.srec.n('connect') == 1, what='server connect')
             yield r
@@ -1378,3 +1378,44 @@ async def test_a_reply_too_large_fails_the_call_at_once():
         await until(lambda: r.crec.n('delivery_error') == 2, 10, 'relio_delivery_error')
         assert await r.client.call('big', 10, timeout=10) == b'x' * 10
         assert r.server.session_stats(r.client.get_sid())['peer_requests_pending'] == 0
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize('before,transport', [
+    ('resume_with_queued_emits', 'websocket'), ('refused_resume', 'websocket'),
+    ('expiry', 'websocket'), ('expiry', 'polling')])
+async def test_client_disconnect_reason_is_client_disconnect(before, transport):
+    """Whatever the session went through (a resume with emits queued meanwhile, a refused resume,
+    an expired session replaced by a new one), the client's own ``disconnect()`` gives its
+    ``disconnect`` handler python-socketio's 'client disconnect', as apps that tell being kicked
+    from leaving by the reason expect."""
+    refuse = before == 'refused_resume'
+
+    def setup(sio, rec):
+        @sio.on('relio_resume')
+        async def on_resume(sid, environ, auth):
+            rec.add('resume', sid)
+            return not refuse
+
+        @sio.on('x')
+        async def x(sid, n):
+            await asyncio.sleep(0.05)
+
+    kwargs = dict(relio_config=relio.Config(session_ttl=0.3)) if before == 'expiry' else {}
+    async with rig(setup, server_kwargs=kwargs, transports=(transport,)) as r:
+        if before == 'expiry':
+            await r.proxy.partition(1.0)
+            await until(lambda: r.crec.n('connect') == 2, 15, 'the new session')
+        else:
+            assert await r.proxy.cut() == 1
+            await until(lambda: r.crec.n('suspend') == 1, 10, 'suspended')
+            for i in range(20):
+                await r.client.emit('x', i)
+            if refuse:
+                await until(lambda: r.crec.n('connect') == 2, 10, 'the new session')
+            else:
+                await until(lambda: r.crec.n('resume') == 1, 10, 'resumed')
+        ended_before = r.crec.n('disconnect')
+        await r.client.disconnect()
+        await until(lambda: r.crec.n('disconnect') == ended_before + 1, 10, 'disconnect')
+        assert r.crec['disconnect'][-1] == ('client disconnect',), r.crec['disconnect']

@@ -212,23 +212,18 @@ class AsyncClient(socketio.AsyncClient):
         await self._drain(self.relio_config.drain_timeout if drain_timeout is None
                           else drain_timeout)
         reason = self.reason.CLIENT_DISCONNECT
+        leaving = [n for n in self.relio_sessions if n in self.namespaces and self.connected]
         for namespace, session in list(self.relio_sessions.items()):
-            if namespace in self.namespaces and self.connected:
-                # CLOSE frame: the server ends the session; python-socketio fires `disconnect`.
-                session.ended = True
-                session.cancel_expiry()
-                session.channel.close(reason)
-            else:
-                # Suspended (reconnecting), or resumed by a connect() still in progress (called
-                # from a relio_resume handler): python-socketio would not fire its `disconnect`;
-                # relio does. A connected session's CLOSE still tells the server; a suspended
-                # one's server lets it expire after its TTL.
-                self.namespaces.pop(namespace, None)
-                await self._end_session(session, reason)
+            # The session ends here, now: its CLOSE tells the server (if the connection is up; a
+            # suspended one's server lets it expire after its TTL), and its `disconnect` fires
+            # with the reason python-socketio gives for a client's disconnect, whatever the
+            # server's answer races it with (its DISCONNECT would read 'server disconnect').
+            self.namespaces.pop(namespace, None)
+            await self._end_session(session, reason)
         self.relio_sessions.clear()
         if self._reconnect_task is not None and self._reconnect_abort is not None:
             self._reconnect_abort.set()      # the application asked to go: stop reconnecting
-        for n in self.namespaces:
+        for n in [*leaving, *self.namespaces]:
             await self._send_packet(self.packet_class(packet.DISCONNECT, namespace=n))
         # engine.io's disconnect closes the websocket without flushing its queue
         # (python-socketio #888): let the writer send what is queued first, briefly.
@@ -327,8 +322,11 @@ class AsyncClient(socketio.AsyncClient):
         session.cancel_expiry()
         channel.close(reason)
         if channel.namespace not in self.namespaces:
-            # Its disconnect was withheld when the connection dropped: fire it now.
+            # Its disconnect was withheld when the connection dropped (or the application is
+            # leaving): fire it now, and python-socketio's final one (AsyncSimpleClient waits
+            # for it).
             await self._trigger_event('disconnect', channel.namespace, reason)
+            await self._trigger_event('__disconnect_final', channel.namespace)
 
     # --- transport -------------------------------------------------------------------------
     def _writer(self, namespace):
