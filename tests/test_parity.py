@@ -157,3 +157,35 @@ async def test_logger_true_logs_each_event_and_ack_as_python_socketio_does(lib, 
                      ('parity.server', 'received ack'),
                      ('parity.client', 'Received ack')]:
         assert expected in lines, (expected, sorted(lines))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('transports,limit,size', [
+    (('polling',), 1_000_000, 2_000_000),          # base64 in one POST over the default 1 MB
+    (('websocket',), 10_000, 100_000),             # a limit below relio's 64 KiB chunks
+    (('polling',), 10_000, 100_000),
+], ids=['polling-2MB', 'ws-small-limit', 'polling-small-limit'])
+async def test_relio_does_better_payloads_over_max_http_buffer_size(lib, transports, limit, size):
+    """relio deliberately does better: a call carrying more than the server's
+    max_http_buffer_size works (its batches are sized for the connection's limit: the server
+    says it in the handshake), where python-socketio's connection is dropped and the call fails."""
+    got = []
+
+    def setup(sio, client):
+        @sio.on('up')
+        async def up(sid, blob):
+            got.append(len(blob))
+            return len(blob)
+
+    async with app(lib, {'max_http_buffer_size': limit}, None, setup,
+                   transports=transports) as (sio, client):
+        if lib is relio:
+            assert await client.call('up', b'\x07' * size, timeout=30) == size
+            assert got == [size] and sio.relio_sessions == 1
+            assert await client.call('up', b'small', timeout=10) == 5
+        else:
+            with pytest.raises((socketio.exceptions.TimeoutError,
+                                socketio.exceptions.BadNamespaceError,
+                                socketio.exceptions.DisconnectedError)):
+                await client.call('up', b'\x07' * size, timeout=3)
+            assert got == []

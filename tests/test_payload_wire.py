@@ -134,3 +134,20 @@ def test_failure_replies_are_told_apart_from_any_reply():
     for bad in (b'\x00{"failed": 1}', b'\x00{"failed": "x", "more": 1}', b"\x00{", b"\x00{}"):
         with pytest.raises(RemoteProtocolError):
             payload.decode_reply(bad)
+
+
+def test_fit_config_sizes_batches_for_the_connection_limit():
+    from relio.config import DEFAULT_CONFIG as cfg
+    assert wire.fit_config(cfg, None, "/", False) is cfg
+    assert wire.fit_config(cfg, "1000000", "/", False) is cfg
+    assert wire.fit_config(cfg, 100, "/", False) is cfg                  # too small to fit
+    assert wire.fit_config(cfg, 1_000_000, "/", False) == cfg            # websocket: fits already
+    ws = wire.fit_config(cfg, 10_000, "/chat", False)
+    assert ws.max_batch_size + len(wire.carrier_prefix("/chat")) <= 10_000
+    assert ws.largest_single_frame_batch <= ws.max_batch_size
+    polling = wire.fit_config(cfg, 1_000_000, "/", True)
+    # what may be in flight (max_inflight_bytes + one chunk + a header per message), base64
+    in_flight = polling.max_inflight_bytes + polling.chunk_size \
+        + polling.max_inflight_messages * wire.DATA_HEADER_BYTES
+    assert in_flight * 4 // 3 + wire.POLLING_SLACK <= 1_000_000
+    assert polling.max_batch_size * 4 // 3 < 1_000_000

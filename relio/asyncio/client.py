@@ -303,7 +303,11 @@ class AsyncClient(socketio.AsyncClient):
         if session is not None:
             await self._end_session(session, info.get('refused') or 'session expired')
         loop = asyncio.get_running_loop()
-        channel = Channel(Engine(self.relio_config, now=loop.time()), self,
+        # Batches sized for this connection's limit (the server's max_http_buffer_size; base64 in
+        # one POST when only long-polling is allowed), so that none is dropped for its size.
+        config = wire.fit_config(self.relio_config, info.get('max_payload'), namespace,
+                                 'websocket' not in (self.eio.transports or ('websocket',)))
+        channel = Channel(Engine(config, now=loop.time()), self,
                           json=self.relio_codec, sid=sid, namespace=namespace,
                           recipient='the server')
         self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)

@@ -338,7 +338,7 @@ class AsyncServer(socketio.AsyncServer):
         session = self._new_session(sid, namespace, eio_sid)
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
             'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': False,
-            'ttl': self.relio_config.session_ttl}}
+            'ttl': self.relio_config.session_ttl, 'max_payload': self.eio.max_http_buffer_size}}
         if refused:
             reply[wire.HANDSHAKE_KEY]['refused'] = refused
         if self.always_connect:
@@ -457,7 +457,7 @@ class AsyncServer(socketio.AsyncServer):
         session.unconfirmed_resume = True
         reply = {'sid': sid, wire.HANDSHAKE_KEY: {
             'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': True,
-            'ttl': self.relio_config.session_ttl,
+            'ttl': self.relio_config.session_ttl, 'max_payload': self.eio.max_http_buffer_size,
             'state': wire.encode_state(channel.resume_state())}}
         await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)

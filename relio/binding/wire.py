@@ -29,6 +29,7 @@ import logging
 import re
 from typing import Any
 
+from relio.config import Config
 from relio.engine.errors import RemoteProtocolError
 
 #: The key relio adds to the CONNECT auth and reply objects.
@@ -91,6 +92,47 @@ def check_namespace(namespace: str) -> None:
         raise ValueError(f"relio carries namespaces of up to {MAX_NAMESPACE_BYTES} bytes (UTF-8); "
                          f"{namespace[:40]!r}... has {size}. Use a shorter namespace, or "
                          "relio.AsyncClient(relio=False) for plain Socket.IO on it")
+
+
+#: A long-polling POST carries binary messages base64-encoded ('b' + 4/3 of the bytes) and
+#: separated by one byte each: the bytes a POST may spend on that besides the batches themselves.
+POLLING_SLACK = 2048
+#: The most a DATA frame's header takes (docs/PROTOCOL.md 4.1), per message in flight.
+DATA_HEADER_BYTES = 64
+#: Below this many bytes for a chunk the connection's limit is too small to be worth fitting.
+MIN_FITTED_CHUNK = 1024
+
+
+def fit_config(config: Config, max_payload: Any, namespace: str, polling_only: bool) -> Config:
+    """``config`` with its batch, chunk and in-flight sizes cut to what one engine.io message may
+    hold on the connection: the server's ``max_http_buffer_size`` (``max_payload``, which it says
+    in the handshake), and, when only long-polling is allowed, everything in flight base64-encoded
+    in one POST. A batch over that limit would cost the connection (engine.io drops it) and come
+    back on every resume. Unchanged if ``max_payload`` is unknown or too small to fit."""
+    if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload <= 0:
+        return config
+    budget = max_payload
+    if polling_only:
+        budget = (budget - POLLING_SLACK) * 3 // 4
+    budget -= len(carrier_prefix(namespace))
+    overhead = config.largest_single_frame_batch - config.chunk_size
+    if polling_only:
+        # Everything in flight may leave in one POST: the engine sends while less than
+        # max_inflight_bytes is in flight, so up to that plus one chunk, plus a DATA frame header
+        # (at most DATA_HEADER_BYTES) per message in flight: a third of the budget each.
+        budget //= 3
+    if budget - overhead < MIN_FITTED_CHUNK:
+        return config
+    changes: dict[str, int] = {}
+    if config.max_batch_size > budget:
+        changes["max_batch_size"] = budget
+        changes["chunk_size"] = min(config.chunk_size, budget - overhead)
+        changes["coalesce_bytes"] = min(config.coalesce_bytes, budget)
+    if polling_only:
+        changes["max_inflight_bytes"] = min(config.max_inflight_bytes, budget - overhead)
+        changes["max_inflight_messages"] = min(config.max_inflight_messages,
+                                               max(1, (budget - overhead) // DATA_HEADER_BYTES))
+    return config.replace(**changes)
 
 
 def carrier_prefix(namespace: str) -> bytes:
