@@ -189,3 +189,30 @@ async def test_relio_does_better_payloads_over_max_http_buffer_size(lib, transpo
                                 socketio.exceptions.DisconnectedError)):
                 await client.call('up', b'\x07' * size, timeout=3)
             assert got == []
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize('auth', [None, {'token': 'abc'}, {}], ids=['none', 'token', 'empty'])
+@pytest.mark.parametrize('server_lib', LIBS)
+async def test_connect_handler_sees_the_apps_auth_unchanged(lib, server_lib, auth):
+    """Whichever client (python-socketio's or relio's) and server, the server's ``connect``
+    handler gets the ``auth`` the application gave (python-socketio passes None for no auth):
+    relio asks for its session in the connection URL, not in ``auth``."""
+    seen = []
+    sio = server_lib.AsyncServer(async_mode='asgi')
+
+    @sio.event
+    async def connect(sid, environ, auth):
+        seen.append(auth)
+
+    client = lib.AsyncClient(**CLIENT_KW)
+    async with serve_socketio(sio) as port:
+        await client.connect(f'http://127.0.0.1:{port}', auth=auth, transports=['websocket'],
+                             wait_timeout=5)
+        try:
+            await until(lambda: len(seen) == 1, 5, 'connect')
+            if lib is relio:         # a relio session only between two relio peers
+                assert (client.session_stats() is not None) == (server_lib is relio)
+        finally:
+            await client.disconnect()
+    assert seen == [auth or None]

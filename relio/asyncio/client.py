@@ -125,6 +125,7 @@ class AsyncClient(socketio.AsyncClient):
         Note: this method is a coroutine.
         """
         if self.relio_enabled:
+            url = wire.url_asking_for_relio(url)     # relio=1 in the query, not in auth
             # python-socketio's choice of namespaces when none are given
             wanted = [namespaces] if isinstance(namespaces, str) else namespaces
             for n in wanted or (list(set(self.handlers) | set(self.namespace_handlers))
@@ -257,12 +258,15 @@ class AsyncClient(socketio.AsyncClient):
         real_auth = await self._get_real_value(self.connection_auth) or {}
         for n in self.connection_namespaces:
             data = real_auth
-            if self.relio_enabled and isinstance(real_auth, dict):
-                hello: dict[str, Any] = {'v': wire.HANDSHAKE_VERSION}
-                session = self.relio_sessions.get(n)
-                if session is not None and not session.channel.closed:
-                    hello.update(sid=session.channel.sid, credential=session.credential,
-                                 state=wire.encode_state(session.channel.resume_state()))
+            session = self.relio_sessions.get(n)
+            if self.relio_enabled and isinstance(real_auth, dict) and session is not None \
+                    and not session.channel.closed:
+                # A resume names its session in auth (a new session is asked for in the URL's
+                # query, so a plain server sees the application's auth unchanged).
+                hello: dict[str, Any] = {
+                    'v': wire.HANDSHAKE_VERSION, 'sid': session.channel.sid,
+                    'credential': session.credential,
+                    'state': wire.encode_state(session.channel.resume_state())}
                 data = {**real_auth, wire.HANDSHAKE_KEY: hello}
             await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 

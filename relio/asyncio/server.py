@@ -310,9 +310,12 @@ class AsyncServer(socketio.AsyncServer):
     async def _handle_connect(self, eio_sid, namespace, data):
         namespace = namespace or '/'
         hello = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
-        if hello is None:
+        if hello is not None:                    # a resume (or a client asking the older way)
+            auth = {k: v for k, v in data.items() if k != wire.HANDSHAKE_KEY}
+        elif wire.asks_for_relio(self.environ.get(eio_sid)):
+            hello, auth = {'v': wire.HANDSHAKE_VERSION}, data        # a new session
+        else:
             return await super()._handle_connect(eio_sid, namespace, data)
-        auth = {k: v for k, v in data.items() if k != wire.HANDSHAKE_KEY}
         if not isinstance(hello, dict) or hello.get('v') != wire.HANDSHAKE_VERSION \
                 or len(namespace.encode()) > wire.MAX_NAMESPACE_BYTES:
             # A relio client of another version, or a namespace too long for a carrier: serve it

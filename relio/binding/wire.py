@@ -27,6 +27,7 @@ import base64
 import binascii
 import logging
 import re
+import urllib.parse
 from typing import Any
 
 from relio.config import Config
@@ -53,6 +54,42 @@ DELIVERY_ERROR_EVENT = "relio_delivery_error"
 LIFECYCLE_EVENTS = frozenset({RESUME_EVENT, SUSPEND_EVENT, DELIVERY_ERROR_EVENT})
 #: Names a relio peer may not emit in a relio session (they would impersonate lifecycle events).
 RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"}) | LIFECYCLE_EVENTS
+
+
+#: The query parameter of the engine.io connection URL by which a client asks for relio sessions
+#: (``relio=1``): a plain server never sees relio in the CONNECT ``auth``, which stays the
+#: application's own. Resumes, which only a relio server can have given rise to, name their session
+#: in ``auth`` (:data:`HANDSHAKE_KEY`).
+QUERY_KEY = "relio"
+
+
+def url_asking_for_relio(url: Any) -> Any:
+    """``url`` (a string, or python-socketio's callable giving one) with ``relio=1`` in its query
+    (once: python-socketio reconnects with the URL it was given)."""
+    if callable(url):
+        if getattr(url, "relio_url", False):
+            return url
+
+        async def relio_url() -> str:
+            value = url()
+            if hasattr(value, "__await__"):
+                value = await value
+            return url_asking_for_relio(value)
+        relio_url.relio_url = True  # type: ignore[attr-defined]
+        return relio_url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if (QUERY_KEY, str(HANDSHAKE_VERSION)) in query:
+        return url
+    query.append((QUERY_KEY, str(HANDSHAKE_VERSION)))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def asks_for_relio(environ: dict | None) -> bool:
+    """The engine.io connection of ``environ`` was opened with ``relio=1`` (see
+    :func:`url_asking_for_relio`)."""
+    query = (environ or {}).get("QUERY_STRING") or ""
+    return (QUERY_KEY, str(HANDSHAKE_VERSION)) in urllib.parse.parse_qsl(query)
 
 
 def has_handler(sio: Any, event: str, namespace: str) -> bool:
