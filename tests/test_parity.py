@@ -216,3 +216,90 @@ async def test_connect_handler_sees_the_apps_auth_unchanged(lib, server_lib, aut
         finally:
             await client.disconnect()
     assert seen == [auth or None]
+
+
+class ChatNamespace:
+    """Built per library: a class-based namespace written the python-socketio way."""
+
+    @staticmethod
+    def make(lib, log):
+        class Chat(lib.AsyncNamespace):
+            async def on_connect(self, sid, environ, auth):
+                await self.save_session(sid, {'name': (auth or {}).get('name', 'anon')})
+                await self.enter_room(sid, 'lobby')
+
+            async def on_say(self, sid, text):
+                session = await self.get_session(sid)
+                await self.emit('said', f"{session['name']}: {text}", room='lobby', skip_sid=sid)
+                return 'ok', len(text)                      # an ack with several values
+
+            async def on_disconnect(self, sid, reason):
+                log.append(('chat left', reason))
+        return Chat('/chat')
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('transports', [('websocket',), ('polling',)], ids=['ws', 'polling'])
+async def test_a_typical_app_behaves_the_same(lib, transports):
+    """Events, acks with several values, ``callback=``, a server ``call()`` back to the client,
+    rooms with ``skip_sid``, a class-based namespace with sessions, binary, refused connections
+    and disconnect reasons: one app, both libraries, the same observations."""
+    log = []
+    # a polling client's disconnect() waits for its pending long poll: short pings keep it short
+    sio = lib.AsyncServer(async_mode='asgi', ping_interval=0.4, ping_timeout=1.5)
+    sio.register_namespace(ChatNamespace.make(lib, log))
+
+    @sio.event
+    async def connect(sid, environ, auth):
+        if auth and auth.get('banned'):
+            raise socketio.exceptions.ConnectionRefusedError('banned', {'retry': False})
+
+    @sio.on('echo')
+    async def echo(sid, *args):
+        return args
+
+    @sio.on('ask_client')
+    async def ask_client(sid, question):
+        return await sio.call('question', question, to=sid, timeout=5)
+
+    def make_client(name):
+        c = lib.AsyncClient(**CLIENT_KW)
+
+        @c.on('question')
+        def question(q):
+            return f'{name} says {q}!'
+
+        @c.on('said', namespace='/chat')
+        def said(text):
+            log.append((name, text))
+        return c
+
+    alice, bob = make_client('alice'), make_client('bob')
+    async with serve_socketio(sio) as port:
+        url = f'http://127.0.0.1:{port}'
+        try:
+            for c, name in ((alice, 'alice'), (bob, 'bob')):
+                await c.connect(url, namespaces=['/', '/chat'], auth={'name': name},
+                                transports=list(transports), wait_timeout=5)
+            assert await alice.call('echo', (1, 'two', b'\x03'), timeout=5) == \
+                (1, 'two', b'\x03')
+            got = asyncio.get_running_loop().create_future()
+            await alice.emit('echo', {'k': [1, 2]}, callback=lambda *a: got.set_result(a))
+            assert await asyncio.wait_for(got, 5) == ({'k': [1, 2]},)
+            assert await bob.call('ask_client', 'hi', timeout=5) == 'bob says hi!'
+            assert await alice.call('say', 'hello', namespace='/chat', timeout=5) == ('ok', 5)
+            await until(lambda: ('bob', 'alice: hello') in log, 5, 'the room message')
+            assert ('alice', 'alice: hello') not in log            # skip_sid
+
+            banned = lib.AsyncClient(**CLIENT_KW)
+            errors = []
+            banned.on('connect_error', lambda data: errors.append(data))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await banned.connect(url, auth={'banned': True}, transports=list(transports),
+                                     wait_timeout=5)
+            assert errors == [{'message': 'banned', 'data': {'retry': False}}]
+        finally:
+            await alice.disconnect()
+            await bob.disconnect()
+    await until(lambda: len([e for e in log if e[0] == 'chat left']) == 2, 10, 'both left')
+    assert {e[1] for e in log if e[0] == 'chat left'} <= {'client disconnect', 'transport close'}
