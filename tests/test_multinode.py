@@ -13,7 +13,8 @@ Traffic (tests below, `Traffic`), started once the client has joined room 'all':
 * server -> client: numbered ``emit('b', j, room='all')`` at 100/s from a write-only Redis manager
   in this process (crossing to whichever node holds the client).
 
-relio (nodes in mode 'relio', ``relio.AsyncRedisManager(mode='durable')``, relio.AsyncClient):
+relio (nodes in mode 'relio': ``relio.AsyncRedisManager(url)`` with no mode given, i.e. durable;
+relio.AsyncClient):
 
 test_relio_node_kill
     SIGKILL the node holding the session mid-stream. The client reconnects through the balancer
@@ -347,7 +348,7 @@ class RelioRun:
 
 
 @contextlib.asynccontextmanager
-async def relio_cluster(tmp_path, redis_mode: str = 'durable'):
+async def relio_cluster(tmp_path, redis_mode: str = 'default'):
     async with run_redis() as redis, \
             run_nodes(redis.url, 3, mode='relio', datadir=tmp_path,
                       redis_mode=redis_mode) as nodes, \

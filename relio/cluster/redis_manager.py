@@ -67,7 +67,11 @@ class AsyncRedisManager(AsyncManager):
     :param redis_options: keyword arguments for ``redis.asyncio.Redis.from_url``.
 
     relio adds ``relio_config`` (a :class:`relio.Config`; the ``relay_*`` fields apply) for
-    ``write_only`` instances; a server's manager uses the server's.
+    ``write_only`` instances; a server's manager uses the server's; and ``mode``:
+    ``'durable'`` (the default: nothing leaves a session, and no handler sees a message, before the
+    session's state is in Redis, so a node killed or paused loses nothing) or ``'fast'`` (saves at
+    suspend, resume and shutdown only; a killed node's sessions lose what changed since, and their
+    clients are told). See ``docs/SCALING.md``.
 
     ``emit`` returns a :class:`relio.Delivery` like the server's: its local recipients confirm
     delivery; the part that goes to other nodes (``delivery.relayed``) confirms that Redis holds the
@@ -84,7 +88,7 @@ class AsyncRedisManager(AsyncManager):
     def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socketio",
                  write_only: bool = False, logger: logging.Logger | None = None, json=None,
                  redis_options: dict | None = None, relio_config: Config | None = None,
-                 mode: str = FAST):
+                 mode: str = DURABLE):
         super().__init__()
         self.redis_url = url
         self.channel = channel
@@ -127,6 +131,12 @@ class AsyncRedisManager(AsyncManager):
 
     def initialize(self):
         super().initialize()
+        if self.mode == FAST and not self.write_only:
+            self._log().warning(
+                "relio: AsyncRedisManager(mode='fast'): a session whose node is killed or paused "
+                "resumes on another node only from its last save (at suspend, resume and "
+                "shutdown): what it sent or received since can be lost, and its client is told "
+                "(disconnect, then a new session). The default mode='durable' loses nothing.")
         if not self.write_only:
             self.bus.start_reading(self._apply)
             self.session_host.start()

@@ -37,15 +37,17 @@ import sys
 
 
 def build_server(mode: str, redis_url: str, name: str, datadir: str,
-                 redis_mode: str = 'durable'):
+                 redis_mode: str = 'default'):
     if mode == 'relio':
         import relio
         # Lazy: relio.AsyncRedisManager may not exist in older checkouts; only this mode needs it.
         manager_cls = getattr(relio, 'AsyncRedisManager', None)
         if manager_cls is None:
             raise SystemExit('relio.AsyncRedisManager is not available in this checkout')
+        # 'default': no mode argument, as an application moving over writes it
+        kwargs = {} if redis_mode == 'default' else {'mode': redis_mode}
         sio = relio.AsyncServer(async_mode='asgi',
-                                client_manager=manager_cls(redis_url, mode=redis_mode))
+                                client_manager=manager_cls(redis_url, **kwargs))
         app = relio.ASGIApp(sio)
     elif mode == 'socketio':
         import socketio
@@ -139,8 +141,8 @@ def main(argv=None) -> None:
     p.add_argument('--mode', choices=('relio', 'socketio'), required=True)
     p.add_argument('--name', required=True)
     p.add_argument('--datadir', required=True)
-    p.add_argument('--redis-mode', choices=('fast', 'durable'), default='durable',
-                   help="relio.AsyncRedisManager(mode=...) in mode 'relio'")
+    p.add_argument('--redis-mode', choices=('fast', 'durable', 'default'), default='default',
+                   help="relio.AsyncRedisManager(mode=...) in mode 'relio' (default: none given)")
     args = p.parse_args(argv)
     os.makedirs(args.datadir, exist_ok=True)
     asyncio.run(amain(args))

@@ -2,7 +2,7 @@
 tests.
 
     node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
-    node = Node(redis.url, mode='relio', redis_mode='fast'|'durable', ...)   # default durable
+    node = Node(redis.url, mode='relio', redis_mode='fast'|'durable'|'default', ...)
     node.port; node.url                      # 'http://127.0.0.1:<port>'
     node.pause(); node.resume()              # SIGSTOP / SIGCONT
     await node.kill()                        # SIGKILL (no goodbye: sockets reset by the kernel)
@@ -53,11 +53,11 @@ class Node(ManagedProcess):
     def __init__(self, redis_url: str, *, mode: str = 'socketio', name: str = 'n1',
                  datadir: str | os.PathLike, port: int | None = None,
                  startup_timeout: float = 20.0, extra_env: dict | None = None,
-                 redis_mode: str = 'durable') -> None:
+                 redis_mode: str = 'default') -> None:
         if mode not in ('relio', 'socketio'):
             raise ValueError(f'mode must be relio or socketio, not {mode!r}')
-        if redis_mode not in ('fast', 'durable'):
-            raise ValueError(f'redis_mode must be fast or durable, not {redis_mode!r}')
+        if redis_mode not in ('fast', 'durable', 'default'):
+            raise ValueError(f'redis_mode must be fast, durable or default, not {redis_mode!r}')
         self.redis_mode = redis_mode
         self.redis_url = redis_url
         self.mode = mode
