@@ -282,3 +282,41 @@ async def test_a_starting_node_misses_no_entry_for_its_first_clients(redis):
         finally:
             await c1.disconnect()
             await c2.disconnect()
+
+
+async def test_python_socketio_emitters_reach_relio_clients(redis):
+    """Workers not moved over yet emit through python-socketio's own Redis managers (a sync one, as
+    in Celery or Flask, and an async one), publishing on its pub/sub channel: relio clients of
+    every node get those emits (to a room across nodes, to one sid) once each."""
+    import redis.asyncio as aioredis
+    import socketio
+
+    s1, s2 = await two_nodes(redis)
+    r1, r2 = Recorder(), Recorder()
+    sync_emitter = socketio.RedisManager(redis.url, write_only=True)
+    async_emitter = socketio.AsyncRedisManager(redis.url, write_only=True)
+    probe = aioredis.Redis.from_url(redis.url)
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2:
+        c1, c2 = await connect(p1, r1), await connect(p2, r2)
+        try:
+            assert await c1.call("join", "r") == "n1" and await c2.call("join", "r") == "n2"
+
+            async def subscribed():
+                return (await probe.pubsub_numsub("socketio"))[0][1] >= 2
+            for _ in range(100):                       # both nodes listen (at most once before)
+                if await subscribed():
+                    break
+                await asyncio.sleep(0.05)
+            assert await subscribed()
+            await asyncio.to_thread(sync_emitter.emit, "b", 1, namespace="/", room="r")
+            await async_emitter.emit("b", 2, namespace="/", room="r")
+            await async_emitter.emit("direct", 3, namespace="/", room=c2.get_sid())
+            await until(lambda: r1.b == [1, 2] and r2.b == [1, 2] and r2.direct == [3], 10,
+                        what="the python-socketio emits")
+            await asyncio.sleep(0.3)
+            assert r1.b == [1, 2] and r2.b == [1, 2] and r1.direct == [] and r2.direct == [3]
+        finally:
+            await c1.disconnect()
+            await c2.disconnect()
+            await probe.aclose()
+            await async_emitter.redis.aclose() if getattr(async_emitter, "redis", None) else None

@@ -38,6 +38,7 @@ from relio.cluster.bus import (
     LEAVE_ROOM,
     RedisBus,
 )
+from relio.cluster.pubsub_bridge import PubSubBridge
 from relio.cluster.store import DURABLE, FAST, RedisSessionStore
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine.errors import DeliveryError, QueueFull
@@ -71,7 +72,9 @@ class AsyncRedisManager(AsyncManager):
     ``'durable'`` (the default: nothing leaves a session, and no handler sees a message, before the
     session's state is in Redis, so a node killed or paused loses nothing) or ``'fast'`` (saves at
     suspend, resume and shutdown only; a killed node's sessions lose what changed since, and their
-    clients are told). See ``docs/SCALING.md``.
+    clients are told). See ``docs/SCALING.md``. ``bridge_socketio`` (default True): apply what
+    python-socketio's own Redis managers publish on ``channel`` (workers not moved over yet) to
+    this node's clients.
 
     ``emit`` returns a :class:`relio.Delivery` like the server's: its local recipients confirm
     delivery; the part that goes to other nodes (``delivery.relayed``) confirms that Redis holds the
@@ -88,7 +91,7 @@ class AsyncRedisManager(AsyncManager):
     def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socketio",
                  write_only: bool = False, logger: logging.Logger | None = None, json=None,
                  redis_options: dict | None = None, relio_config: Config | None = None,
-                 mode: str = DURABLE):
+                 mode: str = DURABLE, bridge_socketio: bool = True):
         super().__init__()
         self.redis_url = url
         self.channel = channel
@@ -103,6 +106,9 @@ class AsyncRedisManager(AsyncManager):
         self.session_host: RedisSessionStore = RedisSessionStore(
             self.bus, mode, lambda: self.config, self._log, self._replay)
         self.mode = mode
+        #: python-socketio's emitters (its Redis managers publishing on ``channel``) reach this
+        #: node's clients (at most once on that hop; see :mod:`relio.cluster.pubsub_bridge`)
+        self.pubsub_bridge = PubSubBridge(self, channel, self._log) if bridge_socketio else None
 
     @property
     def host_id(self) -> str:
@@ -140,12 +146,16 @@ class AsyncRedisManager(AsyncManager):
         if not self.write_only:
             self.bus.start_reading(self._apply)
             self.session_host.start()
+            if self.pubsub_bridge is not None:
+                self.pubsub_bridge.start()
         self._log().info("relio: redis manager %s initialized (%s)", self.host_id[:8],
                          self.bus.stream_key)
 
     async def close(self) -> None:
         """Stop the reader, give the queued entries ``relay_timeout`` to reach Redis (what does not
         fails its Delivery), close the connection. Servers call it on shutdown."""
+        if self.pubsub_bridge is not None:
+            await self.pubsub_bridge.close()
         await self.session_host.close()
         await self.bus.close()
         await self.bus.disconnect()
@@ -210,6 +220,11 @@ class AsyncRedisManager(AsyncManager):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ready.wait(), READER_READY_WAIT)
         return await super().pre_connect(eio_sid, namespace)
+
+    async def emit_here(self, event, data, namespace, room=None, skip_sid=None, callback=None):
+        """Emit to this node's clients only (never blocks: a full outbox raises QueueFull)."""
+        return await AsyncManager.emit(self, event, data, namespace, room=room,
+                                       skip_sid=skip_sid, callback=callback, block=False)
 
     async def can_disconnect(self, sid, namespace):
         if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
