@@ -26,15 +26,16 @@ pytestmark = pytest.mark.timeout(90)
 class Cluster:
     """What every node records (shared: the nodes run in this process)."""
 
-    def __init__(self, mode="fast"):
+    def __init__(self, mode="fast", config=None):
         self.mode = mode
+        self.config = config
         self.got: list[tuple[str, str, int]] = []       # (node, sid, n)
         self.connects: list[tuple[str, str]] = []
         self.disconnects: list[tuple[str, str]] = []
         self.calls: list[tuple[str, int]] = []
 
     def node(self, url, name):
-        sio = relio.AsyncServer(async_mode="asgi",
+        sio = relio.AsyncServer(async_mode="asgi", relio_config=self.config,
                                 client_manager=relio.AsyncRedisManager(url, mode=self.mode))
 
         @sio.event
@@ -57,6 +58,12 @@ class Cluster:
 
         @sio.on("work")
         async def work(sid, n):
+            self.calls.append((name, n))
+            return n * 10
+
+        @sio.on("slow")
+        async def slow(sid, n):
+            await asyncio.sleep(0.8)                  # still running when the session moves
             self.calls.append((name, n))
             return n * 10
 
@@ -262,3 +269,67 @@ async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
         finally:
             await emitter.close()
             await client.disconnect()
+
+
+@pytest.mark.parametrize("mode", ["fast", "durable"])
+async def test_a_handover_waits_for_the_running_call_handler(redis, mode):
+    """The client moves to the other node while a call's handler runs on the first: the owner
+    hands the session over only once the handler has finished, so its answer goes with the
+    session and reaches the client once; the handler runs once."""
+    cl = Cluster(mode)
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            assert await client.call("join", "room-r") == "n1"
+            call = asyncio.ensure_future(client.call("slow", 7, timeout=30))
+            await asyncio.sleep(0.2)                    # the handler runs on n1
+            await lb.cut()                              # the client comes back through n2
+            assert await call == 70
+            where = await client.call("where", timeout=20)
+            assert where[0] == "n2"
+            assert cl.calls == [("n1", 7)]               # ran once, on the first node
+            assert s1.manager.stats["handed_over"] == 1 and s2.manager.stats["forced"] == 0
+        finally:
+            await client.disconnect()
+
+
+async def test_an_idle_session_keeps_its_record_past_the_record_ttl(redis, monkeypatch):
+    """A session stays idle longer than its record's lifetime (short session_ttl, short margin
+    here): its node keeps the record alive, so when the node stops answering the session is still
+    taken over on the other node with everything (same sid, rooms, session data)."""
+    from relio.cluster import records, store
+    monkeypatch.setattr(records, "RECORD_TTL_MARGIN", 0.2)   # record TTL: 3.2 s
+    monkeypatch.setattr(store, "HANDOVER_TIMEOUT", 1.0)      # taken over well within the TTL
+    cl = Cluster("durable", relio.Config(session_ttl=3.0))
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    probe = redis_client(redis.url)
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            assert await client.call("join", "room-r") == "n1"
+            await asyncio.sleep(7.0)                    # idle: over twice the record's TTL
+            assert await probe.exists(f"relio:socketio:s:{sid}") == 1
+            assert s1.manager.stats["refreshed"] >= 2
+
+            async def unresponsive(session):
+                return None                             # n1 never hands over (paused)
+            s1.manager.session_host.hand_over = unresponsive
+            await lb.cut()
+            where = await client.call("where", timeout=30)
+            assert where == ["n2", ["room-r"], {"user": "ada", "joined": "room-r"}]
+            assert client.get_sid() == sid and cl.connects == [("n1", sid)]
+            assert s2.manager.stats["forced"] == 1
+        finally:
+            await client.disconnect()
+            await probe.aclose()
+
+
+def redis_client(url):
+    import redis.asyncio as aioredis
+    return aioredis.Redis.from_url(url)
