@@ -40,6 +40,12 @@ from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 logger = logging.getLogger("relio")
 
 
+#: ``AsyncManager.emit(event, FROM_ENCODED, ..., _encoded=payload)``: the arguments are in the
+#: encoded payload; it is decoded only if a plain Socket.IO client is among the recipients (a
+#: message relayed between nodes arrives encoded, and relio sessions take it as it is).
+FROM_ENCODED = object()
+
+
 class AsyncManager(socketio.AsyncManager):
     """python-socketio's in-process client manager, delivering to relio sessions through their
     channels (so a broadcast reaches connected and suspended relio sessions alike).
@@ -67,8 +73,8 @@ class AsyncManager(socketio.AsyncManager):
         """
         delivery = Delivery()
         room = to or room
-        args = payload_codec.as_args(data)
         server = self.server
+        args = None if data is FROM_ENCODED else payload_codec.as_args(data)
         if namespace not in self.rooms:
             error = server.relio_ended_error(room, namespace, event)
             if error is not None:
@@ -90,6 +96,7 @@ class AsyncManager(socketio.AsyncManager):
                 plain.append((sid, eio_sid))
                 continue
             if encoded is None:
+                assert args is not None
                 encoded = payload_codec.encode([event, *args], server.relio_codec)
             try:
                 try:
@@ -110,6 +117,9 @@ class AsyncManager(socketio.AsyncManager):
                 delivery._settle(error)
                 server.on_undelivered(None, error)
         if plain:
+            if args is None:
+                assert _encoded is not None
+                args = payload_codec.decode(_encoded, server.relio_codec)[1:]
             delivery.unconfirmed = len(plain)
             await self._emit_plain(event, args, namespace, plain, callback)
         if full:

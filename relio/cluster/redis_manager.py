@@ -22,11 +22,11 @@ import hashlib
 import itertools
 import json as stdlib_json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.results import Delivery
-from relio.asyncio.server import AsyncManager
+from relio.asyncio.server import FROM_ENCODED, AsyncManager
 from relio.binding import payload as payload_codec
 from relio.cluster.bus import (
     CALLBACK,
@@ -302,11 +302,16 @@ class AsyncRedisManager(AsyncManager):
         remote_callback = header.get("cb")
         if remote_callback:
             callback = self._remote_callback(header["h"], *remote_callback)
-        items = payload_codec.decode(payload, self.server.relio_codec)
+        event = header.get("ev")
+        if isinstance(event, str):
+            data: Any = FROM_ENCODED           # decoded only for plain recipients, if any
+        else:
+            items = payload_codec.decode(payload, self.server.relio_codec)
+            event, data = items[0], _as_data(items[1:])
         try:
             # Never block the bus on one session's full outbox: that session fails the message
             # (relio_delivery_error on this node); the others get theirs.
-            await AsyncManager.emit(self, items[0], _as_data(items[1:]), namespace, room=room,
+            await AsyncManager.emit(self, event, data, namespace, room=room,
                                     skip_sid=header.get("s"), callback=callback, block=False,
                                     _encoded=payload, _msg_id=_entry_msg_id(header))
         except QueueFull as exc:
