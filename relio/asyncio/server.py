@@ -76,11 +76,7 @@ class AsyncManager(socketio.AsyncManager):
         server = self.server
         args = None if data is FROM_ENCODED else payload_codec.as_args(data)
         if namespace not in self.rooms:
-            error = server.relio_ended_error(room, namespace, event)
-            if error is not None:
-                delivery._add()
-                delivery._settle(error)
-                server.on_undelivered(None, error)
+            self._fail_if_ended(delivery, room, namespace, event)
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
@@ -110,12 +106,8 @@ class AsyncManager(socketio.AsyncManager):
             except DeliveryError as exc:
                 delivery._add()
                 delivery._settle(exc)
-        if not delivery.recipients and not plain and isinstance(room, str):
-            error = server.relio_ended_error(room, namespace, event)
-            if error is not None:       # addressed to a relio session that has ended
-                delivery._add()
-                delivery._settle(error)
-                server.on_undelivered(None, error)
+        if not delivery.recipients and not plain:
+            self._fail_if_ended(delivery, room, namespace, event)
         if plain:
             if args is None:
                 assert _encoded is not None
@@ -126,6 +118,15 @@ class AsyncManager(socketio.AsyncManager):
             raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
                             "them (queued for the other recipients)")
         return delivery
+
+    def _fail_if_ended(self, delivery: Delivery, room, namespace, event) -> None:
+        """A message addressed to the sid of a relio session that has ended fails with why it
+        ended, instead of reaching nobody in silence."""
+        error = self.server.relio_ended_error(room, namespace, event)
+        if error is not None:
+            delivery._add()
+            delivery._settle(error)
+            self.server.on_undelivered(None, error)
 
     async def _emit_plain(self, event, args, namespace, recipients, callback):
         """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""

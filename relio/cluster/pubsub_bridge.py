@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from socketio.packet import Packet
 
-from relio.engine.errors import DeliveryError, QueueFull
-
 if TYPE_CHECKING:
     from relio.cluster.redis_manager import AsyncRedisManager
 
@@ -126,16 +124,9 @@ class PubSubBridge:
         remote = message.get("callback")
         if isinstance(remote, list) and len(remote) == 3:
             callback = functools.partial(self._return_callback, message.get("host_id"), *remote)
-        try:
-            # Never block the channel on one session's full outbox: that session fails the
-            # message (relio_delivery_error); the others get theirs.
-            await self.manager.emit_here(message.get("event"), data, namespace,
-                                         room=message.get("room"),
-                                         skip_sid=message.get("skip_sid"), callback=callback)
-        except QueueFull as exc:
-            self.manager.server.on_undelivered(None, DeliveryError(
-                f"message from a python-socketio emitter dropped: {exc}", None,
-                namespace=namespace, event=message.get("event")))
+        await self.manager.emit_here(message.get("event"), data, namespace,
+                                     room=message.get("room"), skip_sid=message.get("skip_sid"),
+                                     callback=callback, source="a python-socketio emitter")
 
     def _return_callback(self, host_id: Any, sid: str, namespace: str, callback_id: Any,
                          *args: Any) -> None:

@@ -221,10 +221,21 @@ class AsyncRedisManager(AsyncManager):
                 await asyncio.wait_for(ready.wait(), READER_READY_WAIT)
         return await super().pre_connect(eio_sid, namespace)
 
-    async def emit_here(self, event, data, namespace, room=None, skip_sid=None, callback=None):
-        """Emit to this node's clients only (never blocks: a full outbox raises QueueFull)."""
-        return await AsyncManager.emit(self, event, data, namespace, room=room,
-                                       skip_sid=skip_sid, callback=callback, block=False)
+    async def emit_here(self, event, data, namespace, room=None, skip_sid=None, callback=None,
+                        *, source: str, _encoded: bytes | None = None,
+                        _msg_id: bytes | None = None) -> None:
+        """Emit to this node's clients only, a message that came from elsewhere (``source``: the
+        bus, python-socketio's channel). It never waits: the reader must not stall on one
+        session's full outbox, so that session fails the message (``relio_delivery_error`` on this
+        node) and the others get theirs."""
+        try:
+            await AsyncManager.emit(self, event, data, namespace, room=room, skip_sid=skip_sid,
+                                    callback=callback, block=False, _encoded=_encoded,
+                                    _msg_id=_msg_id)
+        except QueueFull as exc:
+            self.server.on_undelivered(None, DeliveryError(
+                f"message from {source} dropped: {exc}", None, namespace=namespace,
+                event=event))
 
     async def can_disconnect(self, sid, namespace):
         if self._local_sid(sid, namespace) or self.is_pre_connected(sid, namespace):
@@ -308,16 +319,9 @@ class AsyncRedisManager(AsyncManager):
         else:
             items = payload_codec.decode(payload, self.server.relio_codec)
             event, data = items[0], _as_data(items[1:])
-        try:
-            # Never block the bus on one session's full outbox: that session fails the message
-            # (relio_delivery_error on this node); the others get theirs.
-            await AsyncManager.emit(self, event, data, namespace, room=room,
-                                    skip_sid=header.get("s"), callback=callback, block=False,
-                                    _encoded=payload, _msg_id=_entry_msg_id(header))
-        except QueueFull as exc:
-            self.server.on_undelivered(None, DeliveryError(
-                f"relayed message dropped: {exc}", None, namespace=namespace,
-                event=header.get("ev")))
+        await self.emit_here(event, data, namespace, room=room, skip_sid=header.get("s"),
+                             callback=callback, source="another node", _encoded=payload,
+                             _msg_id=_entry_msg_id(header))
 
     def _next_msg_id(self) -> bytes:
         """Ids of relayed messages: the same on every node that delivers the message, so that a
