@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
-from relio.asyncio.dispatch import Done, HandlerRunner, Then, spawn
+from relio.asyncio.dispatch import Done, HandlerRunner, Then
 from relio.asyncio.results import Delivery, Question, Reply, collapse
 from relio.binding import payload as payload_codec
 from relio.engine import _frames
@@ -215,8 +215,7 @@ class Channel:
                                        request=callback is not None)
         except QueueFull:
             # The outbox limit also bounds replies: this one waits for room, as an emit would.
-            self.runner.active += 1
-            spawn(self._answer_when_room(request_id, result, delivery))
+            self.runner.spawn(self._answer_when_room(request_id, result, delivery))
             return None
         except (LocalProtocolError, TypeError, ValueError) as exc:
             # Too large for max_message_size, or not encodable: the requester is told at once
@@ -233,12 +232,9 @@ class Channel:
 
     async def _answer_when_room(self, request_id: bytes, result: Any,
                                 delivery: Delivery | None) -> None:
-        try:
-            await self._wait_for_room()       # woken by the next delivery report (or the end)
-            if not self.closed:
-                self.answer(request_id, result, delivery)    # full again: waits again
-        finally:
-            self.runner.active -= 1
+        await self._wait_for_room()           # woken by the next delivery report (or the end)
+        if not self.closed:
+            self.answer(request_id, result, delivery)        # full again: waits again
 
     def _fail_request(self, request_id: bytes, reason: str) -> None:
         """Answer the peer's request with a failure (it learns at once that no answer comes)."""

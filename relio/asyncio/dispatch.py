@@ -158,6 +158,17 @@ class HandlerRunner:
         if done is not None:
             done()
 
+    def spawn(self, coro) -> asyncio.Task:
+        """Run ``coro``, the rest of a handler's work (an answer waiting for room), in a task
+        counted in :attr:`active` until it ends."""
+        self.active += 1
+        task = spawn(coro)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, _task: asyncio.Task) -> None:
+        self.active -= 1
+
     async def idle(self) -> None:
         """Wait until the sequential handlers queued so far have run."""
         consumer = self._consumer
