@@ -272,7 +272,6 @@ class SessionRegistry:
     def check(self) -> None:
         """Raise AssertionError if an invariant between the tables does not hold."""
         by_sid = self._by_sid
-        assert set(by_sid) == {sid for sid in by_sid if sid in self._table}, "sid not in table"
         assert len(self._table) == len(by_sid), "table and sessions disagree"
         refs: dict[str, int] = {}
         for sid, session in by_sid.items():
