@@ -169,6 +169,16 @@ class RedisBus:
             self._script = self._redis.register_script(_APPEND_SCRIPT)
         return self._redis
 
+    @staticmethod
+    def _raw_reader(client):
+        """A client on ``client``'s connections whose XREAD returns Redis's reply unparsed:
+        redis-py turns every entry into a tuple and a dict, which the reader would then do for
+        this node's own entries (half of a room broadcast's entries on a two-node bus) only to
+        skip them. :func:`_stream_entries` reads the raw reply."""
+        reader = aioredis.Redis(connection_pool=client.connection_pool)
+        reader.set_response_callback("XREAD", _raw_reply)
+        return reader
+
     def start_reading(self, apply: Apply) -> None:
         """Read the stream from its current end, handing other nodes' entries to ``apply``."""
         self._apply = apply
@@ -215,11 +225,12 @@ class RedisBus:
             self._redis = None
 
     # --- publishing ------------------------------------------------------------------------------
-    async def relay(self, header: dict, payload: bytes = b"", delivery: Delivery | None = None,
-                     block: bool = True) -> None:
-        """Queue one entry for the stream, waiting (bounded by relay_timeout) for room."""
+    async def relay(self, header: dict | bytes, payload: bytes = b"",
+                    delivery: Delivery | None = None, block: bool = True) -> None:
+        """Queue one entry for the stream, waiting (bounded by relay_timeout) for room.
+        ``header``: a dict, or its JSON encoding when the caller made it already."""
         if self._closed:
-            raise RelayError("the manager is closed", event=header.get("ev"))
+            raise RelayError("the manager is closed", event=_header(header).get("ev"))
         cfg = self.config
         loop = asyncio.get_running_loop()
         if len(self._queue) >= cfg.relay_queue_messages:
@@ -229,8 +240,9 @@ class RedisBus:
             while len(self._queue) >= cfg.relay_queue_messages:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
+                    fields = _header(header)
                     raise RelayError(self._down_reason("relay queue full"),
-                                     event=header.get("ev"), namespace=header.get("ns"))
+                                     event=fields.get("ev"), namespace=fields.get("ns"))
                 self._queue_changed.clear()
                 try:
                     await asyncio.wait_for(self._queue_changed.wait(), remaining)
@@ -239,8 +251,9 @@ class RedisBus:
         if delivery is not None:
             delivery._add()
             delivery.relayed += 1
-        entry = _Entry(next(self._seq), stdlib_json.dumps(header, separators=(",", ":")).encode(),
-                       payload, delivery, loop.time() + cfg.relay_timeout)
+        if not isinstance(header, bytes):
+            header = stdlib_json.dumps(header, separators=(",", ":")).encode()
+        entry = _Entry(next(self._seq), header, payload, delivery, loop.time() + cfg.relay_timeout)
         self._queue.append(entry)
         self._queue_changed.set()
         if self._publisher is None or self._publisher.done():
@@ -335,6 +348,7 @@ class RedisBus:
         apply = self._apply
         assert apply is not None
         client = self.client()
+        reader = self._raw_reader(client)
         delay = RETRY_DELAY
         last_id = None
         started_ms = None
@@ -356,7 +370,7 @@ class RedisBus:
                 elif resumed:
                     await self._check_gap(client, last_id)
                     resumed = False
-                reply = await client.xread({self.stream_key: last_id},
+                reply = await reader.xread({self.stream_key: last_id},
                                            count=self.config.relay_read_count,
                                            block=READ_BLOCK_MS)
             except asyncio.CancelledError:
@@ -371,15 +385,17 @@ class RedisBus:
                 continue
             delay = RETRY_DELAY
             self.redis_ok()
-            for _stream, entries in reply or ():
+            origin = self._origin
+            for entries in _stream_entries(reply):
                 async with self.apply_lock:
-                    for entry_id, fields in entries:
+                    for entry_id, raw_fields in entries:
                         self.stats["applied"] += 1
-                        if fields.get(b"o") == self._origin:
+                        if _is_from(raw_fields, origin):
                             # this node's own entry: applied here when it was emitted
                             last_id = self.applied_id = entry_id
                             continue
                         try:
+                            fields = _as_fields(raw_fields)
                             await apply(stdlib_json.loads(fields[b"h"]), fields, entry_id)
                         except asyncio.CancelledError:
                             raise
@@ -406,6 +422,43 @@ class RedisBus:
     def _report_gap(self, what: str) -> None:
         self.stats["gaps"] += 1
         self._log().error("relio: redis bus gap: %s; emits from other nodes may be missing", what)
+
+
+def _raw_reply(response, **options):
+    return response
+
+
+def _stream_entries(reply) -> list:
+    """The entry lists of a raw XREAD reply: RESP3 gives a map of stream to entries, RESP2 a
+    list of (stream, entries) pairs; each entry is ``[id, [field, value, ...]]``."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(reply.values())
+    return [entries for _stream, entries in reply]
+
+
+def _is_from(raw_fields, origin: bytes) -> bool:
+    """The entry was appended by the publisher ``origin`` (its first field, ``o``, says so: see
+    :data:`_APPEND_SCRIPT`)."""
+    if isinstance(raw_fields, dict):
+        return raw_fields.get(b"o") == origin
+    return len(raw_fields) >= 2 and raw_fields[1] == origin and raw_fields[0] == b"o"
+
+
+def _as_fields(raw_fields) -> dict:
+    """An entry's flat ``[field, value, ...]`` list as a dict (a map already, under RESP3
+    with some parsers)."""
+    if isinstance(raw_fields, dict):
+        return raw_fields
+    it = iter(raw_fields)
+    return dict(zip(it, it, strict=False))  # a dangling field: dropped, the entry then fails
+                                             # to apply (logged) like any malformed one
+
+
+def _header(header: dict | bytes) -> dict:
+    """A header as a dict (for an error message), whether given encoded or not."""
+    return stdlib_json.loads(header) if isinstance(header, bytes) else header
 
 
 def id_tuple(entry_id) -> tuple[int, int]:
