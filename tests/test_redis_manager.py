@@ -320,3 +320,31 @@ async def test_python_socketio_emitters_reach_relio_clients(redis):
             await c2.disconnect()
             await probe.aclose()
             await async_emitter.redis.aclose() if getattr(async_emitter, "redis", None) else None
+
+
+async def test_malformed_bus_entries_are_logged_and_skipped(redis, caplog):
+    """Whatever else writes to the stream (a stray XADD, a broken publisher) costs that entry
+    only: the reader logs it, goes on, and the next emit arrives."""
+    import redis.asyncio as aioredis
+
+    s1, s2 = await two_nodes(redis)
+    r2 = Recorder()
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2:
+        c1, c2 = await connect(p1, Recorder()), await connect(p2, r2)
+        raw = aioredis.Redis.from_url(redis.url)
+        try:
+            assert await c2.call("join", "all") == "n2"
+            stream = s1.manager.bus.stream_key
+            await c1.emit("broadcast", ("all", 0))
+            await until(lambda: r2.b == [0], 10, "the first broadcast")
+            for fields in ({"h": "not json"}, {"x": "1"}, {"o": "someone", "h": "{}"},
+                           {"o": "someone"}, {"h": '{"k": "e", "r": 5}'}):
+                await raw.xadd(stream, fields)
+            await c1.emit("broadcast", ("all", 1))
+            await until(lambda: r2.b == [0, 1], 10, "the broadcast after the bad entries")
+            assert "cannot apply bus entry" in caplog.text
+            assert s2.manager.bus.stats["applied"] >= 7
+        finally:
+            await raw.aclose()
+            await c1.disconnect()
+            await c2.disconnect()
