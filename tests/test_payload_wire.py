@@ -27,6 +27,53 @@ def test_round_trip_with_and_without_binary(items):
     assert payload.decode(encoded) == items
 
 
+plain_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.text(max_size=20)
+    | st.floats(allow_nan=True, allow_infinity=True),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_json)
+def test_the_bound_standard_library_codec_matches_the_standard_library(value):
+    """The default codec's encoder (built once) and decoder (scanner called directly) give
+    exactly what ``json.dumps(separators=(",", ":"))`` and engineio's ``loads`` give."""
+    codec = payload.JsonCodec()
+    text = json.dumps(value, separators=(",", ":"))
+    assert codec.dumps(value) == text
+    assert json.dumps(codec.loads(text.encode())) == json.dumps(engineio.json.loads(text))
+
+
+@pytest.mark.parametrize("text", [" [1]", "[1] ", "\n{}\t", "[1]x", "", "nope", "[1,", "{\"a\":}",
+                                  "[" + "1" * 101 + "]", "\"\\ud800\"", "NaN", "[1] [2]"])
+def test_the_bound_standard_library_decoder_keeps_its_results_and_errors(text):
+    codec = payload.JsonCodec()
+    try:
+        expected = engineio.json.loads(text)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as raised:
+            codec.loads(text.encode())
+        assert str(raised.value) == str(exc)
+    else:
+        assert json.dumps(codec.loads(text.encode())) == json.dumps(expected)
+
+
+def test_the_bound_standard_library_encoder_reports_cycles_as_the_standard_library_does():
+    codec = payload.JsonCodec()
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        codec.dumps(["m", loop])
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        codec.dumps(deep)
+    assert codec.dumps(["m", {"ok": [1, 2.5, None]}]) == '["m",{"ok":[1,2.5,null]}]'
+
+
 def test_plain_json_costs_one_byte():
     items = ["tick", {"n": 1, "p": "x"}]
     assert payload.encode(items) == b"\x00" + json.dumps(items, separators=(",", ":")).encode()

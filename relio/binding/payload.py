@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json as _stdlib_json
 from collections.abc import Callable
+from json import encoder as _stdlib_encoder
 from typing import Any
 
 from relio.engine.errors import RemoteProtocolError
@@ -54,13 +55,8 @@ class JsonCodec:
                 if json_module is not _stdlib_json else int
             encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
-            decode = decoder.decode
-
-            def loads(data: bytes) -> Any:
-                return decode(data.decode())
-
-            self.dumps = encoder.encode
-            self.loads = loads
+            self.dumps = _bound_stdlib_dumps(encoder)
+            self.loads = _bound_stdlib_loads(decoder)
             self.refuses_bytes = True
         else:
             module_dumps = json_module.dumps
@@ -71,6 +67,57 @@ class JsonCodec:
             self.dumps = dumps
             self.loads = json_module.loads
             self.refuses_bytes = False
+
+
+def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], str]:
+    """``encoder.encode``, same output, without its per-call set-up: the standard library builds a
+    new C encoder, a float formatter and a dict for cycle detection on every ``encode`` (half of
+    the time of encoding a small payload). The C encoder is built once here, without cycle
+    detection (a shared dict would make concurrent encodes from several threads see each other's
+    objects): a cyclic structure then exhausts the recursion limit, and is encoded again by
+    ``encoder.encode`` so that the caller gets the standard library's own error
+    (``ValueError: Circular reference detected``, or ``RecursionError`` for data nested too
+    deep)."""
+    make = getattr(_stdlib_encoder, "c_make_encoder", None)
+    if make is None:                  # an interpreter without the C accelerator
+        return encoder.encode
+    escape = (_stdlib_encoder.encode_basestring_ascii if encoder.ensure_ascii
+              else _stdlib_encoder.encode_basestring)
+    c_encode = make(None, encoder.default, escape, None,
+                    encoder.key_separator, encoder.item_separator, encoder.sort_keys,
+                    encoder.skipkeys, encoder.allow_nan)
+    join = "".join
+    slow = encoder.encode
+
+    def dumps(obj: Any) -> str:
+        try:
+            return join(c_encode(obj, 0))
+        except RecursionError:
+            return slow(obj)
+
+    return dumps
+
+
+def _bound_stdlib_loads(decoder: _stdlib_json.JSONDecoder) -> Callable[[bytes], Any]:
+    """``decoder.decode`` of UTF-8 bytes, same result: the scanner is called directly on text
+    that starts with a value and ends with it (what every JSON encoder writes), skipping the two
+    whitespace regexes ``decode`` runs per call; anything else (whitespace around the value,
+    extra data, invalid JSON) goes through ``decoder.decode`` for the standard library's own
+    result or error."""
+    scan_once = decoder.scan_once  # type: ignore[attr-defined]  # set in JSONDecoder.__init__
+    decode = decoder.decode
+
+    def loads(data: bytes) -> Any:
+        text = data.decode()
+        try:
+            obj, end = scan_once(text, 0)
+        except StopIteration:
+            return decode(text)
+        if end != len(text):
+            return decode(text)
+        return obj
+
+    return loads
 
 
 DEFAULT_CODEC = JsonCodec()
