@@ -1,4 +1,10 @@
-"""Turn the end-to-end results into ``e2e.json``, a text table and ``e2e.png``."""
+"""Turn the end-to-end results into ``e2e.json``, a text table, a Markdown table (``e2e.md``, for
+the README) and ``e2e.png``.
+
+CPU per message: workloads whose results carry ``server_cpu_us`` / ``client_cpu_us`` (µs of CPU
+time of that process in the measured phase, per message; per delivery for ``fanout_100``, where
+the client figure is all client processes together) get them in the table beside the rate.
+"""
 from __future__ import annotations
 
 import json
@@ -65,6 +71,9 @@ def _notes(name: str, r: dict) -> str:
         return extra
     if name == 'call_64':
         return f"n={_fmt(r.get('n'))}"
+    if name == 'fanout_100':
+        return (f"{_fmt(r.get('clients'))} clients x {_fmt(r.get('n'))} msgs, "
+                f"dups {_fmt(r.get('dups'))}")
     if name.startswith('big_'):
         size = r.get('size', 0)
         s = r.get('median_s', r.get('seconds'))
@@ -79,8 +88,34 @@ def _notes(name: str, r: dict) -> str:
     return ''
 
 
-def table(data: dict) -> str:
+def cpu_text(r: dict) -> str:
+    """``server / client`` µs of CPU per message, or '-' when not measured."""
+    if not r or not r.get('ok') or 'server_cpu_us' not in r:
+        return '-'
+    return f"{_fmt(float(r['server_cpu_us']))} / {_fmt(float(r.get('client_cpu_us', 0.0)))}"
+
+
+def options_text(data: dict) -> str:
+    o = data.get('args', {}).get('options') or {}
+    return f"loop {o.get('loop', 'asyncio')}, json {o.get('json', 'stdlib')}"
+
+
+def machine_text(data: dict) -> str:
+    """One line: CPUs, Python, the libraries' versions, the options and the load."""
+    m = data.get('machine', {})
+    v = m.get('versions', {})
+    libs = ', '.join(f'{k} {val}' for k, val in v.items() if val)
+    load = m.get('loadavg')
+    load_text = f", load {load[0]:.1f} at start" if load else ''
+    return (f"{m.get('cpu_count', '?')} CPUs ({m.get('cpu_model') or '?'}), "
+            f"{m.get('python_implementation', 'Python')} {m.get('python', '?')}, {libs}; "
+            f"{options_text(data)}; scale {data.get('args', {}).get('scale')}{load_text}; "
+            f"{m.get('timestamp', '')}")
+
+
+def _rows(data: dict) -> list[tuple[str, ...]]:
     rows = [('workload', 'metric', LIB_LABELS['socketio'], 'relio', 'relio/py-sio',
+             'py-sio CPU µs srv/cli', 'relio CPU µs srv/cli',
              'python-socketio notes', 'relio notes')]
     for name, res in data['workloads'].items():
         w = BY_NAME[name]
@@ -90,31 +125,54 @@ def table(data: dict) -> str:
         rows.append((name, unit, value_text(name, rr.get('socketio', {})),
                      value_text(name, rr.get('relio', {})),
                      f'{rat:.2f}x' if rat is not None else '-',
+                     cpu_text(rr.get('socketio', {})), cpu_text(rr.get('relio', {})),
                      _notes(name, rr.get('socketio', {})), _notes(name, rr.get('relio', {}))))
         if name == 'memory' and res.get('relio_minus_socketio_bytes') is not None:
             rows.append(('', 'relio - py-sio', '', _fmt(float(res['relio_minus_socketio_bytes'])),
-                         '', '', 'bytes per session'))
+                         '', '', '', '', 'bytes per session'))
+    return rows
+
+
+def table(data: dict) -> str:
+    """The plain-text table printed at the end of a run (machine and options above it)."""
+    rows = _rows(data)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
+    lines = [machine_text(data), '']
     for k, r in enumerate(rows):
-        cells = [c.ljust(widths[i]) if i in (0, 1, 5, 6) else c.rjust(widths[i])
+        cells = [c.ljust(widths[i]) if i in (0, 1, 7, 8) else c.rjust(widths[i])
                  for i, c in enumerate(r)]
         lines.append(' | '.join(cells).rstrip())
         if k == 0:
             lines.append('-+-'.join('-' * wd for wd in widths))
+    lines.append('CPU µs srv/cli: CPU time per message (fanout_100: per delivery, all client '
+                 'processes together) of the server and the client in the measured phase')
     return '\n'.join(lines)
 
 
-def write_json(data: dict, out_dir: str) -> str:
+def markdown(data: dict) -> str:
+    """The same table in Markdown, with the machine and versions under it (for the README)."""
+    rows = _rows(data)
+    out = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])]
+    for r in rows[1:]:
+        out.append('| ' + ' | '.join(c.replace('|', '/') for c in r) + ' |')
+    out.append('')
+    out.append(f'Machine: {machine_text(data)}.')
+    return '\n'.join(out) + '\n'
+
+
+def write_json(data: dict, out_dir: str, stem: str = 'e2e') -> str:
+    """Write ``<stem>.json`` and ``<stem>.md`` (the Markdown table); returns the JSON's path."""
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, 'e2e.json')
+    path = os.path.join(out_dir, stem + '.json')
     with open(path, 'w') as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)
         f.write('\n')
+    with open(os.path.join(out_dir, stem + '.md'), 'w') as f:
+        f.write(markdown(data))
     return path
 
 
-def draw_png(data: dict, out_dir: str) -> str | None:
+def draw_png(data: dict, out_dir: str, stem: str = 'e2e') -> str | None:
     """Grouped bars per workload, python-socketio = 1. Returns the path, or None (with a reason
     printed by the caller) when matplotlib is not installed."""
     try:
@@ -171,15 +229,19 @@ def draw_png(data: dict, out_dir: str) -> str | None:
     ax.set_ylim(0, top * 1.2 + 0.1)
     ax.set_ylabel('relative to python-socketio (= 1)')
     m = data.get('machine', {})
+    v = m.get('versions', {})
     ax.set_title(f"relio vs python-socketio, end to end over loopback "
-                 f"({m.get('cpu_count', '?')} CPUs, scale {data.get('args', {}).get('scale')})",
-                 fontsize=10)
+                 f"({m.get('cpu_count', '?')} CPUs, scale {data.get('args', {}).get('scale')}, "
+                 f"{options_text(data)})\n"
+                 f"Python {m.get('python', '?')}, relio {v.get('relio')}, python-socketio "
+                 f"{v.get('python-socketio')}, python-engineio {v.get('python-engineio')}, "
+                 f"uvicorn {v.get('uvicorn')}", fontsize=9)
     handles, lbls = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc='upper left', fontsize=8)
     fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, 'e2e.png')
+    path = os.path.join(out_dir, stem + '.png')
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
