@@ -13,14 +13,14 @@ What the libraries call, and what this module gives them:
   separators=(',', ':'))`` -> ``str``, and ``loads(bytes)``.
 
 :func:`dumps` returns orjson's output decoded to ``str``: compact JSON like the standard library's
-with ``separators=(',', ':')``. For ASCII text, ``str`` keys, integers within 64 bits and finite
-floats the text is the same as the standard library's except in float exponents (``1e16`` where
-the standard library writes ``1e+16``); non-ASCII characters are written as UTF-8 instead of
-``\\uXXXX`` escapes, and NaN/Infinity become ``null`` (the standard library writes ``NaN``, which
-is not JSON and which JavaScript's ``JSON.parse`` refuses). Any other value orjson refuses
-(integers over 64 bits, non-``str`` dict keys, ``bytes``, unknown types) and any keyword orjson
-has no equivalent for (``indent``, ``ensure_ascii``, ``cls``, ...) falls back to the standard
-library with the same arguments, so such calls behave exactly as with the default module
+with ``separators=(',', ':')``. For printable ASCII text, ``str`` keys, integers within 64 bits and
+finite floats the text is the standard library's, except float exponents (``1e16`` and ``1e-7``
+where the standard library writes ``1e+16`` and ``1e-07``); non-ASCII characters are written as
+UTF-8 instead of ``\\uXXXX`` escapes, and NaN/Infinity become ``null`` (the standard library
+writes ``NaN``, which is not JSON and which JavaScript's ``JSON.parse`` refuses). Any value orjson
+refuses (integers over 64 bits, non-``str`` dict keys, ``bytes``, unknown types) and any keyword
+orjson has no equivalent for (``indent``, ``ensure_ascii``, ``cls``, ...) falls back to the
+standard library with the same arguments, so such calls behave as with the default module
 (``bytes`` still raise ``TypeError``, as python-socketio relies on after separating binary).
 
 :func:`loads` is ``orjson.loads`` (``str`` or ``bytes``). Its errors are ``orjson.JSONDecodeError``,
