@@ -345,6 +345,12 @@ def parse_only(values: list[str] | None) -> list[str]:
     return [w.name for w in W.WORKLOADS if w.name in names]     # keep the canonical order
 
 
+#: The workloads ``--speedups`` runs again with the optional speedups (not the fault, memory and
+#: default-limits cases, which are not about speed).
+SPEEDUP_WORKLOADS = ('emit_c2s', 'emit_s2c', 'call_seq', 'call_64', 'fanout_100', 'big_50MiB',
+                     'big_50MiB_down')
+
+
 def results_name(options: dict | None) -> str:
     """File stem of a run's results: ``e2e`` for the defaults, else ``e2e-uvloop-orjson`` etc."""
     o = {**DEFAULT_OPTIONS, **(options or {})}
@@ -352,39 +358,56 @@ def results_name(options: dict | None) -> str:
     return '-'.join(['e2e', *extra])
 
 
+async def run_workload(name: str, k: int, scale: float, log_dir: str, options: dict,
+                       log=print, tag: str = '') -> dict:
+    """Both libraries' runs of one workload (the ``k``-th: the order alternates), as an entry of
+    the results' ``workloads``."""
+    order = LIBS if k % 2 == 0 else tuple(reversed(LIBS))
+    w = W.BY_NAME[name]
+    entry = {'name': name, 'metric': w.metric, 'unit': w.unit,
+             'higher_is_better': w.higher_is_better, 'description': w.description,
+             'params': W.params(name, scale), 'order': list(order), 'results': {}}
+    for lib in order:
+        t = time.monotonic()
+        res = await run_one(name, lib, scale, log_dir, options)
+        if name == 'big_200MiB' and lib == 'socketio' and not res.get('ok'):
+            res['expected_failure'] = True     # default limits: 1 MB / uvicorn 16 MiB
+        entry['results'][lib] = res
+        shown = report.value_text(name, res)
+        err = '' if res.get('ok') else '  ' + str(res.get('error'))[:200]
+        log(f'  {name:<14} {LIB_LABELS[lib] + tag:<31} {shown:>12} {w.unit:<12} '
+            f'({time.monotonic() - t:.1f} s){err}')
+    entry['ratio'] = report.ratio(entry)
+    if name == 'memory':
+        a = entry['results'].get('socketio', {})
+        b = entry['results'].get('relio', {})
+        if a.get('ok') and b.get('ok'):
+            entry['relio_minus_socketio_bytes'] = (b['bytes_per_session']
+                                                   - a['bytes_per_session'])
+    return entry
+
+
 async def run_all(names: list[str], scale: float, out_dir: str, log=print,
-                  options: dict | None = None) -> dict:
+                  options: dict | None = None, speedups: dict | None = None) -> dict:
+    """Every workload in ``names`` with both libraries and ``options``; with ``speedups`` (other
+    options), each of :data:`SPEEDUP_WORKLOADS` among them is run again right after with those,
+    into ``data['speedups']``."""
     t_start = time.monotonic()
     options = {**DEFAULT_OPTIONS, **(options or {})}
     data: dict = {'machine': machine_info(),
                   'args': {'scale': scale, 'workloads': names, 'options': options},
                   'payload_bytes': W.PAYLOAD_BYTES,
                   'workloads': {}}
+    if speedups is not None:
+        speedups = {**DEFAULT_OPTIONS, **speedups}
+        data['speedups'] = {'options': speedups, 'workloads': {}}
+        tag = ' +' + '+'.join(v for key, v in speedups.items() if v != DEFAULT_OPTIONS[key])
     with tempfile.TemporaryDirectory(prefix='relio-e2e-') as log_dir:
         for k, name in enumerate(names):
-            order = LIBS if k % 2 == 0 else tuple(reversed(LIBS))
-            w = W.BY_NAME[name]
-            entry = {'name': name, 'metric': w.metric, 'unit': w.unit,
-                     'higher_is_better': w.higher_is_better, 'description': w.description,
-                     'params': W.params(name, scale), 'order': list(order), 'results': {}}
-            for lib in order:
-                t = time.monotonic()
-                res = await run_one(name, lib, scale, log_dir, options)
-                if name == 'big_200MiB' and lib == 'socketio' and not res.get('ok'):
-                    res['expected_failure'] = True     # default limits: 1 MB / uvicorn 16 MiB
-                entry['results'][lib] = res
-                shown = report.value_text(name, res)
-                err = '' if res.get('ok') else '  ' + str(res.get('error'))[:200]
-                log(f'  {name:<14} {LIB_LABELS[lib]:<16} {shown:>12} {w.unit:<12} '
-                    f'({time.monotonic() - t:.1f} s){err}')
-            entry['ratio'] = report.ratio(entry)
-            if name == 'memory':
-                a = entry['results'].get('socketio', {})
-                b = entry['results'].get('relio', {})
-                if a.get('ok') and b.get('ok'):
-                    entry['relio_minus_socketio_bytes'] = (b['bytes_per_session']
-                                                           - a['bytes_per_session'])
-            data['workloads'][name] = entry
+            data['workloads'][name] = await run_workload(name, k, scale, log_dir, options, log)
+            if speedups is not None and name in SPEEDUP_WORKLOADS:
+                data['speedups']['workloads'][name] = await run_workload(
+                    name, k + 1, scale, log_dir, speedups, log, tag)
     data['runtime_s'] = round(time.monotonic() - t_start, 1)
     data['machine']['loadavg_end'] = os.getloadavg()
     return data
@@ -404,19 +427,28 @@ def main(argv=None) -> int:
     ap.add_argument('--json', choices=W.JSONS, default=W.JSONS[0],
                     help="json= module of both libraries (optional speedup: orjson, through "
                          "bench/e2e/orjson_json.py)")
+    ap.add_argument('--speedups', action='store_true',
+                    help='run with the defaults, and each throughput workload again right after '
+                         'with the speedups (--loop/--json, or both uvloop and orjson if neither '
+                         'is given): both in one run and one file')
     ap.add_argument('--name', default=None,
                     help='file stem of the results (default e2e, or e2e-<options> with options)')
     args = ap.parse_args(argv)
     options = {'loop': args.loop, 'json': args.json}
+    speedups = None
+    if args.speedups:
+        speedups = options if options != DEFAULT_OPTIONS else {'loop': 'uvloop', 'json': 'orjson'}
+        options = dict(DEFAULT_OPTIONS)
     stem = args.name or results_name(options)
     scale = args.scale if args.scale is not None else (W.QUICK_SCALE if args.quick else 1.0)
     if not scale > 0:
         raise SystemExit('--scale must be positive')
     names = parse_only(args.only)
+    extra = f"; again with loop {speedups['loop']}, json {speedups['json']}" if speedups else ''
     print(f'relio vs python-socketio end to end: {", ".join(names)} (scale {scale}, '
-          f'loop {args.loop}, json {args.json})', flush=True)
-    data = asyncio.run(run_all(names, scale, args.out,
-                               log=lambda s: print(s, flush=True), options=options))
+          f"loop {options['loop']}, json {options['json']}{extra})", flush=True)
+    data = asyncio.run(run_all(names, scale, args.out, log=lambda s: print(s, flush=True),
+                               options=options, speedups=speedups))
     path = report.write_json(data, args.out, stem)
     print()
     print(report.table(data))
@@ -427,8 +459,9 @@ def main(argv=None) -> int:
             print(f'wrote {png}')
         else:
             print('matplotlib is not installed: no e2e.png (pip install -e ".[bench]")')
-    failed = [f'{n}/{lib}' for n, e in data['workloads'].items()
-              for lib, r in e['results'].items()
+    entries = list(data['workloads'].items())
+    entries += list(data.get('speedups', {}).get('workloads', {}).items())
+    failed = [f'{n}/{lib}' for n, e in entries for lib, r in e['results'].items()
               if not r.get('ok') and not (n == 'big_200MiB' and lib == 'socketio')]
     if failed:
         print('failed runs: ' + ', '.join(failed))

@@ -133,30 +133,80 @@ def _rows(data: dict) -> list[tuple[str, ...]]:
     return rows
 
 
-def table(data: dict) -> str:
-    """The plain-text table printed at the end of a run (machine and options above it)."""
-    rows = _rows(data)
+def _speedup_rows(data: dict) -> list[tuple[str, ...]]:
+    """Per workload run again with the speedups: each library's figure and CPU with the defaults
+    and with the speedups, and the gain."""
+    sp = data.get('speedups')
+    if not sp:
+        return []
+    o = sp['options']
+    what = '+'.join(f'{v}' for k, v in o.items() if v != {'loop': 'asyncio', 'json': 'stdlib'}[k])
+    rows = [('workload', 'metric', 'py-sio', f'py-sio +{what}', 'gain', 'relio',
+             f'relio +{what}', 'gain', f'relio +{what}/py-sio +{what}',
+             'relio CPU µs srv/cli', f'relio +{what} CPU µs srv/cli')]
+    for name, fast in sp['workloads'].items():
+        base = data['workloads'].get(name)
+        if base is None:
+            continue
+        w = BY_NAME[name]
+        cells: list[str] = [name, w.unit]
+        for lib in LIBS:
+            a, b = base['results'].get(lib, {}), fast['results'].get(lib, {})
+            cells += [value_text(name, a), value_text(name, b)]
+            va, vb = a.get(w.metric), b.get(w.metric)
+            ok = a.get('ok') and b.get('ok') and isinstance(va, (int, float)) and va
+            cells.append(f'{vb / va:.2f}x' if ok else '-')
+        rat = fast.get('ratio')
+        cells.append(f'{rat:.2f}x' if rat is not None else '-')
+        cells += [cpu_text(base['results'].get('relio', {})),
+                  cpu_text(fast['results'].get('relio', {}))]
+        rows.append(tuple(cells))
+    return rows
+
+
+def _text_table(rows: list[tuple[str, ...]], left: tuple[int, ...]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [machine_text(data), '']
+    lines = []
     for k, r in enumerate(rows):
-        cells = [c.ljust(widths[i]) if i in (0, 1, 7, 8) else c.rjust(widths[i])
+        cells = [c.ljust(widths[i]) if i in left else c.rjust(widths[i])
                  for i, c in enumerate(r)]
         lines.append(' | '.join(cells).rstrip())
         if k == 0:
             lines.append('-+-'.join('-' * wd for wd in widths))
-    lines.append('CPU µs srv/cli: CPU time per message (fanout_100: per delivery, all client '
-                 'processes together) of the server and the client in the measured phase')
+    return lines
+
+
+def _md_table(rows: list[tuple[str, ...]]) -> list[str]:
+    out = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])]
+    for r in rows[1:]:
+        out.append('| ' + ' | '.join(c.replace('|', '/') for c in r) + ' |')
+    return out
+
+
+CPU_NOTE = ('CPU µs srv/cli: CPU time per message (fanout_100: per delivery, all client '
+            'processes together) of the server and the client in the measured phase')
+
+
+def table(data: dict) -> str:
+    """The plain-text table printed at the end of a run (machine and options above it), and the
+    speedups' table if the run had them."""
+    lines = [machine_text(data), ''] + _text_table(_rows(data), (0, 1, 7, 8)) + [CPU_NOTE]
+    sp = _speedup_rows(data)
+    if sp:
+        lines += ['', 'optional speedups, measured right after the defaults in the same run:']
+        lines += _text_table(sp, (0, 1))
     return '\n'.join(lines)
 
 
 def markdown(data: dict) -> str:
-    """The same table in Markdown, with the machine and versions under it (for the README)."""
-    rows = _rows(data)
-    out = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])]
-    for r in rows[1:]:
-        out.append('| ' + ' | '.join(c.replace('|', '/') for c in r) + ' |')
-    out.append('')
-    out.append(f'Machine: {machine_text(data)}.')
+    """The same table(s) in Markdown, with the machine and versions under them (for the
+    README)."""
+    out = _md_table(_rows(data)) + ['', CPU_NOTE + '.']
+    sp = _speedup_rows(data)
+    if sp:
+        out += ['', 'Optional speedups, measured right after the defaults in the same run:', '']
+        out += _md_table(sp)
+    out += ['', f'Machine: {machine_text(data)}.']
     return '\n'.join(out) + '\n'
 
 

@@ -62,7 +62,7 @@ FULL: dict[str, dict[str, Any]] = {
     'emit_s2c': dict(n=40_000, warmup=2_000),
     'call_seq': dict(n=5_000, warmup=300),
     'call_64': dict(n=15_000, warmup=1_000, concurrency=64),
-    'fanout_100': dict(n=1_000, warmup=50, clients=100, procs=4),
+    'fanout_100': dict(n=500, warmup=50, clients=100, procs=4),
     'big_50MiB': dict(size=50 * MiB, reps=3, warmup_size=1 * MiB),
     'big_50MiB_down': dict(size=50 * MiB, reps=3, warmup_size=1 * MiB),
     'big_200MiB': dict(size=200 * MiB),
