@@ -232,3 +232,34 @@ def test_download_and_s2c_complete_with_the_speedups(options_run):
         assert r['n'] == r['unique'] == n and r['dups'] == 0
         _check_cpu(r, n)
     assert s2c['results']['relio']['deliveries_confirmed'] is True
+
+
+def test_speedups_table_from_results():
+    """``--speedups`` results: the report shows each library's figure with the defaults and with
+    the speedups, the gain, and relio's CPU per message both ways (no run needed)."""
+    from bench.e2e import report
+
+    def res(rate, srv, cli):
+        return {'ok': True, 'n': 100, 'msgs_per_s': rate, 'server_cpu_us': srv,
+                'client_cpu_us': cli, 'server_cpu_s': srv * 1e-4, 'client_cpu_s': cli * 1e-4}
+
+    def entry(a, b):
+        e = {'name': 'emit_c2s', 'results': {'socketio': a, 'relio': b}}
+        e['ratio'] = report.ratio(e)
+        return e
+
+    data = {'machine': {'cpu_count': 2, 'versions': {'relio': '0.1.0'}},
+            'args': {'scale': 1.0, 'options': {'loop': 'asyncio', 'json': 'stdlib'}},
+            'workloads': {'emit_c2s': entry(res(1000.0, 100.0, 50.0), res(10000.0, 12.0, 11.0))},
+            'speedups': {'options': {'loop': 'uvloop', 'json': 'orjson'},
+                         'workloads': {'emit_c2s': entry(res(1500.0, 80.0, 40.0),
+                                                         res(20000.0, 6.0, 5.5))}}}
+    text = report.table(data)
+    row = next(line for line in text.splitlines()[text.splitlines().index(
+        'optional speedups, measured right after the defaults in the same run:'):]
+        if line.startswith('emit_c2s'))
+    cells = [c.strip() for c in row.split('|')]
+    assert cells[2:9] == ['1,000', '1,500', '1.50x', '10,000', '20,000', '2.00x', '13.33x']
+    assert cells[9:] == ['12.0 / 11.0', '6.00 / 5.50']
+    md = report.markdown(data)
+    assert '| relio +uvloop+orjson |' in md and 'loop asyncio, json stdlib' in md
