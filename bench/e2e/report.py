@@ -272,8 +272,17 @@ def draw_png(data: dict, out_dir: str, stem: str = 'e2e') -> str | None:
             ax.bar(xr, 0.04, width, color='#d32f2f')
             ax.text(xr, 0.07, 'failed', ha='center', va='bottom', fontsize=7, color='#d32f2f')
     ax.axhline(1.0, color='black', linewidth=0.6, linestyle='--')
+    def cpu_label(name: str) -> str:
+        """Server CPU µs per message, python-socketio -> relio, when both were measured."""
+        rr = data['workloads'][name]['results']
+        a, b = rr.get('socketio', {}), rr.get('relio', {})
+        if a.get('ok') and b.get('ok') and 'server_cpu_us' in a and 'server_cpu_us' in b:
+            return f"\nsrv CPU µs/msg\n{_fmt(float(a['server_cpu_us']))} -> " \
+                   f"{_fmt(float(b['server_cpu_us']))}"
+        return ''
+
     labels = [f"{n}\n{BY_NAME[n].unit}{'' if BY_NAME[n].higher_is_better else ' (lower=better)'}"
-              for n in names]
+              f"{cpu_label(n)}" for n in names]
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylim(0, top * 1.2 + 0.1)
