@@ -1,7 +1,7 @@
 """Benchmark server process: ``python -m bench.e2e.server --lib relio --workload emit_c2s``.
 
 Serves ``<lib>.AsyncServer`` through ``<lib>.ASGIApp`` on uvicorn (127.0.0.1, ephemeral port,
-wsproto, per-message-deflate off) in the default asyncio loop, prints
+wsproto, per-message-deflate off) in the default asyncio loop (or uvloop), prints
 ``{"event": "ready", "port": ...}`` and then answers commands on stdin, one per line:
 
 * ``stats``: prints ``{"event": "stats", "rss": ..., "connected": ..., "cpu": ..., ...}`` (CPU
@@ -46,6 +46,7 @@ class State:
         self.connected = 0
         self.connects = 0
         self.disconnects = 0
+        self.fan: dict = {}       # the last room broadcast (``fanout N``): times and CPU
         self.reset()
 
     def reset(self) -> None:
@@ -96,7 +97,6 @@ def build(lib: str, workload: str, p: dict, json_name: str = 'stdlib'):
     mod = W.lib_module(lib)
     sio = mod.AsyncServer(**W.server_kwargs(lib, workload, p, json_name))
     st = State()
-    st.fan = {}
     tasks: set[asyncio.Task] = set()
 
     @sio.event
