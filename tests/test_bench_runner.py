@@ -263,3 +263,35 @@ def test_speedups_table_from_results():
     assert cells[9:] == ['12.0 / 11.0', '6.00 / 5.50']
     md = report.markdown(data)
     assert '| relio +uvloop+orjson |' in md and 'loop asyncio, json stdlib' in md
+
+
+@pytest.fixture(scope='module')
+def speedups_run(tmp_path_factory):
+    pytest.importorskip('uvloop')
+    pytest.importorskip('orjson')
+    return _run_runner(tmp_path_factory.mktemp('e2e-speedups'),
+                       ['--only', 'emit_c2s,big_200MiB', '--speedups', '--no-png'], 'e2e', 120,
+                       False)
+
+
+@pytest.mark.timeout(150)
+def test_speedups_run_measures_both_in_one_file(speedups_run):
+    """``--speedups``: the defaults as usual, the throughput workloads again with uvloop and
+    orjson in ``speedups`` of the same file (not the default-limits case), every count right."""
+    proc, out, data = speedups_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from bench.e2e.workloads import params
+
+    assert data['args']['options'] == {'loop': 'asyncio', 'json': 'stdlib'}
+    sp = data['speedups']
+    assert sp['options'] == {'loop': 'uvloop', 'json': 'orjson'}
+    assert list(sp['workloads']) == ['emit_c2s']
+    n = params('emit_c2s', SCALE)['n']
+    for entry in (data['workloads']['emit_c2s'], sp['workloads']['emit_c2s']):
+        for lib in ('socketio', 'relio'):
+            r = entry['results'][lib]
+            assert r['ok'], r
+            assert r['n'] == n and r['dups'] == 0
+            _check_cpu(r, n)
+    assert 'optional speedups, measured right after the defaults' in proc.stdout
+    assert 'relio +uvloop+orjson' in (out / 'e2e.md').read_text()
