@@ -123,6 +123,7 @@ def test_custom_json_module_is_used():
             return json.loads(data)
 
     codec = payload.JsonCodec(Tracing)
+    calls.clear()               # the codec tried dumps once with each binary type
     assert payload.decode(payload.encode(["e", 1], codec), codec) == ["e", 1]
     assert calls == [("dumps", {"separators": (",", ":")}), ("loads", None)]
 
@@ -144,6 +145,35 @@ def test_binary_is_separated_before_a_lenient_custom_json_module_sees_it():
     items = ["e", {"blob": b"\x00\x01", "at": when, "nested": [b"\xff"]}]
     decoded = payload.decode(payload.encode(items, codec), codec)
     assert decoded == ["e", {"blob": b"\x00\x01", "at": str(when), "nested": [b"\xff"]}]
+
+
+def test_a_custom_module_that_refuses_binary_gets_the_fast_path():
+    """A ``dumps`` that raises TypeError for bytes, bytearray and memoryview (the standard library's
+    with keyword arguments, an orjson-backed module) is tried first, without a walk over the
+    data; binary inside is still separated. A lenient one is never given binary."""
+    seen = []
+
+    class Strict:
+        @staticmethod
+        def dumps(obj, **kw):
+            seen.append(obj)
+            return json.dumps(obj, **kw)
+
+        loads = staticmethod(json.loads)
+
+    class Lenient:
+        dumps = staticmethod(lambda obj, **kw: json.dumps(obj, default=str, **kw))
+        loads = staticmethod(json.loads)
+
+    strict = payload.JsonCodec(Strict)
+    assert strict.refuses_bytes and not payload.JsonCodec(Lenient).refuses_bytes
+    seen.clear()
+    items = ["e", {"a": [1, 2]}]
+    assert payload.encode(items, strict) == payload.encode(items)
+    assert seen == [items] and seen[0] is items          # the caller's list, not a copy
+    blob = ["up", {"b": bytearray(b"\x01"), "m": memoryview(b"\x02")}, b"\x03"]
+    assert payload.decode(payload.encode(blob, strict), strict) == \
+        ["up", {"b": b"\x01", "m": b"\x02"}, b"\x03"]
 
 
 def test_as_args_and_tuple_rule():

@@ -4,6 +4,10 @@ Runs each workload (see :mod:`bench.e2e.workloads`) with both libraries in separ
 client processes on 127.0.0.1, writes ``<out>/e2e.json``, prints a table with both libraries'
 figures and the relio/python-socketio ratio, and draws ``<out>/e2e.png`` (if matplotlib is
 installed; ``pip install -e ".[bench]"``).
+
+Optional speedups (``--loop uvloop``, ``--json orjson``) apply to both libraries and every process
+of the run; they are recorded in the JSON (``args.options``) and, unless ``--name`` says otherwise,
+written to ``e2e-<options>.json`` / ``.png`` so that the default run's files are kept.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ class Proc:
         self.events: list[dict] = []
 
     @classmethod
-    async def start(cls, module: str, args: list[str], log_dir: str, what: str) -> 'Proc':
+    async def start(cls, module: str, args: list[str], log_dir: str, what: str) -> Proc:
         log_path = os.path.join(log_dir, what.replace(' ', '_') + '.log')
         env = dict(os.environ)
         env['PYTHONPATH'] = REPO + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
@@ -123,23 +127,36 @@ class Proc:
         await self.proc.wait()
 
 
-async def run_one(name: str, lib: str, scale: float, log_dir: str) -> dict:
+DEFAULT_OPTIONS = {'loop': W.LOOPS[0], 'json': W.JSONS[0]}
+
+
+def option_args(options: dict | None) -> list[str]:
+    """Command-line options passed to every server and client process."""
+    o = {**DEFAULT_OPTIONS, **(options or {})}
+    return ['--loop', o['loop'], '--json', o['json']]
+
+
+async def run_one(name: str, lib: str, scale: float, log_dir: str,
+                  options: dict | None = None) -> dict:
     """One library's run of one workload: a server process, client process(es), the result."""
     timeout = W.timeout_for(name, scale)
     procs: list[Proc] = []
+    opts = option_args(options)
     try:
         server = await Proc.start('bench.e2e.server',
                                   ['--lib', lib, '--workload', name, '--scale', str(scale),
-                                   '--deadline', str(timeout * 3 + 60)],
+                                   '--deadline', str(timeout * 3 + 60), *opts],
                                   log_dir, f'{name} {lib} server')
         procs.append(server)
         ready = await server.next_event('ready', READY_TIMEOUT)
         port = ready['port']
         if name == 'memory':
-            return await run_memory(lib, scale, port, server, procs, log_dir, timeout)
+            return await run_memory(lib, scale, port, server, procs, log_dir, timeout, opts)
+        if name == 'fanout_100':
+            return await run_fanout(lib, scale, port, server, procs, log_dir, timeout, opts)
         client = await Proc.start('bench.e2e.client',
                                   ['--lib', lib, '--workload', name, '--port', str(port),
-                                   '--scale', str(scale), '--timeout', str(timeout)],
+                                   '--scale', str(scale), '--timeout', str(timeout), *opts],
                                   log_dir, f'{name} {lib} client')
         procs.append(client)
         res = await client.next_event('result', timeout + 40)
@@ -181,8 +198,73 @@ async def _settled_rss(server: Proc, want_connected: int, settle: float = 1.0) -
     return stats
 
 
+def shares(count: int, k: int) -> list[int]:
+    """``count`` split into ``k`` near-equal parts."""
+    return [count // k + (1 if i < count % k else 0) for i in range(k)]
+
+
+async def run_fanout(lib: str, scale: float, port: int, server: Proc, procs: list[Proc],
+                     log_dir: str, timeout: float, opts: list[str]) -> dict:
+    """``fanout_100``: client processes fill the room, then the server broadcasts (a warm-up,
+    then ``n`` messages); deliveries per second from the server's first emit to the last client's
+    last message, CPU of the server (from its first emit until every client has reported) and of
+    the clients (all processes) per delivery."""
+    p = W.params('fanout_100', scale)
+    sessions, n = p['clients'], p['n']
+    members = []
+    for i, share in enumerate(shares(sessions, p['procs'])):
+        c = await Proc.start('bench.e2e.client',
+                             ['--lib', lib, '--workload', 'fanout_100', '--port', str(port),
+                              '--scale', str(scale), '--timeout', str(timeout),
+                              '--sessions', str(share), *opts],
+                             log_dir, f'fanout_100 {lib} client {i}')
+        procs.append(c)
+        members.append((c, share))
+
+    async def phase(what: str, count: int) -> None:
+        for c, share in members:
+            ev = await c.next_event('ready', timeout)
+            if ev['connected'] != share or ev['phase'] != what:
+                raise RuntimeError(f'{c.what}: {ev}')
+        server.send(f'fanout {count}')
+
+    await phase('warmup', p['warmup'])
+    await phase('measured', n)
+    results = [await c.next_event('result', timeout) for c, _ in members]
+    failed = [r for r in results if not r.get('ok')]
+    if failed:
+        raise RuntimeError(f"room member: {failed[0].get('error')}")
+    # relio's broadcast ends when its last Delivery is confirmed, maybe just after the clients
+    stats = await _server_stats(server)
+    for _ in range(200):
+        if 'cpu_done' in stats['fan'] or 'error' in stats['fan']:
+            break
+        await asyncio.sleep(0.05)
+        stats = await _server_stats(server)
+    fan = stats['fan']
+    if 'error' in fan or fan.get('n') != n or 'cpu_done' not in fan:
+        raise RuntimeError(f'server broadcast: {fan}')
+    deliveries = sum(r['deliveries'] for r in results)
+    if deliveries != sessions * n:
+        raise RuntimeError(f'{deliveries} deliveries, wanted {sessions} x {n}')
+    elapsed = max(r['t_done'] for r in results) - fan['t0']
+    server_cpu = stats['cpu'] - fan['cpu0']
+    client_cpu = sum(r['client_cpu_s'] for r in results)
+    out = dict(ok=True, n=n, clients=sessions, client_procs=len(members), deliveries=deliveries,
+               dups=sum(r['dups'] for r in results), elapsed_s=elapsed,
+               deliveries_per_s=deliveries / elapsed, msgs_per_s=n / elapsed,
+               server_send_s=fan['t_sent'] - fan['t0'],
+               server_cpu_s=server_cpu, server_cpu_us=server_cpu / deliveries * 1e6,
+               client_cpu_s=client_cpu, client_cpu_us=client_cpu / deliveries * 1e6)
+    if lib == 'relio':
+        out['deliveries_confirmed'] = 't_confirmed' in fan
+    if out['dups']:
+        raise RuntimeError(f"{out['dups']} duplicate deliveries")
+    return out
+
+
 async def run_memory(lib: str, scale: float, port: int, server: Proc, procs: list[Proc],
-                     log_dir: str, timeout: float) -> dict:
+                     log_dir: str, timeout: float, opts: list[str]) -> dict:
     p = W.params('memory', scale)
     sessions, warm, nprocs = p['sessions'], p['warm'], p['procs']
 
@@ -193,7 +275,7 @@ async def run_memory(lib: str, scale: float, port: int, server: Proc, procs: lis
             c = await Proc.start('bench.e2e.client',
                                  ['--lib', lib, '--workload', 'memory', '--port', str(port),
                                   '--scale', str(scale), '--timeout', str(timeout),
-                                  '--sessions', str(share)],
+                                  '--sessions', str(share), *opts],
                                  log_dir, f'memory {lib} client {tag}{i}')
             procs.append(c)
             started.append(c)
@@ -237,6 +319,7 @@ def machine_info() -> dict:
         'platform': platform.platform(),
         'python': platform.python_version(),
         'python_implementation': platform.python_implementation(),
+        'loadavg': os.getloadavg(),
         'versions': {
             'relio': relio.__version__,
             'python-socketio': ver('python-socketio'),
@@ -244,6 +327,8 @@ def machine_info() -> dict:
             'uvicorn': ver('uvicorn'),
             'wsproto': ver('wsproto'),
             'aiohttp': ver('aiohttp'),
+            'uvloop': ver('uvloop'),
+            'orjson': ver('orjson'),
         },
         'timestamp': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     }
@@ -260,38 +345,71 @@ def parse_only(values: list[str] | None) -> list[str]:
     return [w.name for w in W.WORKLOADS if w.name in names]     # keep the canonical order
 
 
-async def run_all(names: list[str], scale: float, out_dir: str, log=print) -> dict:
+#: The workloads ``--speedups`` runs again with the optional speedups (not the fault, memory and
+#: default-limits cases, which are not about speed).
+SPEEDUP_WORKLOADS = ('emit_c2s', 'emit_s2c', 'call_seq', 'call_64', 'fanout_100', 'big_50MiB',
+                     'big_50MiB_down')
+
+
+def results_name(options: dict | None) -> str:
+    """File stem of a run's results: ``e2e`` for the defaults, else ``e2e-uvloop-orjson`` etc."""
+    o = {**DEFAULT_OPTIONS, **(options or {})}
+    extra = [o[k] for k in ('loop', 'json') if o[k] != DEFAULT_OPTIONS[k]]
+    return '-'.join(['e2e', *extra])
+
+
+async def run_workload(name: str, k: int, scale: float, log_dir: str, options: dict,
+                       log=print, tag: str = '') -> dict:
+    """Both libraries' runs of one workload (the ``k``-th: the order alternates), as an entry of
+    the results' ``workloads``."""
+    order = LIBS if k % 2 == 0 else tuple(reversed(LIBS))
+    w = W.BY_NAME[name]
+    entry = {'name': name, 'metric': w.metric, 'unit': w.unit,
+             'higher_is_better': w.higher_is_better, 'description': w.description,
+             'params': W.params(name, scale), 'order': list(order), 'results': {}}
+    for lib in order:
+        t = time.monotonic()
+        res = await run_one(name, lib, scale, log_dir, options)
+        if name == 'big_200MiB' and lib == 'socketio' and not res.get('ok'):
+            res['expected_failure'] = True     # default limits: 1 MB / uvicorn 16 MiB
+        entry['results'][lib] = res
+        shown = report.value_text(name, res)
+        err = '' if res.get('ok') else '  ' + str(res.get('error'))[:200]
+        log(f'  {name:<14} {LIB_LABELS[lib] + tag:<31} {shown:>12} {w.unit:<12} '
+            f'({time.monotonic() - t:.1f} s){err}')
+    entry['ratio'] = report.ratio(entry)
+    if name == 'memory':
+        a = entry['results'].get('socketio', {})
+        b = entry['results'].get('relio', {})
+        if a.get('ok') and b.get('ok'):
+            entry['relio_minus_socketio_bytes'] = (b['bytes_per_session']
+                                                   - a['bytes_per_session'])
+    return entry
+
+
+async def run_all(names: list[str], scale: float, out_dir: str, log=print,
+                  options: dict | None = None, speedups: dict | None = None) -> dict:
+    """Every workload in ``names`` with both libraries and ``options``; with ``speedups`` (other
+    options), each of :data:`SPEEDUP_WORKLOADS` among them is run again right after with those,
+    into ``data['speedups']``."""
     t_start = time.monotonic()
+    options = {**DEFAULT_OPTIONS, **(options or {})}
     data: dict = {'machine': machine_info(),
-                  'args': {'scale': scale, 'workloads': names},
+                  'args': {'scale': scale, 'workloads': names, 'options': options},
                   'payload_bytes': W.PAYLOAD_BYTES,
                   'workloads': {}}
+    if speedups is not None:
+        speedups = {**DEFAULT_OPTIONS, **speedups}
+        data['speedups'] = {'options': speedups, 'workloads': {}}
+        tag = ' +' + '+'.join(v for key, v in speedups.items() if v != DEFAULT_OPTIONS[key])
     with tempfile.TemporaryDirectory(prefix='relio-e2e-') as log_dir:
         for k, name in enumerate(names):
-            order = LIBS if k % 2 == 0 else tuple(reversed(LIBS))
-            w = W.BY_NAME[name]
-            entry = {'name': name, 'metric': w.metric, 'unit': w.unit,
-                     'higher_is_better': w.higher_is_better, 'description': w.description,
-                     'params': W.params(name, scale), 'order': list(order), 'results': {}}
-            for lib in order:
-                t = time.monotonic()
-                res = await run_one(name, lib, scale, log_dir)
-                if name == 'big_200MiB' and lib == 'socketio' and not res.get('ok'):
-                    res['expected_failure'] = True     # default limits: 1 MB / uvicorn 16 MiB
-                entry['results'][lib] = res
-                shown = report.value_text(name, res)
-                err = '' if res.get('ok') else '  ' + str(res.get('error'))[:200]
-                log(f'  {name:<11} {LIB_LABELS[lib]:<16} {shown:>12} {w.unit:<12} '
-                    f'({time.monotonic() - t:.1f} s){err}')
-            entry['ratio'] = report.ratio(entry)
-            if name == 'memory':
-                a = entry['results'].get('socketio', {})
-                b = entry['results'].get('relio', {})
-                if a.get('ok') and b.get('ok'):
-                    entry['relio_minus_socketio_bytes'] = (b['bytes_per_session']
-                                                           - a['bytes_per_session'])
-            data['workloads'][name] = entry
+            data['workloads'][name] = await run_workload(name, k, scale, log_dir, options, log)
+            if speedups is not None and name in SPEEDUP_WORKLOADS:
+                data['speedups']['workloads'][name] = await run_workload(
+                    name, k + 1, scale, log_dir, speedups, log, tag)
     data['runtime_s'] = round(time.monotonic() - t_start, 1)
+    data['machine']['loadavg_end'] = os.getloadavg()
     return data
 
 
@@ -304,26 +422,46 @@ def main(argv=None) -> int:
                     help='run only these workloads: ' + ', '.join(W.BY_NAME))
     ap.add_argument('--out', default=DEFAULT_OUT, help='output directory (default bench/results)')
     ap.add_argument('--no-png', action='store_true', help='do not draw e2e.png')
+    ap.add_argument('--loop', choices=W.LOOPS, default=W.LOOPS[0],
+                    help='event loop of every process (optional speedup: uvloop)')
+    ap.add_argument('--json', choices=W.JSONS, default=W.JSONS[0],
+                    help="json= module of both libraries (optional speedup: orjson, through "
+                         "bench/e2e/orjson_json.py)")
+    ap.add_argument('--speedups', action='store_true',
+                    help='run with the defaults, and each throughput workload again right after '
+                         'with the speedups (--loop/--json, or both uvloop and orjson if neither '
+                         'is given): both in one run and one file')
+    ap.add_argument('--name', default=None,
+                    help='file stem of the results (default e2e, or e2e-<options> with options)')
     args = ap.parse_args(argv)
+    options = {'loop': args.loop, 'json': args.json}
+    speedups = None
+    if args.speedups:
+        speedups = options if options != DEFAULT_OPTIONS else {'loop': 'uvloop', 'json': 'orjson'}
+        options = dict(DEFAULT_OPTIONS)
+    stem = args.name or results_name(options)
     scale = args.scale if args.scale is not None else (W.QUICK_SCALE if args.quick else 1.0)
     if not scale > 0:
         raise SystemExit('--scale must be positive')
     names = parse_only(args.only)
-    print(f'relio vs python-socketio end to end: {", ".join(names)} (scale {scale})', flush=True)
-    data = asyncio.run(run_all(names, scale, args.out,
-                               log=lambda s: print(s, flush=True)))
-    path = report.write_json(data, args.out)
+    extra = f"; again with loop {speedups['loop']}, json {speedups['json']}" if speedups else ''
+    print(f'relio vs python-socketio end to end: {", ".join(names)} (scale {scale}, '
+          f"loop {options['loop']}, json {options['json']}{extra})", flush=True)
+    data = asyncio.run(run_all(names, scale, args.out, log=lambda s: print(s, flush=True),
+                               options=options, speedups=speedups))
+    path = report.write_json(data, args.out, stem)
     print()
     print(report.table(data))
     print(f'\nwrote {path} ({data["runtime_s"]} s)')
     if not args.no_png:
-        png = report.draw_png(data, args.out)
+        png = report.draw_png(data, args.out, stem)
         if png:
             print(f'wrote {png}')
         else:
             print('matplotlib is not installed: no e2e.png (pip install -e ".[bench]")')
-    failed = [f'{n}/{lib}' for n, e in data['workloads'].items()
-              for lib, r in e['results'].items()
+    entries = list(data['workloads'].items())
+    entries += list(data.get('speedups', {}).get('workloads', {}).items())
+    failed = [f'{n}/{lib}' for n, e in entries for lib, r in e['results'].items()
               if not r.get('ok') and not (n == 'big_200MiB' and lib == 'socketio')]
     if failed:
         print('failed runs: ' + ', '.join(failed))

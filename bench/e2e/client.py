@@ -4,7 +4,13 @@ Connects ``<lib>.AsyncClient`` (websocket transport) to the server process on 12
 workload and prints ``{"event": "result", "ok": true, ...}`` on stdout. Timings that end in the
 server use the server's ``time.monotonic()`` (CLOCK_MONOTONIC, the same clock in every process on
 the machine). The ``memory`` workload instead opens ``--sessions`` idle sessions, prints
-``{"event": "ready"}`` and holds them until ``quit`` (or end of stdin).
+``{"event": "ready"}`` and holds them until ``quit`` (or end of stdin); ``fanout_100`` opens
+``--sessions`` clients that join the room ``fan``, prints ``{"event": "ready"}``, and reports once
+every one of them has all ``n`` messages (the server's broadcast is started by the orchestrator).
+
+CPU per message: both processes read their own CPU time (:func:`bench.e2e.workloads.cpu_seconds`,
+user + system) at the start and end of the measured phase; results carry ``server_cpu_s`` /
+``client_cpu_s`` and the same per message in µs (``server_cpu_us``, ``client_cpu_us``).
 """
 from __future__ import annotations
 
@@ -24,13 +30,16 @@ DISCONNECT_TIMEOUT = 10.0
 
 
 class Ctx:
-    def __init__(self, lib: str, workload: str, p: dict, url: str, timeout: float):
+    def __init__(self, lib: str, workload: str, p: dict, url: str, timeout: float,
+                 json_name: str = 'stdlib'):
         self.lib, self.workload, self.p, self.url, self.timeout = lib, workload, p, url, timeout
+        self.json_name = json_name
         self.mod = W.lib_module(lib)
         self.is_relio = lib == 'relio'
 
     def new_client(self):
-        return self.mod.AsyncClient(**W.client_kwargs(self.lib, self.workload, self.p))
+        return self.mod.AsyncClient(**W.client_kwargs(self.lib, self.workload, self.p,
+                                                      self.json_name))
 
     async def connect(self, client, url: str | None = None) -> None:
         await asyncio.wait_for(
@@ -46,8 +55,18 @@ async def call(client, event, data=None, timeout=30.0):
     return await asyncio.wait_for(client.call(event, data, timeout=timeout), timeout + 5)
 
 
-async def reset(client) -> None:
-    await call(client, 'reset', {}, 10)
+async def reset(client) -> float:
+    """Clear the server's counters; returns the server's CPU seconds at that moment."""
+    r = await call(client, 'reset', {}, 10)
+    return r['cpu']
+
+
+def cpu_figures(n: int, server_cpu_s: float | None, client_cpu_s: float) -> dict:
+    """CPU seconds of the measured phase on each side, and per message (µs)."""
+    out = {'client_cpu_s': client_cpu_s, 'client_cpu_us': client_cpu_s / n * 1e6}
+    if server_cpu_s is not None:
+        out.update(server_cpu_s=server_cpu_s, server_cpu_us=server_cpu_s / n * 1e6)
+    return out
 
 
 async def wait_until(pred, timeout: float, step: float = 0.002) -> bool:
@@ -76,9 +95,10 @@ async def emit_c2s(ctx: Ctx, c) -> dict:
     for i in range(warmup):
         await c.emit('m', payload(i))
     await call(c, 'result', {'wait': 'msgs', 'expect': warmup, 'timeout': 30}, 30)
-    await reset(c)
+    server_cpu0 = await reset(c)
 
     last = None
+    cpu0 = W.cpu_seconds()
     t0 = time.monotonic()
     for i in range(n):
         last = await c.emit('m', payload(i))
@@ -90,11 +110,13 @@ async def emit_c2s(ctx: Ctx, c) -> dict:
         out['deliveries_confirmed'] = True
     r = await call(c, 'result', {'wait': 'msgs', 'expect': n, 'timeout': ctx.timeout / 2},
                    ctx.timeout / 2)
+    client_cpu = W.cpu_seconds() - cpu0
     if r['unique'] != n or r['t_last'] is None:
         raise RuntimeError(f'server got {r["unique"]} of {n} messages')
     elapsed = r['t_last'] - t0
     out.update(n=n, elapsed_s=elapsed, msgs_per_s=n / elapsed, send_s=t_sent - t0,
                dups=r['dups'], reordered=r['reordered'], payload_bytes=W.PAYLOAD_BYTES)
+    out.update(cpu_figures(n, r['cpu'] - server_cpu0, client_cpu))
     if ctx.is_relio:
         out['confirmed_msgs_per_s'] = n / out['t_confirmed_s']
     return out
@@ -120,9 +142,11 @@ async def emit_s2c(ctx: Ctx, c) -> dict:
     await call(c, 'result', {'wait': 'none'}, 10)
     state.update(count=0, target=n, t_done=None, seen=set(), dups=0)
 
+    cpu0 = W.cpu_seconds()
     await c.emit('start', {'n': n, 'confirm_timeout': ctx.timeout / 2})
     if not await wait_until(lambda: state['t_done'] is not None, ctx.timeout / 2, 0.001):
         raise RuntimeError(f'client got {state["count"]} of {n} messages')
+    client_cpu = W.cpu_seconds() - cpu0
     # the server's last emit may still await its Delivery: give it a moment to report
     r = None
     for _ in range(200):
@@ -142,6 +166,7 @@ async def emit_s2c(ctx: Ctx, c) -> dict:
         raise RuntimeError(f'client got {len(state["seen"])} unique of {n}')
     if ctx.is_relio:
         out['deliveries_confirmed'] = 't_confirmed' in s2c
+    out.update(cpu_figures(n, r['cpu'] - s2c['cpu0'], client_cpu))
     return out
 
 
@@ -152,6 +177,8 @@ async def call_seq(ctx: Ctx, c) -> dict:
         await c.call('echo', payload(i), timeout=10)
     lat = []
     pc = time.perf_counter
+    server_cpu0 = await reset(c)
+    cpu0 = W.cpu_seconds()
     t0 = pc()
     for i in range(n):
         t = pc()
@@ -160,10 +187,13 @@ async def call_seq(ctx: Ctx, c) -> dict:
         if r['i'] != i:
             raise RuntimeError(f'wrong reply {r!r} for call {i}')
     elapsed = pc() - t0
+    client_cpu = W.cpu_seconds() - cpu0
+    server_cpu = (await call(c, 'result', {'wait': 'none'}, 10))['cpu'] - server_cpu0
     lat.sort()
     return dict(n=n, elapsed_s=elapsed, calls_per_s=n / elapsed,
                 p50_us=pct(lat, 0.50) * 1e6, p99_us=pct(lat, 0.99) * 1e6,
-                mean_us=statistics.fmean(lat) * 1e6, payload_bytes=W.PAYLOAD_BYTES)
+                mean_us=statistics.fmean(lat) * 1e6, payload_bytes=W.PAYLOAD_BYTES,
+                **cpu_figures(n, server_cpu, client_cpu))
 
 
 async def call_64(ctx: Ctx, c) -> dict:
@@ -188,14 +218,18 @@ async def call_64(ctx: Ctx, c) -> dict:
         return spans
 
     await asyncio.wait_for(asyncio.gather(*(worker(s, k) for s, k in split(warmup))), 60)
+    server_cpu0 = await reset(c)
+    cpu0 = W.cpu_seconds()
     t0 = time.perf_counter()
     oks = await asyncio.wait_for(asyncio.gather(*(worker(s, k) for s, k in split(n))),
                                  ctx.timeout / 2)
     elapsed = time.perf_counter() - t0
+    client_cpu = W.cpu_seconds() - cpu0
+    server_cpu = (await call(c, 'result', {'wait': 'none'}, 10))['cpu'] - server_cpu0
     if sum(oks) != n:
         raise RuntimeError(f'{sum(oks)} of {n} replies correct')
     return dict(n=n, concurrency=conc, elapsed_s=elapsed, calls_per_s=n / elapsed,
-                payload_bytes=W.PAYLOAD_BYTES)
+                payload_bytes=W.PAYLOAD_BYTES, **cpu_figures(n, server_cpu, client_cpu))
 
 
 async def _upload(ctx: Ctx, c, data: bytes, count: int, timeout: float) -> tuple[float, dict]:
@@ -219,6 +253,44 @@ async def big_50MiB(ctx: Ctx, c) -> dict:
     for k in range(reps):
         dt, _ = await _upload(ctx, c, data, k + 2, ctx.timeout / (reps + 1))
         times.append(dt)
+    med = statistics.median(times)
+    return dict(size=size, reps=reps, seconds=times, median_s=med, mb_per_s=size / med / 1e6)
+
+
+async def _download(ctx: Ctx, c, got: dict, size: int, timeout: float) -> float:
+    """Ask the server for ``size`` bytes; seconds from its emit to this client's handler."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    before = got['count']
+    await c.emit('start', {'size': size, 'reps': 1, 'confirm_timeout': timeout})
+    if not await wait_until(lambda: got['count'] > before, timeout, 0.001):
+        raise RuntimeError(f'no {size}-byte download within {timeout:.0f} s')
+    if got['len'] != size:
+        raise RuntimeError(f'downloaded {got["len"]} bytes, wanted {size}')
+    dt = got['t'] - got['t0']
+    # the server records when its emit returned (relio: when its Delivery was confirmed)
+    for _ in range(1000):
+        s2c = (await call(c, 'result', {'wait': 'none'}, 10))['s2c']
+        if 'error' in s2c:
+            raise RuntimeError(f'server emit failed: {s2c["error"]}')
+        if 't_sent' in s2c or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    if 't_sent' not in s2c:
+        raise RuntimeError('the server did not finish its download emit')
+    return dt
+
+
+async def big_50MiB_down(ctx: Ctx, c) -> dict:
+    size, reps = ctx.p['size'], ctx.p['reps']
+    got = {'count': 0, 'len': None, 't': None, 't0': None}
+
+    async def on_bigd(t0, data):
+        got.update(t=time.monotonic(), t0=t0, len=len(data), count=got['count'] + 1)
+
+    c.on('bigd', on_bigd)
+    await _download(ctx, c, got, ctx.p['warmup_size'], 60)
+    times = [await _download(ctx, c, got, size, ctx.timeout / (reps + 1)) for _ in range(reps)]
     med = statistics.median(times)
     return dict(size=size, reps=reps, seconds=times, median_s=med, mb_per_s=size / med / 1e6)
 
@@ -369,7 +441,8 @@ async def faults(ctx: Ctx, c_unused) -> dict:
 
 
 RUNNERS = dict(emit_c2s=emit_c2s, emit_s2c=emit_s2c, call_seq=call_seq, call_64=call_64,
-               big_50MiB=big_50MiB, big_200MiB=big_200MiB, faults=faults)
+               big_50MiB=big_50MiB, big_50MiB_down=big_50MiB_down, big_200MiB=big_200MiB,
+               faults=faults)
 
 
 # --------------------------------------------------------------------------------- memory
@@ -410,12 +483,90 @@ async def hold_sessions(ctx: Ctx, sessions: int, concurrency: int, hold: float) 
             await asyncio.wait_for(asyncio.gather(*(close(c) for c in clients)), 60)
 
 
+# --------------------------------------------------------------------------------- fan-out
+class RoomMember:
+    """One client of the room ``fan``: counts numbered messages (unique ids and duplicates)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.seen: set[int] = set()
+        self.dups = 0
+        self.target = 0
+        self.t_done: float | None = None
+        client.on('m', self.on_m)
+
+    async def on_m(self, data) -> None:
+        i = data['i']
+        if i in self.seen:
+            self.dups += 1
+            return
+        self.seen.add(i)
+        if len(self.seen) == self.target:
+            self.t_done = time.monotonic()
+
+    def expect(self, n: int) -> None:
+        self.seen, self.dups, self.target, self.t_done = set(), 0, n, None
+
+
+async def room_members(ctx: Ctx, sessions: int, concurrency: int = 20) -> None:
+    """``fanout_100``: ``sessions`` clients join ``fan``; the warm-up broadcast (``warmup``
+    messages) and the measured one (``n``) are counted; one ``result`` line reports both."""
+    members = [RoomMember(ctx.new_client()) for _ in range(sessions)]
+    sem = asyncio.Semaphore(concurrency)
+    n, warmup = ctx.p['n'], ctx.p['warmup']
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.timeout
+
+    async def join(m: RoomMember) -> None:
+        async with sem:
+            await ctx.connect(m.client)
+            await call(m.client, 'fan', {}, 20)
+
+    async def all_done(count: int, what: str) -> None:
+        for m in members:
+            m.expect(count)
+        W.emit_line({'event': 'ready', 'connected': sum(1 for m in members
+                                                       if m.client.connected), 'phase': what})
+        ok = await wait_until(lambda: all(m.t_done is not None for m in members),
+                              max(1.0, deadline - loop.time()), 0.002)
+        if not ok:
+            got = sorted(len(m.seen) for m in members)
+            raise RuntimeError(f'{what}: clients got {got[0]}..{got[-1]} of {count} messages')
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(join(m) for m in members)), ctx.timeout / 2)
+        await all_done(warmup, 'warmup')
+        dups_warm = sum(m.dups for m in members)
+        cpu0 = W.cpu_seconds()
+        await all_done(n, 'measured')
+        client_cpu = W.cpu_seconds() - cpu0
+        out = dict(ok=True, sessions=sessions, n=n, deliveries=sum(len(m.seen) for m in members),
+                   dups=sum(m.dups for m in members) + dups_warm,
+                   t_done=max(m.t_done for m in members), client_cpu_s=client_cpu)
+    except Exception as exc:
+        out = {'ok': False, 'error': f'{type(exc).__name__}: {exc}'}
+    finally:
+        sem = asyncio.Semaphore(concurrency * 2)
+
+        async def close(m: RoomMember) -> None:
+            async with sem:
+                await ctx.close(m.client)
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(close(m) for m in members)), 60)
+    W.emit_line({'event': 'result', **out})
+
+
 # --------------------------------------------------------------------------------- main
 async def amain(args) -> None:
     p = W.params(args.workload, args.scale)
-    ctx = Ctx(args.lib, args.workload, p, f'http://127.0.0.1:{args.port}', args.timeout)
+    ctx = Ctx(args.lib, args.workload, p, f'http://127.0.0.1:{args.port}', args.timeout,
+              args.json)
     if args.workload == 'memory':
         await hold_sessions(ctx, args.sessions, p['concurrency'], args.timeout)
+        return
+    if args.workload == 'fanout_100':
+        await room_members(ctx, args.sessions)
         return
     runner = RUNNERS[args.workload]
     t_start = time.monotonic()
@@ -447,10 +598,13 @@ def main(argv=None) -> None:
     ap.add_argument('--scale', type=float, default=1.0)
     ap.add_argument('--timeout', type=float, default=120.0,
                     help='seconds for the whole run (waits inside are bounded by fractions)')
-    ap.add_argument('--sessions', type=int, default=0, help='memory: sessions to hold')
+    ap.add_argument('--sessions', type=int, default=0,
+                    help='memory: sessions to hold; fanout_100: room members')
+    ap.add_argument('--loop', choices=W.LOOPS, default=W.LOOPS[0])
+    ap.add_argument('--json', choices=W.JSONS, default=W.JSONS[0])
     args = ap.parse_args(argv)
     W.start_deadline(args.timeout + 30, 'client')
-    asyncio.run(amain(args))
+    W.run_loop(amain(args), args.loop)
 
 
 if __name__ == '__main__':

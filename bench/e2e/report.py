@@ -1,4 +1,10 @@
-"""Turn the end-to-end results into ``e2e.json``, a text table and ``e2e.png``."""
+"""Turn the end-to-end results into ``e2e.json``, a text table, a Markdown table (``e2e.md``, for
+the README) and ``e2e.png``.
+
+CPU per message: workloads whose results carry ``server_cpu_us`` / ``client_cpu_us`` (µs of CPU
+time of that process in the measured phase, per message; per delivery for ``fanout_100``, where
+the client figure is all client processes together) get them in the table beside the rate.
+"""
 from __future__ import annotations
 
 import json
@@ -65,6 +71,9 @@ def _notes(name: str, r: dict) -> str:
         return extra
     if name == 'call_64':
         return f"n={_fmt(r.get('n'))}"
+    if name == 'fanout_100':
+        return (f"{_fmt(r.get('clients'))} clients x {_fmt(r.get('n'))} msgs, "
+                f"dups {_fmt(r.get('dups'))}")
     if name.startswith('big_'):
         size = r.get('size', 0)
         s = r.get('median_s', r.get('seconds'))
@@ -79,8 +88,34 @@ def _notes(name: str, r: dict) -> str:
     return ''
 
 
-def table(data: dict) -> str:
+def cpu_text(r: dict) -> str:
+    """``server / client`` µs of CPU per message, or '-' when not measured."""
+    if not r or not r.get('ok') or 'server_cpu_us' not in r:
+        return '-'
+    return f"{_fmt(float(r['server_cpu_us']))} / {_fmt(float(r.get('client_cpu_us', 0.0)))}"
+
+
+def options_text(data: dict) -> str:
+    o = data.get('args', {}).get('options') or {}
+    return f"loop {o.get('loop', 'asyncio')}, json {o.get('json', 'stdlib')}"
+
+
+def machine_text(data: dict) -> str:
+    """One line: CPUs, Python, the libraries' versions, the options and the load."""
+    m = data.get('machine', {})
+    v = m.get('versions', {})
+    libs = ', '.join(f'{k} {val}' for k, val in v.items() if val)
+    load = m.get('loadavg')
+    load_text = f", load {load[0]:.1f} at start" if load else ''
+    return (f"{m.get('cpu_count', '?')} CPUs ({m.get('cpu_model') or '?'}), "
+            f"{m.get('python_implementation', 'Python')} {m.get('python', '?')}, {libs}; "
+            f"{options_text(data)}; scale {data.get('args', {}).get('scale')}{load_text}; "
+            f"{m.get('timestamp', '')}")
+
+
+def _rows(data: dict) -> list[tuple[str, ...]]:
     rows = [('workload', 'metric', LIB_LABELS['socketio'], 'relio', 'relio/py-sio',
+             'py-sio CPU µs srv/cli', 'relio CPU µs srv/cli',
              'python-socketio notes', 'relio notes')]
     for name, res in data['workloads'].items():
         w = BY_NAME[name]
@@ -90,31 +125,104 @@ def table(data: dict) -> str:
         rows.append((name, unit, value_text(name, rr.get('socketio', {})),
                      value_text(name, rr.get('relio', {})),
                      f'{rat:.2f}x' if rat is not None else '-',
+                     cpu_text(rr.get('socketio', {})), cpu_text(rr.get('relio', {})),
                      _notes(name, rr.get('socketio', {})), _notes(name, rr.get('relio', {}))))
         if name == 'memory' and res.get('relio_minus_socketio_bytes') is not None:
             rows.append(('', 'relio - py-sio', '', _fmt(float(res['relio_minus_socketio_bytes'])),
-                         '', '', 'bytes per session'))
+                         '', '', '', '', 'bytes per session'))
+    return rows
+
+
+def _speedup_rows(data: dict) -> list[tuple[str, ...]]:
+    """Per workload run again with the speedups: each library's figure and CPU with the defaults
+    and with the speedups, and the gain."""
+    sp = data.get('speedups')
+    if not sp:
+        return []
+    o = sp['options']
+    what = '+'.join(f'{v}' for k, v in o.items() if v != {'loop': 'asyncio', 'json': 'stdlib'}[k])
+    rows = [('workload', 'metric', 'py-sio', f'py-sio +{what}', 'gain', 'relio',
+             f'relio +{what}', 'gain', f'relio +{what}/py-sio +{what}',
+             'relio CPU µs srv/cli', f'relio +{what} CPU µs srv/cli')]
+    for name, fast in sp['workloads'].items():
+        base = data['workloads'].get(name)
+        if base is None:
+            continue
+        w = BY_NAME[name]
+        cells: list[str] = [name, w.unit]
+        for lib in LIBS:
+            a, b = base['results'].get(lib, {}), fast['results'].get(lib, {})
+            cells += [value_text(name, a), value_text(name, b)]
+            va, vb = a.get(w.metric), b.get(w.metric)
+            ok = a.get('ok') and b.get('ok') and isinstance(va, (int, float)) and va
+            cells.append(f'{vb / va:.2f}x' if ok else '-')
+        rat = fast.get('ratio')
+        cells.append(f'{rat:.2f}x' if rat is not None else '-')
+        cells += [cpu_text(base['results'].get('relio', {})),
+                  cpu_text(fast['results'].get('relio', {}))]
+        rows.append(tuple(cells))
+    return rows
+
+
+def _text_table(rows: list[tuple[str, ...]], left: tuple[int, ...]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, r in enumerate(rows):
-        cells = [c.ljust(widths[i]) if i in (0, 1, 5, 6) else c.rjust(widths[i])
+        cells = [c.ljust(widths[i]) if i in left else c.rjust(widths[i])
                  for i, c in enumerate(r)]
         lines.append(' | '.join(cells).rstrip())
         if k == 0:
             lines.append('-+-'.join('-' * wd for wd in widths))
+    return lines
+
+
+def _md_table(rows: list[tuple[str, ...]]) -> list[str]:
+    out = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])]
+    for r in rows[1:]:
+        out.append('| ' + ' | '.join(c.replace('|', '/') for c in r) + ' |')
+    return out
+
+
+CPU_NOTE = ('CPU µs srv/cli: CPU time per message (fanout_100: per delivery, all client '
+            'processes together) of the server and the client in the measured phase')
+
+
+def table(data: dict) -> str:
+    """The plain-text table printed at the end of a run (machine and options above it), and the
+    speedups' table if the run had them."""
+    lines = [machine_text(data), ''] + _text_table(_rows(data), (0, 1, 7, 8)) + [CPU_NOTE]
+    sp = _speedup_rows(data)
+    if sp:
+        lines += ['', 'optional speedups, measured right after the defaults in the same run:']
+        lines += _text_table(sp, (0, 1))
     return '\n'.join(lines)
 
 
-def write_json(data: dict, out_dir: str) -> str:
+def markdown(data: dict) -> str:
+    """The same table(s) in Markdown, with the machine and versions under them (for the
+    README)."""
+    out = _md_table(_rows(data)) + ['', CPU_NOTE + '.']
+    sp = _speedup_rows(data)
+    if sp:
+        out += ['', 'Optional speedups, measured right after the defaults in the same run:', '']
+        out += _md_table(sp)
+    out += ['', f'Machine: {machine_text(data)}.']
+    return '\n'.join(out) + '\n'
+
+
+def write_json(data: dict, out_dir: str, stem: str = 'e2e') -> str:
+    """Write ``<stem>.json`` and ``<stem>.md`` (the Markdown table); returns the JSON's path."""
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, 'e2e.json')
+    path = os.path.join(out_dir, stem + '.json')
     with open(path, 'w') as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)
         f.write('\n')
+    with open(os.path.join(out_dir, stem + '.md'), 'w') as f:
+        f.write(markdown(data))
     return path
 
 
-def draw_png(data: dict, out_dir: str) -> str | None:
+def draw_png(data: dict, out_dir: str, stem: str = 'e2e') -> str | None:
     """Grouped bars per workload, python-socketio = 1. Returns the path, or None (with a reason
     printed by the caller) when matplotlib is not installed."""
     try:
@@ -164,22 +272,35 @@ def draw_png(data: dict, out_dir: str) -> str | None:
             ax.bar(xr, 0.04, width, color='#d32f2f')
             ax.text(xr, 0.07, 'failed', ha='center', va='bottom', fontsize=7, color='#d32f2f')
     ax.axhline(1.0, color='black', linewidth=0.6, linestyle='--')
+    def cpu_label(name: str) -> str:
+        """Server CPU µs per message, python-socketio -> relio, when both were measured."""
+        rr = data['workloads'][name]['results']
+        a, b = rr.get('socketio', {}), rr.get('relio', {})
+        if a.get('ok') and b.get('ok') and 'server_cpu_us' in a and 'server_cpu_us' in b:
+            return f"\nsrv CPU µs/msg\n{_fmt(float(a['server_cpu_us']))} -> " \
+                   f"{_fmt(float(b['server_cpu_us']))}"
+        return ''
+
     labels = [f"{n}\n{BY_NAME[n].unit}{'' if BY_NAME[n].higher_is_better else ' (lower=better)'}"
-              for n in names]
+              f"{cpu_label(n)}" for n in names]
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylim(0, top * 1.2 + 0.1)
     ax.set_ylabel('relative to python-socketio (= 1)')
     m = data.get('machine', {})
+    v = m.get('versions', {})
     ax.set_title(f"relio vs python-socketio, end to end over loopback "
-                 f"({m.get('cpu_count', '?')} CPUs, scale {data.get('args', {}).get('scale')})",
-                 fontsize=10)
+                 f"({m.get('cpu_count', '?')} CPUs, scale {data.get('args', {}).get('scale')}, "
+                 f"{options_text(data)})\n"
+                 f"Python {m.get('python', '?')}, relio {v.get('relio')}, python-socketio "
+                 f"{v.get('python-socketio')}, python-engineio {v.get('python-engineio')}, "
+                 f"uvicorn {v.get('uvicorn')}", fontsize=9)
     handles, lbls = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc='upper left', fontsize=8)
     fig.tight_layout()
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, 'e2e.png')
+    path = os.path.join(out_dir, stem + '.png')
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -1,10 +1,13 @@
 """Benchmark server process: ``python -m bench.e2e.server --lib relio --workload emit_c2s``.
 
 Serves ``<lib>.AsyncServer`` through ``<lib>.ASGIApp`` on uvicorn (127.0.0.1, ephemeral port,
-wsproto, per-message-deflate off) in the default asyncio loop, prints
+wsproto, per-message-deflate off) in the default asyncio loop (or uvloop), prints
 ``{"event": "ready", "port": ...}`` and then answers commands on stdin, one per line:
 
-* ``stats``: prints ``{"event": "stats", "rss": ..., "connected": ..., ...}`` (after a gc);
+* ``stats``: prints ``{"event": "stats", "rss": ..., "connected": ..., "cpu": ..., ...}`` (CPU
+  seconds read before a gc; ``fan``: the last room broadcast's times);
+* ``fanout N``: emits ``N`` numbered payloads to the room ``fan`` (each emit awaited; with relio
+  the last :class:`relio.Delivery` is awaited too), recording its times and CPU in ``fan``;
 * ``quit`` (or end of stdin): shuts down and exits.
 
 The same handlers serve every workload (the workload only selects buffer limits):
@@ -12,10 +15,16 @@ The same handlers serve every workload (the workload only selects buffer limits)
 * ``m`` (event): counts a numbered payload (unique ids, duplicates, time of the last new one);
 * ``big`` (event): records the size and arrival time of a bytes payload;
 * ``start`` (event): emits ``n`` numbered payloads to the caller (each emit awaited; with relio
-  the last :class:`relio.Delivery` is awaited too);
+  the last :class:`relio.Delivery` is awaited too), or with ``size``: ``reps`` ``bigd`` events of
+  ``(t0, bytes)`` one after the other (the download workload);
 * ``echo`` (call): returns its argument;
-* ``reset`` (call): clears the counters;
-* ``result`` (call): waits (bounded) until a condition holds and returns the counters.
+* ``fan`` (call): puts the caller in the room ``fan``;
+* ``reset`` (call): clears the counters, returns ``{"cpu": <this process's CPU seconds>}``;
+* ``result`` (call): waits (bounded) until a condition holds and returns the counters (and
+  ``cpu``).
+
+Options: ``--loop uvloop`` runs the server on uvloop; ``--json orjson`` gives both libraries
+:mod:`bench.e2e.orjson_json` as python-socketio's ``json=``.
 """
 from __future__ import annotations
 
@@ -37,6 +46,7 @@ class State:
         self.connected = 0
         self.connects = 0
         self.disconnects = 0
+        self.fan: dict = {}       # the last room broadcast (``fanout N``): times and CPU
         self.reset()
 
     def reset(self) -> None:
@@ -73,12 +83,19 @@ class State:
         return dict(unique=len(self.seen), total=self.total, dups=self.dups,
                     reordered=self.reordered, t_first=self.t_first, t_last=self.t_last,
                     big_len=self.big_len, big_t=self.big_t, big_count=self.big_count,
-                    s2c=dict(self.s2c), connected=self.connected)
+                    s2c=dict(self.s2c), connected=self.connected, cpu=W.cpu_seconds())
 
 
-def build(lib: str, workload: str, p: dict):
+def big_bytes(size: int, seed: int) -> bytes:
+    """``size`` bytes of a repeated random 256-byte block (the same for a given seed)."""
+    import random
+    block = random.Random(seed).randbytes(256)
+    return block * (size // 256) + bytes(size % 256)
+
+
+def build(lib: str, workload: str, p: dict, json_name: str = 'stdlib'):
     mod = W.lib_module(lib)
-    sio = mod.AsyncServer(**W.server_kwargs(lib, workload, p))
+    sio = mod.AsyncServer(**W.server_kwargs(lib, workload, p, json_name))
     st = State()
     tasks: set[asyncio.Task] = set()
 
@@ -109,10 +126,15 @@ def build(lib: str, workload: str, p: dict):
     @sio.on('reset')
     async def on_reset(sid, *args):
         st.reset()
+        return {'cpu': W.cpu_seconds()}
+
+    @sio.on('fan')
+    async def on_fan(sid, *args):
+        await sio.enter_room(sid, 'fan')
         return True
 
     async def s2c(sid, n: int, confirm_timeout: float) -> None:
-        st.s2c = {'t0': time.monotonic()}
+        st.s2c = {'t0': time.monotonic(), 'cpu0': W.cpu_seconds()}
         last = None
         try:
             for i in range(n):
@@ -124,10 +146,50 @@ def build(lib: str, workload: str, p: dict):
         except Exception as exc:  # reported to the client through `result`
             st.s2c['error'] = repr(exc)
 
+    async def download(sid, size: int, reps: int, confirm_timeout: float) -> None:
+        """``reps`` times: emit ``(t0, data)`` and (relio) await its Delivery."""
+        data = big_bytes(size, 3)
+        st.s2c = {'t0': time.monotonic(), 'reps': 0}
+        try:
+            for _ in range(reps):
+                d = await sio.emit('bigd', (time.monotonic(), data), to=sid)
+                if lib == 'relio' and d is not None:
+                    await asyncio.wait_for(d, confirm_timeout)
+                st.s2c['reps'] += 1
+            st.s2c['t_sent'] = time.monotonic()
+            if lib == 'relio':
+                st.s2c['t_confirmed'] = st.s2c['t_sent']
+        except Exception as exc:
+            st.s2c['error'] = repr(exc)
+
     @sio.on('start')
     async def on_start(sid, data):
-        task = asyncio.get_running_loop().create_task(
-            s2c(sid, int(data['n']), float(data.get('confirm_timeout', 60))))
+        confirm_timeout = float(data.get('confirm_timeout', 60))
+        if 'size' in data:
+            work = download(sid, int(data['size']), int(data.get('reps', 1)), confirm_timeout)
+        else:
+            work = s2c(sid, int(data['n']), confirm_timeout)
+        task = asyncio.get_running_loop().create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def fanout(n: int, confirm_timeout: float) -> None:
+        """Emit ``n`` numbered payloads to the room ``fan``; times and CPU go in ``st.fan``."""
+        st.fan = {'n': n, 't0': time.monotonic(), 'cpu0': W.cpu_seconds()}
+        last = None
+        try:
+            for i in range(n):
+                last = await sio.emit('m', W.payload(i), room='fan')
+            st.fan['t_sent'] = time.monotonic()
+            if lib == 'relio' and last is not None:
+                await asyncio.wait_for(last, confirm_timeout)
+                st.fan['t_confirmed'] = time.monotonic()
+            st.fan['cpu_done'] = W.cpu_seconds()
+        except Exception as exc:     # reported to the orchestrator through `stats`
+            st.fan['error'] = repr(exc)
+
+    def start_fanout(n: int, confirm_timeout: float = 120.0) -> None:
+        task = asyncio.get_running_loop().create_task(fanout(n, confirm_timeout))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -158,7 +220,7 @@ def build(lib: str, workload: str, p: dict):
             await asyncio.sleep(step)
         return st.snapshot()
 
-    return mod, sio, st, tasks
+    return mod, sio, st, tasks, start_fanout
 
 
 class _Server(uvicorn.Server):
@@ -175,7 +237,7 @@ def _stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None
 
 async def amain(args) -> None:
     p = W.params(args.workload, args.scale)
-    mod, sio, st, tasks = build(args.lib, args.workload, p)
+    mod, sio, st, tasks, start_fanout = build(args.lib, args.workload, p, args.json)
     app = mod.ASGIApp(sio)
     server = _Server(uvicorn.Config(app, **W.uvicorn_kwargs(args.workload, p)))
     serve = asyncio.create_task(server.serve())
@@ -196,12 +258,16 @@ async def amain(args) -> None:
         while True:
             cmd = await commands.get()
             if cmd == 'stats':
+                cpu = W.cpu_seconds()
                 gc.collect()
                 stats = {'event': 'stats', 'rss': W.rss_bytes(), 'connected': st.connected,
-                         'connects': st.connects, 'disconnects': st.disconnects}
+                         'connects': st.connects, 'disconnects': st.disconnects, 'cpu': cpu,
+                         'fan': dict(st.fan)}
                 if args.lib == 'relio':
                     stats['relio_sessions'] = sio.relio_sessions
                 W.emit_line(stats)
+            elif cmd.startswith('fanout '):
+                start_fanout(int(cmd.split()[1]))
             elif cmd == 'quit':
                 break
     finally:
@@ -223,9 +289,11 @@ def main(argv=None) -> None:
     ap.add_argument('--workload', required=True, choices=sorted(W.BY_NAME))
     ap.add_argument('--scale', type=float, default=1.0)
     ap.add_argument('--deadline', type=float, default=900.0)
+    ap.add_argument('--loop', choices=W.LOOPS, default=W.LOOPS[0])
+    ap.add_argument('--json', choices=W.JSONS, default=W.JSONS[0])
     args = ap.parse_args(argv)
     W.start_deadline(args.deadline, 'server')
-    asyncio.run(amain(args))
+    W.run_loop(amain(args), args.loop)
 
 
 if __name__ == '__main__':

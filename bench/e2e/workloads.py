@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from types import ModuleType
 from typing import Any
 
@@ -40,8 +41,12 @@ WORKLOADS: tuple[Workload, ...] = (
              'sequential call() round trips (p50/p99 latency in µs)', 120),
     Workload('call_64', 'calls_per_s', 'call/s', True,
              'call() with 64 outstanding at a time', 120),
+    Workload('fanout_100', 'deliveries_per_s', 'deliv/s', True,
+             'server emits N ~100 B events to a room of 100 clients (4 client processes)', 180),
     Workload('big_50MiB', 'mb_per_s', 'MB/s', True,
              'one 50 MiB bytes upload until the server handler has it (median of reps)', 180),
+    Workload('big_50MiB_down', 'mb_per_s', 'MB/s', True,
+             'one 50 MiB bytes download (server emit) until the client handler has it', 180),
     Workload('big_200MiB', 'mb_per_s', 'MB/s', True,
              '200 MiB upload, python-socketio with its default limits', 180),
     Workload('faults', 'goodput_ratio', 'faults/clean', True,
@@ -57,7 +62,9 @@ FULL: dict[str, dict[str, Any]] = {
     'emit_s2c': dict(n=40_000, warmup=2_000),
     'call_seq': dict(n=5_000, warmup=300),
     'call_64': dict(n=15_000, warmup=1_000, concurrency=64),
+    'fanout_100': dict(n=500, warmup=50, clients=100, procs=4),
     'big_50MiB': dict(size=50 * MiB, reps=3, warmup_size=1 * MiB),
+    'big_50MiB_down': dict(size=50 * MiB, reps=3, warmup_size=1 * MiB),
     'big_200MiB': dict(size=200 * MiB),
     'faults': dict(duration=10.0, rate=2_000, cut_gap=(2.0, 3.0), seed=2026),
     'memory': dict(sessions=1_000, warm=20, procs=4, concurrency=20),
@@ -71,7 +78,7 @@ def params(name: str, scale: float) -> dict[str, Any]:
     if 'n' in p:
         p['n'] = max(64, int(p['n'] * scale))
         p['warmup'] = max(10, int(p['warmup'] * min(1.0, scale * 2)))
-    if name == 'big_50MiB':
+    if name in ('big_50MiB', 'big_50MiB_down'):
         p['size'] = max(256 * KiB, int(p['size'] * scale))
         p['warmup_size'] = min(p['warmup_size'], p['size'])
         p['reps'] = 3 if scale >= 0.5 else 1
@@ -82,6 +89,8 @@ def params(name: str, scale: float) -> dict[str, Any]:
         p['duration'] = max(2.0, p['duration'] * scale)
         shrink = min(1.0, p['duration'] / 10.0)
         p['cut_gap'] = tuple(max(0.5, g * shrink) for g in p['cut_gap'])
+    if name == 'fanout_100':
+        p['n'] = max(20, int(FULL[name]['n'] * scale))
     if name == 'memory':
         p['sessions'] = max(20, int(p['sessions'] * scale))
         p['procs'] = 4 if p['sessions'] >= 200 else 1
@@ -106,6 +115,38 @@ def payload(i: int) -> dict:
 PAYLOAD_BYTES = len(json.dumps(payload(10_000), separators=(',', ':')))
 
 
+# --------------------------------------------------------------------------------- options
+#: Optional speedups (``--loop``, ``--json``): the first of each is the default.
+LOOPS = ('asyncio', 'uvloop')
+JSONS = ('stdlib', 'orjson')
+
+
+def json_module(name: str) -> Any:
+    """The module given as python-socketio's ``json=`` for ``--json name`` (None: its default)."""
+    if name == 'stdlib':
+        return None
+    if name == 'orjson':
+        from bench.e2e import orjson_json
+        return orjson_json
+    raise ValueError(f'unknown json option {name!r}')
+
+
+def run_loop(main: Any, loop: str = 'asyncio') -> Any:
+    """``asyncio.run(main)``, on uvloop's event loop if ``loop == 'uvloop'``."""
+    import asyncio
+    if loop == 'uvloop':
+        import uvloop
+        return uvloop.run(main)
+    if loop != 'asyncio':
+        raise ValueError(f'unknown loop option {loop!r}')
+    return asyncio.run(main)
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time (user + system, all threads), for CPU per message."""
+    return time.process_time()
+
+
 # --------------------------------------------------------------------------------- configuration
 def lib_module(lib: str) -> ModuleType:
     if lib not in ('socketio', 'relio'):
@@ -122,9 +163,11 @@ def relio_config(workload: str, p: dict) -> Any:
     return Config(max_message_size=max(Config().max_message_size, p['size'] + MiB))
 
 
-def server_kwargs(lib: str, workload: str, p: dict) -> dict:
+def server_kwargs(lib: str, workload: str, p: dict, json_name: str = 'stdlib') -> dict:
     kw: dict[str, Any] = dict(async_mode='asgi', logger=False, engineio_logger=False)
-    if workload == 'big_50MiB':
+    if json_name != 'stdlib':
+        kw['json'] = json_module(json_name)
+    if workload in ('big_50MiB', 'big_50MiB_down'):
         # python-socketio refuses websocket messages over max_http_buffer_size (default 1 MB)
         kw['max_http_buffer_size'] = 2 * p['size'] + MiB
     if lib == 'relio':
@@ -139,16 +182,18 @@ def uvicorn_kwargs(workload: str, p: dict) -> dict:
         host='127.0.0.1', port=0, ws='wsproto', ws_per_message_deflate=False,
         ws_ping_interval=None, ws_ping_timeout=None, lifespan='off', log_level='warning',
         access_log=False, timeout_graceful_shutdown=2, backlog=2048)
-    if workload == 'big_50MiB':
+    if workload in ('big_50MiB', 'big_50MiB_down'):
         # uvicorn's own websocket message limit is 16 MiB
         kw['ws_max_size'] = 2 * p['size'] + MiB
     return kw
 
 
-def client_kwargs(lib: str, workload: str, p: dict) -> dict:
+def client_kwargs(lib: str, workload: str, p: dict, json_name: str = 'stdlib') -> dict:
     kw: dict[str, Any] = dict(logger=False, engineio_logger=False, reconnection=True,
                               reconnection_delay=0.1, reconnection_delay_max=0.5,
                               randomization_factor=0.0)
+    if json_name != 'stdlib':
+        kw['json'] = json_module(json_name)
     if workload.startswith('big_'):
         # aiohttp's client refuses incoming websocket messages over 4 MiB by default
         kw['websocket_extra_options'] = {'max_msg_size': 0}

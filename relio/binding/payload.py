@@ -19,9 +19,10 @@ one decoder instead of building them per message, as ``json.dumps(..., separator
 
 Binary is separated before the JSON module sees the data, as python-socketio does, whatever module
 the application gives: a custom ``dumps`` with ``default=str`` (the usual way to encode datetimes)
-would otherwise turn ``bytes`` into the text ``"b'...'"``. Only the bound standard-library encoder,
-which is known to refuse ``bytes``, is tried first (the fast path: no walk over data without
-binary).
+would otherwise turn ``bytes`` into the text ``"b'...'"``. Only an encoder that refuses binary is
+tried first (the fast path: no walk over data without binary): the bound standard-library encoder,
+or a custom module's ``dumps`` found, when the codec is made, to raise ``TypeError`` for ``bytes``,
+``bytearray`` and ``memoryview`` (as an orjson-backed module does).
 """
 
 from __future__ import annotations
@@ -66,7 +67,20 @@ class JsonCodec:
 
             self.dumps = dumps
             self.loads = json_module.loads
-            self.refuses_bytes = False
+            self.refuses_bytes = _refuses_binary(dumps)
+
+
+def _refuses_binary(dumps: Callable[[Any], str]) -> bool:
+    """Whether ``dumps`` raises TypeError for each binary type :func:`encode` separates."""
+    for blob in (b"\x00", bytearray(b"\x00"), memoryview(b"\x00")):
+        try:
+            dumps([blob])
+        except TypeError:
+            continue
+        except Exception:
+            return False
+        return False
+    return True
 
 
 def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], str]:
