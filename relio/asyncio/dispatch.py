@@ -32,6 +32,7 @@ import contextvars
 import dis
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,17 @@ Then = Callable[[Any], None]
 Done = Callable[[], None]
 
 
+def _timed(report: Callable[[float], None], done: Done | None) -> Done:
+    """``done``, preceded by ``report(seconds since now)``."""
+    start = time.perf_counter()
+
+    def timed_done() -> None:
+        report(time.perf_counter() - start)
+        if done is not None:
+            done()
+    return timed_done
+
+
 class HandlerRunner:
     """Runs one session's handlers in delivery order (inline, in tasks, or sequentially).
 
@@ -100,7 +112,7 @@ class HandlerRunner:
                     unanswered (the peer's call times out, as with python-socketio).
     """
 
-    __slots__ = ("_decline", "_inbox", "_consumer", "_unstarted", "active")
+    __slots__ = ("_decline", "_inbox", "_consumer", "_unstarted", "active", "on_duration")
 
     def __init__(self, decline: Callable[[bytes], None]):
         self._decline = decline
@@ -109,12 +121,16 @@ class HandlerRunner:
         self._unstarted = 0                     # tasks spawned, not yet started
         #: handlers started (or queued) and not finished yet
         self.active = 0
+        #: called with each handler's duration in seconds (None: handlers are not timed)
+        self.on_duration: Callable[[float], None] | None = None
 
     def run(self, fn: Callable, args: tuple, then: Then | None = None, sequential: bool = False,
             request_id: bytes | None = None, done: Done | None = None) -> None:
         """Run ``fn(*args)``: a plain function at once, a coroutine function inline or in a task
         (see the module's docstring), or with ``sequential`` after the previous sequential one.
         Handlers start in the order of these calls either way."""
+        if self.on_duration is not None:
+            done = _timed(self.on_duration, done)
         if sequential:
             if self._inbox is None:
                 self._inbox = deque()

@@ -1,0 +1,112 @@
+"""relio's Prometheus metrics, scraped from a real server while the fault proxy cuts the client.
+
+A uvicorn server on 127.0.0.1 serves Socket.IO and ``/metrics`` (``relio.observe.prometheus``);
+a relio client talks to it through a :class:`~relio.demo.faultproxy.FaultProxy`. The traffic is
+known, so the counters are checked exactly: N messages received, a session suspended (gauge 1)
+while the proxy refuses the client, M messages waiting in its outbox, one resume that succeeded,
+then the gauge back to 0 and every waiting message delivered.
+"""
+
+from __future__ import annotations
+
+import pytest
+import socketio
+
+import relio
+from relio.demo.faultproxy import FaultProxy
+from relio.observe import RelioMetrics
+from relio.observe.prometheus import metrics_app
+from tests.support.scrape import scrape
+from tests.support.servers import start_asgi
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.timeout(60)
+
+N = 50      # messages client -> server
+M = 20      # messages server -> client while the session is suspended
+
+
+async def test_metrics_follow_a_cut_and_a_resume():
+    sio = relio.AsyncServer(async_mode='asgi', ping_interval=1, ping_timeout=1)
+    metrics = RelioMetrics(sio, node='test-node')
+    got_up: list[int] = []
+    got_down: list[int] = []
+    sids: list[str] = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sids.append(sid)
+
+    @sio.on('up')
+    async def up(sid, n):
+        got_up.append(n)
+
+    app = socketio.ASGIApp(sio, other_asgi_app=metrics_app(metrics))
+    srv = await start_asgi(app)
+    url = f'{srv.url}/metrics'
+    client = relio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2,
+                               randomization_factor=0.0, handle_sigint=False)
+
+    @client.on('down')
+    def down(n):
+        got_down.append(n)
+
+    try:
+        async with FaultProxy(srv.port) as proxy:
+            await client.connect(proxy.url, transports=['websocket'])
+            for n in range(N):
+                await client.emit('up', n)
+            await until(lambda: len(got_up) == N, 10, 'the messages up')
+            s = await scrape(url)
+            ns = {'namespace': '/', 'node': 'test-node'}
+            assert s.value('relio_messages_received_total', **ns) == N
+            assert s.value('relio_sessions', state='connected', **ns) == 1
+            assert s.value('relio_sessions', state='suspended', **ns) == 0
+            assert s.value('relio_handler_duration_seconds_count', **ns) == N
+            assert s.value('relio_received_bytes_total', **ns) > 0
+            assert s.value('relio_resumes_total', **ns) == 0
+
+            # Cut the client and refuse its reconnects: the session waits, suspended.
+            proxy.refuse(30)
+            assert await proxy.cut() == 1
+            await until(lambda: sio.relio_parked_sessions == 1, 10, 'the session suspended')
+            for n in range(M):
+                await sio.emit('down', n, to=sids[0])
+            s = await scrape(url)
+            assert s.value('relio_sessions', state='suspended', **ns) == 1
+            assert s.value('relio_sessions', state='connected', **ns) == 0
+            assert s.value('relio_outbox_messages', **ns) == M
+            assert s.value('relio_messages_sent_total', **ns) == M
+            assert s.value('relio_outbox_bytes', **ns) > 0
+
+            proxy.admit()               # let the client back in: it resumes its session
+            await until(lambda: len(got_down) == M, 15, 'the messages down after the resume')
+            await until(lambda: sio.relio_parked_sessions == 0, 5, 'the session resumed')
+            s = await scrape(url)
+            assert got_down == list(range(M))
+            assert sids and len(sids) == 1                      # one session throughout
+            assert s.value('relio_resumes_total', outcome='resumed', **ns) == 1
+            assert s.value('relio_resumes_total', outcome='refused', **ns) == 0
+            assert s.value('relio_sessions', state='suspended', **ns) == 0
+            assert s.value('relio_sessions', state='connected', **ns) == 1
+            assert s.value('relio_messages_received_total', **ns) == N
+            await until(lambda: sio.session_stats(sids[0])['outbox_messages'] == 0, 5,
+                        'the outbox emptied')
+            s = await scrape(url)
+            assert s.value('relio_outbox_messages', **ns) == 0
+            assert s.value('relio_messages_delivered_total', **ns) == M
+
+            # The client leaves: the session's counters stay in the totals.
+            await client.disconnect()
+            await until(lambda: sio.relio_sessions == 0, 5, 'the session ended')
+            s = await scrape(url)
+            assert s.value('relio_sessions_ended_total', reason='client disconnect', **ns) == 1
+            assert s.value('relio_messages_received_total', **ns) == N
+            assert s.value('relio_messages_sent_total', **ns) == M
+            assert s.value('relio_messages_delivered_total', **ns) == M
+            assert s.value('relio_sessions', **ns) == 0
+    finally:
+        if client.connected:
+            await client.disconnect()
+        await sio.shutdown()
+        await srv.stop()
