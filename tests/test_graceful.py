@@ -1,11 +1,12 @@
-"""Graceful shutdown on SIGTERM (``relio.observe.health``), one node, traffic both ways.
+"""Graceful shutdown on SIGTERM (``relio.observe.health``), traffic both ways.
 
 A relio server runs as its own OS process (tests/support/graceful_app.py) under uvicorn, with
 ``Health.install_signal_handlers``; a relio client sends numbered messages up while the server
 feeds numbered messages down. SIGTERM arrives mid-traffic: ``/readyz`` turns 503, the server drains
 and ends the session telling the client (its ``disconnect`` handler runs, it does not reconnect),
 and nothing is lost: every message the server queued reached the client, in order, once; every
-message up that the client saw acknowledged reached a handler, once.
+message up that the client saw acknowledged reached a handler, once. With two nodes sharing Redis
+the session is handed over instead and the client resumes it on the other node.
 """
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ import socketio
 import relio
 from relio.demo.faultproxy import FaultProxy
 from relio.observe.health import Health
+from tests.support.balancer import Balancer
 from tests.support.nodes import REPO_ROOT, _port_open
 from tests.support.processes import ManagedProcess, free_port
+from tests.support.redis_server import run_redis
+from tests.support.scrape import scrape
 from tests.support.servers import start_asgi
 from tests.support.waiting import until
 
@@ -178,3 +182,61 @@ async def test_health_states_while_draining():
         if client.connected:
             await client.disconnect()
         await srv.stop()
+
+
+async def test_sigterm_with_redis_hands_sessions_over(tmp_path):
+    """Two nodes sharing Redis behind a balancer: SIGTERM on the node holding the session hands
+    it over; the client resumes it on the other node (same sid, no ``disconnect``), and nothing
+    is lost either way. The other node's /metrics counts the takeover and the resume."""
+    async with run_redis() as redis:
+        a = GracefulNode(tmp_path, redis.url)
+        b = GracefulNode(tmp_path, redis.url)
+        await asyncio.gather(a.start(), b.start())
+        client = relio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        down: list[int] = []
+        reasons: list[str] = []
+        deliveries: dict[int, relio.Delivery] = {}
+        client.on('down', down.append)
+
+        @client.event
+        def disconnect(reason=None):
+            reasons.append(str(reason))
+
+        try:
+            async with Balancer([a.port, b.port]) as lb:
+                await client.connect(lb.url, transports=['websocket'])
+                sid = client.get_sid()
+                await client.emit('feed')
+
+                async def send_up():
+                    for n in range(400):
+                        deliveries[n] = await client.emit('up', n)
+                        await asyncio.sleep(0.005)
+                sender = asyncio.create_task(send_up())
+                await until(lambda: len(down) >= 50 and len(deliveries) >= 50, 10,
+                            'traffic both ways')
+                a.proc.send_signal(signal.SIGTERM)
+                assert await a.wait_exit(20) is not None, 'node a did not exit'
+                await asyncio.wait_for(sender, 30)
+                await until(lambda: all(d.done for d in deliveries.values()), 15,
+                            'every message up acknowledged')
+                queued = a.lines('down')
+                await until(lambda: len(down) == len(queued), 10, 'every message down')
+
+                assert reasons == [] and client.connected and client.get_sid() == sid
+                assert a.logged('stopped')
+                assert down == queued == list(range(len(queued)))
+                assert all(d.delivered for d in deliveries.values())
+                handled = a.lines('up') + b.lines('up')
+                assert sorted(handled) == list(range(400))          # each once
+                assert b.lines('up')                                # the session moved on
+
+                s = await scrape(f'{b.url}/metrics')
+                assert s.value('relio_sessions_taken_over_total') == 1
+                assert s.value('relio_resumes_total', outcome='resumed') == 1
+                assert s.value('relio_sessions', state='connected') == 1
+        finally:
+            if client.connected:
+                await client.disconnect()
+            await asyncio.gather(a.close(), b.close())
