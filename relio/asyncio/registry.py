@@ -67,6 +67,11 @@ class ServerSession:
     def attached(self) -> bool:
         return self.channel.attached
 
+    @property
+    def suspended(self) -> bool:
+        """Waiting to be resumed (parked; a new session not yet attached is not suspended)."""
+        return not self.record.connected
+
     def __repr__(self) -> str:
         return f"<ServerSession {self.sid} [{self.namespace}] on {self.eio_sid}>"
 

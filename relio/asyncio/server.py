@@ -36,7 +36,7 @@ from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
-from relio.observe.hooks import NULL_OBSERVER, Observer
+from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
 
@@ -220,6 +220,17 @@ class AsyncServer(socketio.AsyncServer):
         self._relio_observer = observer
         self.relio_registry.observer = observer
 
+    def relio_observe(self, observer: Observer) -> None:
+        """Tell ``observer`` too about sessions and failures from now on (sessions already made
+        keep the handler timing they had)."""
+        current = self._relio_observer
+        if current is NULL_OBSERVER:
+            self.relio_observer = observer
+        elif isinstance(current, Observers):
+            self.relio_observer = Observers(*current.observers, observer)
+        else:
+            self.relio_observer = Observers(current, observer)
+
     # --- public API additions and overrides ---------------------------------------------------
     async def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
                    callback=None, ignore_queue=False, block=True):
@@ -321,6 +332,16 @@ class AsyncServer(socketio.AsyncServer):
             await close()
         await super().shutdown()
 
+    def instrument(self, auth=None, mode='development', read_only=False, server_id=None,
+                   namespace='/admin', server_stats_interval=2):
+        """Instrument the server for the Socket.IO Admin UI (python-socketio's arguments); relio
+        sessions show as they are: a suspended one stays listed as suspended until it ends
+        (:mod:`relio.observe.admin`)."""
+        from relio.observe.admin import RelioInstrumentedServer
+        return RelioInstrumentedServer(self, auth=auth, mode=mode, read_only=read_only,
+                                       server_id=server_id, namespace=namespace,
+                                       server_stats_interval=server_stats_interval)
+
     def session_stats(self, sid) -> dict | None:
         """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
         flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
@@ -368,7 +389,6 @@ class AsyncServer(socketio.AsyncServer):
         if 'sid' in hello:
             refused = await self._resume_session(eio_sid, namespace, hello, auth)
             if refused is None:
-                self._relio_observer.resumed(namespace)
                 return
             self._relio_observer.resume_refused(namespace, refused)
         await self._connect_session(eio_sid, namespace, auth, refused)
@@ -512,6 +532,7 @@ class AsyncServer(socketio.AsyncServer):
         await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
         self._relio_host.resumed(session)     # the new credential, for other nodes
+        self._relio_observer.resumed(session)
         if old_eio != eio_sid and old_eio in self.eio.sockets \
                 and not registry.references(old_eio):
             spawn(self.eio.disconnect(old_eio))
@@ -613,6 +634,7 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_registry.park(session, asyncio.get_running_loop().time())
         # The client may come back through another node: leave the session where it can find it.
         self._relio_host.suspended(session)
+        self._relio_observer.suspended(session, reason)
         spawn(self._trigger_event(wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
 
     def _connection_unreferenced(self, eio_sid: str) -> None:

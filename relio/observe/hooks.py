@@ -33,8 +33,11 @@ class Observer:
     def session_removed(self, session: ServerSession) -> None:
         """A session left the registry (ended, refused, or moved to another node)."""
 
-    def resumed(self, namespace: str) -> None:
-        """A client resumed its session on this node."""
+    def suspended(self, session: ServerSession, reason: str) -> None:
+        """The session's connection dropped; it waits to be resumed."""
+
+    def resumed(self, session: ServerSession) -> None:
+        """A client resumed its session on this node (on ``session.eio_sid``)."""
 
     def resume_refused(self, namespace: str, reason: str) -> None:
         """A resume was refused (the client got a new session and ``reason``)."""
@@ -56,6 +59,62 @@ class Observer:
 
     def message_received(self, namespace: str, event: str) -> None:
         """A message for ``event`` is handed to its handler (only with :attr:`count_events`)."""
+
+
+class Observers(Observer):
+    """Several observers as one (``AsyncServer.relio_observe`` makes it when a second comes)."""
+
+    def __init__(self, *observers: Observer):
+        self.observers = list(observers)
+        self.count_events = any(o.count_events for o in observers)
+
+    def session_added(self, session: ServerSession, adopted: bool) -> None:
+        for o in self.observers:
+            o.session_added(session, adopted)
+
+    def session_removed(self, session: ServerSession) -> None:
+        for o in self.observers:
+            o.session_removed(session)
+
+    def suspended(self, session: ServerSession, reason: str) -> None:
+        for o in self.observers:
+            o.suspended(session, reason)
+
+    def resumed(self, session: ServerSession) -> None:
+        for o in self.observers:
+            o.resumed(session)
+
+    def resume_refused(self, namespace: str, reason: str) -> None:
+        for o in self.observers:
+            o.resume_refused(namespace, reason)
+
+    def session_ended(self, namespace: str, reason: str) -> None:
+        for o in self.observers:
+            o.session_ended(namespace, reason)
+
+    def delivery_failed(self, namespace: str, reason: str) -> None:
+        for o in self.observers:
+            o.delivery_failed(namespace, reason)
+
+    def queue_full(self, namespace: str) -> None:
+        for o in self.observers:
+            o.queue_full(namespace)
+
+    def handler_timer(self, namespace: str) -> Callable[[float], None] | None:
+        timers = [t for t in (o.handler_timer(namespace) for o in self.observers)
+                  if t is not None]
+        if len(timers) <= 1:
+            return timers[0] if timers else None
+
+        def report(seconds: float) -> None:
+            for timer in timers:
+                timer(seconds)
+        return report
+
+    def message_received(self, namespace: str, event: str) -> None:
+        for o in self.observers:
+            if o.count_events:
+                o.message_received(namespace, event)
 
 
 #: The observer of a server nobody observes.

@@ -136,7 +136,7 @@ class RelioMetrics(Observer):
         if self.node is None:
             host_id = server.manager.relio_host_id
             self.node = host_id or f"{socket.gethostname()}:{os.getpid()}"
-        server.relio_observer = self
+        server.relio_observe(self)
         return self
 
     # --- Observer ------------------------------------------------------------------------------
@@ -154,8 +154,8 @@ class RelioMetrics(Observer):
         for i, value in enumerate(_counters_of(session)):
             totals[i] += sign * value
 
-    def resumed(self, namespace: str) -> None:
-        self.resumes.inc((namespace, "resumed", ""))
+    def resumed(self, session: ServerSession) -> None:
+        self.resumes.inc((session.namespace, "resumed", ""))
 
     def resume_refused(self, namespace: str, reason: str) -> None:
         self.resumes.inc((namespace, "refused", reason_label(reason)))
@@ -195,7 +195,7 @@ class RelioMetrics(Observer):
                 sums = totals[ns] = [0.0] * _N_COUNTERS
             for i, value in enumerate(_counters_of(session)):
                 sums[i] += value
-            key = (ns, "connected" if session.attached else "suspended")
+            key = (ns, "suspended" if session.suspended else "connected")
             states[key] = states.get(key, 0) + 1
             engine = session.channel.engine
             depth = outbox.get(ns)
