@@ -236,6 +236,8 @@ async def test_sigterm_with_redis_hands_sessions_over(tmp_path):
                 assert s.value('relio_sessions_taken_over_total') == 1
                 assert s.value('relio_resumes_total', outcome='resumed') == 1
                 assert s.value('relio_sessions', state='connected') == 1
+                # b counts what it received, not what the session had received on a before
+                assert s.value('relio_messages_received_total') == len(b.lines('up'))
         finally:
             if client.connected:
                 await client.disconnect()

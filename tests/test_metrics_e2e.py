@@ -110,3 +110,97 @@ async def test_metrics_follow_a_cut_and_a_resume():
             await client.disconnect()
         await sio.shutdown()
         await srv.stop()
+
+
+async def test_metrics_count_expiry_failures_refusals_and_full_outboxes():
+    """A session suspended past its ttl: it expires (sessions_expired 1, ended by that reason),
+    the messages waiting for it fail with that reason (deliveries_failed exact), its outbox was
+    full once (queue_full 1); the client, past the ttl too, starts a new session."""
+    config = relio.Config(session_ttl=1.0, max_outbox_messages=3)
+    sio = relio.AsyncServer(async_mode='asgi', ping_interval=1, ping_timeout=1,
+                            relio_config=config)
+    metrics = RelioMetrics(sio, node='n')
+    sids: list[str] = []
+    errors: list = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sids.append(sid)
+
+    @sio.on('relio_delivery_error')
+    def delivery_error(sid, error):
+        errors.append(error)
+
+    app = socketio.ASGIApp(sio, other_asgi_app=metrics_app(metrics))
+    srv = await start_asgi(app)
+    client = relio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2,
+                               randomization_factor=0.0, handle_sigint=False)
+    try:
+        async with FaultProxy(srv.port) as proxy:
+            await client.connect(proxy.url, transports=['websocket'])
+            proxy.refuse(60)
+            assert await proxy.cut() == 1
+            await until(lambda: sio.relio_parked_sessions == 1, 10, 'the session suspended')
+            for n in range(3):
+                await sio.emit('down', n, to=sids[0])
+            with pytest.raises(relio.QueueFull):
+                await sio.emit('down', 3, to=sids[0], block=False)
+            await until(lambda: sio.relio_sessions == 0, 10, 'the session expired')
+            await until(lambda: len(errors) == 3, 5, 'the three failures reported')
+            proxy.admit()
+            await until(lambda: len(sids) == 2, 15, 'a new session')
+            s = await scrape(f'{srv.url}/metrics')
+            ns = {'namespace': '/', 'node': 'n'}
+            assert s.value('relio_sessions_expired_total', **ns) == 1
+            assert s.value('relio_sessions_ended_total', reason='session expired', **ns) == 1
+            assert s.value('relio_deliveries_failed_total', reason='session expired', **ns) == 3
+            assert s.value('relio_deliveries_failed_total', **ns) == 3
+            assert s.value('relio_queue_full_total', **ns) == 1
+            assert s.value('relio_messages_expired_total', **ns) == 3
+            assert s.value('relio_resumes_total', **ns) == 0
+            assert s.value('relio_sessions', state='connected', **ns) == 1
+    finally:
+        if client.connected:
+            await client.disconnect()
+        await sio.shutdown()
+        await srv.stop()
+
+
+async def test_metrics_count_a_refused_resume():
+    """The application refuses resumes (``relio_resume`` returns False): after a cut the client's
+    resume is refused, counted with its reason, and the old session ends for that reason."""
+    sio = relio.AsyncServer(async_mode='asgi', ping_interval=1, ping_timeout=1)
+    metrics = RelioMetrics(sio, node='n')
+    sids: list[str] = []
+
+    @sio.event
+    def connect(sid, environ, auth):
+        sids.append(sid)
+
+    @sio.on('relio_resume')
+    def relio_resume(sid, environ, auth):
+        return False
+
+    app = socketio.ASGIApp(sio, other_asgi_app=metrics_app(metrics))
+    srv = await start_asgi(app)
+    client = relio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2,
+                               randomization_factor=0.0, handle_sigint=False)
+    try:
+        async with FaultProxy(srv.port) as proxy:
+            await client.connect(proxy.url, transports=['websocket'])
+            assert await proxy.cut() == 1
+            await until(lambda: len(sids) == 2, 15, 'the refused resume and a new session')
+            s = await scrape(f'{srv.url}/metrics')
+            ns = {'namespace': '/', 'node': 'n'}
+            assert s.value('relio_resumes_total', outcome='refused',
+                           reason='resume refused by the server', **ns) == 1
+            assert s.value('relio_resumes_total', outcome='resumed', **ns) == 0
+            assert s.value('relio_sessions_ended_total', reason='resume refused by the server',
+                           **ns) == 1
+            assert s.value('relio_sessions', state='connected', **ns) == 1
+            assert s.value('relio_sessions', state='suspended', **ns) == 0
+    finally:
+        if client.connected:
+            await client.disconnect()
+        await sio.shutdown()
+        await srv.stop()

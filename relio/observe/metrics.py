@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ BYTE_COUNTERS = (
     ("bytes_received", "received_bytes", "Bytes of relio batches received from clients."),
 )
 _N_COUNTERS = len(ENGINE_COUNTERS) + len(BYTE_COUNTERS)
+
+#: Removed sessions kept until the next collection (beyond, the oldest are folded at once).
+MAX_LEAVING = 10_000
 
 #: Seconds: a round trip on a LAN to one over a congested mobile link.
 RTT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -127,6 +131,7 @@ class RelioMetrics(Observer):
         self.events_received = Counter()    # (namespace, event), with event_labels
         self.handler_duration = Histogram(LATENCY_BUCKETS)   # (namespace,)
         self.closed: dict[str, list[float]] = {}   # namespace -> counters of removed sessions
+        self._leaving: deque[ServerSession] = deque()   # removed, not yet folded into closed
         if server is not None:
             self.attach(server)
 
@@ -145,7 +150,17 @@ class RelioMetrics(Observer):
             self._fold(session, -1.0)
 
     def session_removed(self, session: ServerSession) -> None:
-        self._fold(session, 1.0)
+        # Folded at the next collection, not now: a session that ends is closed right after it
+        # leaves the registry, and its last counts (messages expired by the close) come then.
+        leaving = self._leaving
+        leaving.append(session)
+        if len(leaving) > MAX_LEAVING:
+            self._fold(leaving.popleft(), 1.0)
+
+    def _fold_leaving(self) -> None:
+        leaving = self._leaving
+        while leaving:
+            self._fold(leaving.popleft(), 1.0)
 
     def _fold(self, session: ServerSession, sign: float) -> None:
         totals = self.closed.get(session.namespace)
@@ -184,6 +199,7 @@ class RelioMetrics(Observer):
         if server is None:
             return []
         node = self.node or ""
+        self._fold_leaving()
         totals: dict[str, list[float]] = {ns: list(v) for ns, v in self.closed.items()}
         states: dict[tuple[str, str], int] = {}
         outbox: dict[str, list[int]] = {}
