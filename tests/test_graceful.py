@@ -236,6 +236,9 @@ async def test_sigterm_with_redis_hands_sessions_over(tmp_path):
                 assert s.value('relio_sessions_taken_over_total') == 1
                 assert s.value('relio_resumes_total', outcome='resumed') == 1
                 assert s.value('relio_sessions', state='connected') == 1
+                saves = s.value('relio_session_saves_total', outcome='saved')
+                assert saves > 0         # durable mode: b saves the session as it goes
+                assert s.value('relio_session_save_duration_seconds_count') == saves
                 # b counts what it received, not what the session had received on a before
                 assert s.value('relio_messages_received_total') == len(b.lines('up'))
         finally:
