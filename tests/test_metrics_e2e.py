@@ -204,3 +204,24 @@ async def test_metrics_count_a_refused_resume():
             await client.disconnect()
         await sio.shutdown()
         await srv.stop()
+
+
+async def test_metrics_on_a_port_of_their_own():
+    """``start_metrics_server``: the same metrics from a thread on another port (one per worker
+    process when several share the application's port)."""
+    from relio.observe.prometheus import start_metrics_server
+    from tests.support.processes import free_port
+
+    sio = relio.AsyncServer(async_mode='asgi')
+    sio.on('up', lambda sid, n: None)
+    metrics = RelioMetrics(sio, node='worker-1')
+    port = free_port()
+    server, thread = start_metrics_server(metrics, port)
+    try:
+        s = await scrape(f'http://127.0.0.1:{port}/metrics')
+        assert s.has('relio_messages_received_total')
+        assert s.value('relio_sessions', node='worker-1') == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -225,7 +225,12 @@ class RelioMetrics(Observer):
                 if hist is None:
                     hist = rtts[ns] = HistogramValue(RTT_BUCKETS)
                 hist.observe(float(srtt))
+        # The namespaces the application serves are listed even before their first session, so
+        # that a dashboard or an alert sees 0 rather than nothing.
+        for ns in (*server.handlers, *server.namespace_handlers):
+            totals.setdefault(ns, [0.0] * _N_COUNTERS)
         for ns in totals:
+            outbox.setdefault(ns, [0, 0])
             for state in ("connected", "suspended"):
                 states.setdefault((ns, state), 0)
         ns_l = ("node", "namespace")

@@ -98,3 +98,12 @@ def metrics_app(metrics: RelioMetrics, registry: CollectorRegistry | None = None
                     "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"not found"})
     return app
+
+
+def start_metrics_server(metrics: RelioMetrics, port: int, addr: str = "127.0.0.1",
+                         registry: CollectorRegistry | None = None):
+    """Serve ``metrics`` on their own port from a thread (prometheus_client's
+    ``start_http_server``): one port per worker process when several workers share the
+    application's port. Returns ``(server, thread)``; ``server.shutdown()`` stops it."""
+    from prometheus_client import start_http_server
+    return start_http_server(port, addr, registry_for(metrics, registry))
