@@ -10,8 +10,10 @@ class Scrape:
 
     def __init__(self, text: str):
         self.text = text
-        self.samples = [s for family in text_string_to_metric_families(text)
-                        for s in family.samples]
+        families = list(text_string_to_metric_families(text))
+        self.samples = [s for family in families for s in family.samples]
+        #: every metric family served, with or without samples (counters without ``_total``)
+        self.families = {family.name for family in families}
 
     def value(self, name: str, **labels: str) -> float:
         matches = [s.value for s in self.samples if s.name == name
@@ -20,6 +22,10 @@ class Scrape:
 
     def has(self, name: str) -> bool:
         return any(s.name == name for s in self.samples)
+
+    def serves(self, name: str) -> bool:
+        """The family ``name`` (``_total`` or not) is served, maybe without samples yet."""
+        return name in self.families or name.removesuffix('_total') in self.families
 
 
 async def scrape(url: str) -> Scrape:
