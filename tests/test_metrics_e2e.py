@@ -225,3 +225,34 @@ async def test_metrics_on_a_port_of_their_own():
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+async def test_event_names_are_labels_only_when_asked():
+    """``event_labels=True`` counts received messages by event name; by default no metric has an
+    event label."""
+    scrapes = {}
+    for event_labels in (False, True):
+        sio = relio.AsyncServer(async_mode='asgi')
+        metrics = RelioMetrics(sio, node='n', event_labels=event_labels)
+        got: list[str] = []
+        sio.on('a', lambda sid, n, got=got: got.append('a'))
+        sio.on('b', lambda sid, n, got=got: got.append('b'))
+        srv = await start_asgi(socketio.ASGIApp(sio, other_asgi_app=metrics_app(metrics)))
+        client = relio.AsyncClient(handle_sigint=False)
+        try:
+            await client.connect(srv.url, transports=['websocket'])
+            for n in range(3):
+                await client.emit('a', n)
+            for n in range(2):
+                await client.emit('b', n)
+            await until(lambda got=got: len(got) == 5, 10, 'the messages')
+            s = await scrape(f'{srv.url}/metrics')
+            scrapes[event_labels] = s
+            assert s.value('relio_messages_received_total', namespace='/') == 5
+        finally:
+            await client.disconnect()
+            await sio.shutdown()
+            await srv.stop()
+    assert not any('event' in x.labels for x in scrapes[False].samples)
+    assert scrapes[True].value('relio_events_received_total', namespace='/', event='a') == 3
+    assert scrapes[True].value('relio_events_received_total', namespace='/', event='b') == 2
