@@ -95,18 +95,6 @@ class Family:
     unit: str = ""
     samples: list[tuple[tuple[str, ...], Any]] = field(default_factory=list)
 
-    def value(self, **labels: str) -> Any:
-        """The sample whose labels include ``labels`` (summed for counters and gauges when
-        several match; for tests and the health endpoint)."""
-        matches = [v for key, v in self.samples
-                   if all(dict(zip(self.label_names, key, strict=True)).get(k) == w
-                          for k, w in labels.items())]
-        if not matches:
-            return None
-        if isinstance(matches[0], HistogramValue):
-            return matches[0]
-        return sum(matches)
-
 
 class RelioMetrics(Observer):
     """The metrics of one :class:`relio.AsyncServer`.

@@ -14,6 +14,8 @@ prometheus_client's multiprocess mode cannot aggregate values read at scrape tim
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,19 +32,50 @@ from prometheus_client.registry import Collector
 from relio.observe.instruments import HistogramValue
 from relio.observe.metrics import Family, RelioMetrics
 
+#: Seconds a scrape from another thread waits for the event loop to read the metrics (a loop
+#: blocked longer than this has bigger problems; the scrape then fails rather than hangs).
+SCRAPE_TIMEOUT = 10.0
+
 
 class RelioCollector(Collector):
-    """A prometheus_client collector reading a :class:`RelioMetrics` at each scrape."""
+    """A prometheus_client collector reading a :class:`RelioMetrics` at each scrape.
 
-    def __init__(self, metrics: RelioMetrics):
+    :param loop: the event loop the server runs on, when scrapes come from another thread
+                 (:func:`start_metrics_server`): the reading then runs on that loop, where the
+                 sessions change, and the scrape thread waits for it.
+    """
+
+    def __init__(self, metrics: RelioMetrics, loop: asyncio.AbstractEventLoop | None = None):
         self.metrics = metrics
+        self.loop = loop
 
     def describe(self) -> list[Metric]:
         return []      # values are read at scrape time; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        for family in self.metrics.collect():
+        for family in self._families():
             yield to_prometheus(family)
+
+    def _families(self) -> list[Family]:
+        loop = self.loop
+        if loop is None or _on_loop(loop):
+            return self.metrics.collect()
+        done: concurrent.futures.Future[list[Family]] = concurrent.futures.Future()
+
+        def read() -> None:
+            try:
+                done.set_result(self.metrics.collect())
+            except BaseException as exc:  # handed to the scrape thread
+                done.set_exception(exc)
+        loop.call_soon_threadsafe(read)
+        return done.result(SCRAPE_TIMEOUT)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _buckets(value: HistogramValue) -> list[tuple[str, float]]:
@@ -74,11 +107,11 @@ def to_prometheus(family: Family) -> Metric:
 
 
 def registry_for(metrics: RelioMetrics, registry: CollectorRegistry | None = None,
-                 ) -> CollectorRegistry:
+                 loop: asyncio.AbstractEventLoop | None = None) -> CollectorRegistry:
     """``registry`` (default: a new one, without the process and platform collectors) with a
     :class:`RelioCollector` for ``metrics`` registered."""
     registry = registry if registry is not None else CollectorRegistry()
-    registry.register(RelioCollector(metrics))
+    registry.register(RelioCollector(metrics, loop))
     return registry
 
 
@@ -104,6 +137,9 @@ def start_metrics_server(metrics: RelioMetrics, port: int, addr: str = "127.0.0.
                          registry: CollectorRegistry | None = None):
     """Serve ``metrics`` on their own port from a thread (prometheus_client's
     ``start_http_server``): one port per worker process when several workers share the
-    application's port. Returns ``(server, thread)``; ``server.shutdown()`` stops it."""
+    application's port. Call it on the server's event loop (e.g. at lifespan startup): each
+    scrape reads the metrics there. Returns ``(server, thread)``; ``server.shutdown()`` stops
+    it."""
     from prometheus_client import start_http_server
-    return start_http_server(port, addr, registry_for(metrics, registry))
+    loop = asyncio.get_running_loop()
+    return start_http_server(port, addr, registry_for(metrics, registry, loop))
