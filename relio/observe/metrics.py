@@ -126,11 +126,16 @@ class RelioMetrics(Observer):
     def attach(self, server: AsyncServer) -> RelioMetrics:
         """Observe ``server`` (its ``relio_observer`` becomes this object)."""
         self.server = server
+        server.relio_observe(self)
+        return self
+
+    def _node(self, server: AsyncServer) -> str:
+        # Resolved at the first collection, not at attach: a server made before gunicorn forks
+        # its workers would otherwise give them all the master's pid.
         if self.node is None:
             host_id = server.manager.relio_host_id
             self.node = host_id or f"{socket.gethostname()}:{os.getpid()}"
-        server.relio_observe(self)
-        return self
+        return self.node
 
     # --- Observer ------------------------------------------------------------------------------
     def session_added(self, session: ServerSession, adopted: bool) -> None:
@@ -186,7 +191,7 @@ class RelioMetrics(Observer):
         server = self.server
         if server is None:
             return []
-        node = self.node or ""
+        node = self._node(server)
         self._fold_leaving()
         totals: dict[str, list[float]] = {ns: list(v) for ns, v in self.closed.items()}
         states: dict[tuple[str, str], int] = {}
