@@ -153,6 +153,8 @@ async def test_sigterm_one_node_drains_and_tells_the_client(tmp_path):
         assert handled == list(range(len(handled)))
         acked = [n for n, d in deliveries.items() if d.delivered]
         assert acked and set(acked) <= set(handled)
+        # and none is left in limbo: each was acknowledged or its failure reported
+        assert all(d.done for d in deliveries.values())
     finally:
         if client.connected:
             await client.disconnect()
