@@ -14,6 +14,8 @@ and stored in ``extra_info``; nothing here asserts a time.
 """
 
 import asyncio
+import gc
+import random
 import time
 
 import pytest
@@ -113,19 +115,24 @@ async def _make(loop, metrics: str) -> Bench:
 
 
 def test_interleaved_ratio(benchmark, capsys):
-    """The three variants alternating round by round in one loop, so that whatever else the
-    machine does falls on all of them alike; the ratios of their minimums and medians go to
-    ``extra_info`` and are printed."""
+    """The three variants alternating round by round in one loop (shuffled, each after a full
+    garbage collection), so that whatever else the machine does falls on all of them alike; the
+    ratios of their minimums and medians go to ``extra_info`` and are printed."""
     loop = asyncio.new_event_loop()
     variants = ('metrics-off', 'metrics-on', 'metrics-on-untimed')
     try:
         benches = {v: loop.run_until_complete(_make(loop, v)) for v in variants}
         times: dict[str, list[float]] = {v: [] for v in variants}
 
+        order = random.Random(2026)
+
         def one_of_each():
-            for variant, bench in benches.items():
+            # in a new order each time, each after a full collection: neither the position in
+            # the round nor the garbage left by the variant before falls on one variant only
+            for variant in order.sample(variants, len(variants)):
+                gc.collect()
                 start = time.perf_counter()
-                loop.run_until_complete(bench.round())
+                loop.run_until_complete(benches[variant].round())
                 times[variant].append(time.perf_counter() - start)
 
         benchmark.pedantic(one_of_each, rounds=100, warmup_rounds=3)
