@@ -54,15 +54,13 @@ def build(log_path: str, redis_url: str | None):
     def feed(sid):
         spawn(run_feed(sid))
 
-    async def on_startup():
-        health.install_signal_handlers()
-
     async def on_shutdown():
         await health.shutdown()
         record('stopped')
 
     app = socketio.ASGIApp(sio, other_asgi_app=health.app(metrics_app(metrics)),
-                           on_startup=on_startup, on_shutdown=on_shutdown)
+                           on_startup=health.install_signal_handlers,
+                           on_shutdown=on_shutdown)          # as docs/OPERATIONS.md shows
     return app
 
 
