@@ -1,6 +1,7 @@
 """Graceful shutdown on SIGTERM (``relio.observe.health``), traffic both ways.
 
-A relio server runs as its own OS process (tests/support/graceful_app.py) under uvicorn, with
+A relio server runs as its own OS process (tests/support/graceful_app.py) under uvicorn (and, in a
+second run, under gunicorn with uvicorn's worker class, SIGTERM sent to the master), with
 ``Health.install_signal_handlers``; a relio client sends numbered messages up while the server
 feeds numbered messages down. SIGTERM arrives mid-traffic: ``/readyz`` turns 503, the server drains
 and ends the session telling the client (its ``disconnect`` handler runs, it does not reconnect),
@@ -37,8 +38,9 @@ pytestmark = pytest.mark.timeout(60)
 class GracefulNode(ManagedProcess):
     label = 'graceful node'
 
-    def __init__(self, datadir, redis_url: str | None = None):
+    def __init__(self, datadir, redis_url: str | None = None, launcher: str = 'uvicorn'):
         super().__init__(startup_timeout=20.0)
+        self.launcher = launcher
         self.port = free_port()
         self.log = os.path.join(str(datadir), f'node-{self.port}.log')
         self.capture = os.path.join(str(datadir), f'node-{self.port}.out')
@@ -49,12 +51,17 @@ class GracefulNode(ManagedProcess):
         return f'http://127.0.0.1:{self.port}'
 
     def args(self) -> list[str]:
+        if self.launcher == 'gunicorn':        # the master; SIGTERM goes on to its worker
+            return [sys.executable, '-m', 'gunicorn', '-k', 'uvicorn.workers.UvicornWorker',
+                    '-w', '1', '-b', f'127.0.0.1:{self.port}', '--graceful-timeout', '20',
+                    'tests.support.graceful_app:create_app()']
         args = [sys.executable, '-m', 'tests.support.graceful_app', '--port', str(self.port),
                 '--log', self.log]
         return args + (['--redis', self.redis_url] if self.redis_url else [])
 
     async def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1')
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED='1',
+                   RELIO_TEST_LOG=self.log, RELIO_TEST_REDIS=self.redis_url or '')
         await self._launch(REPO_ROOT, env, self.capture)
 
     async def _ready(self) -> bool:
@@ -99,8 +106,9 @@ async def get(url: str) -> tuple[int, dict]:
             return response.status, await response.json()
 
 
-async def test_sigterm_one_node_drains_and_tells_the_client(tmp_path):
-    node = GracefulNode(tmp_path)
+@pytest.mark.parametrize('launcher', ['uvicorn', 'gunicorn'])
+async def test_sigterm_one_node_drains_and_tells_the_client(tmp_path, launcher):
+    node = GracefulNode(tmp_path, launcher=launcher)
     await node.start()
     client = relio.AsyncClient(reconnection_delay=0.1, handle_sigint=False)
     down: list[int] = []
@@ -140,6 +148,8 @@ async def test_sigterm_one_node_drains_and_tells_the_client(tmp_path):
 
         # The client was told, and did not try to come back.
         assert reasons == ['server disconnect']
+        if launcher == 'gunicorn':
+            assert 'Booting worker' in node._diagnostics()        # really under gunicorn
         assert not client.connected
         assert node.logged('stopped')
 

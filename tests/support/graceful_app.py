@@ -10,12 +10,16 @@ uvicorn on 127.0.0.1:P (lifespan on) serves Socket.IO, ``/metrics``, ``/readyz``
                        server is ready, appending "down <sid> <n>" after each emit was queued
 
 "stopped" is appended once the graceful shutdown has finished (before uvicorn exits). Lines are
-written with one write() each and flushed.
+written with one write() each and flushed. Under gunicorn (uvicorn's worker class):
+
+    RELIO_TEST_LOG=FILE python -m gunicorn -k uvicorn.workers.UvicornWorker -w 1 \
+        -b 127.0.0.1:P 'tests.support.graceful_app:create_app()'
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 import socketio
 import uvicorn
@@ -62,6 +66,12 @@ def build(log_path: str, redis_url: str | None):
                            on_startup=health.install_signal_handlers,
                            on_shutdown=on_shutdown)          # as docs/OPERATIONS.md shows
     return app
+
+
+def create_app():
+    """The app for gunicorn (``tests.support.graceful_app:create_app()``): the log file and the
+    Redis URL come from ``RELIO_TEST_LOG`` and ``RELIO_TEST_REDIS``."""
+    return build(os.environ['RELIO_TEST_LOG'], os.environ.get('RELIO_TEST_REDIS') or None)
 
 
 def main(argv=None) -> None:
