@@ -3,11 +3,12 @@
 A relio server runs as its own OS process (tests/support/graceful_app.py) under uvicorn (and, in a
 second run, under gunicorn with uvicorn's worker class, SIGTERM sent to the master), with
 ``Health.install_signal_handlers``; a relio client sends numbered messages up while the server
-feeds numbered messages down. SIGTERM arrives mid-traffic: ``/readyz`` turns 503, the server drains
-and ends the session telling the client (its ``disconnect`` handler runs, it does not reconnect),
+feeds numbered messages down. SIGTERM arrives mid-traffic: the server drains and ends the session
+telling the client (its ``disconnect`` handler runs, it does not reconnect),
 and nothing is lost: every message the server queued reached the client, in order, once; every
 message up that the client saw acknowledged reached a handler, once. With two nodes sharing Redis
-the session is handed over instead and the client resumes it on the other node.
+the session is handed over instead and the client resumes it on the other node. In process,
+``/readyz`` and ``/livez`` are checked through the drain.
 """
 from __future__ import annotations
 
