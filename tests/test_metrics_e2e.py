@@ -95,6 +95,9 @@ async def test_metrics_follow_a_cut_and_a_resume():
             s = await scrape(url)
             assert s.value('relio_outbox_messages', **ns) == 0
             assert s.value('relio_messages_delivered_total', **ns) == M
+            # the session's smoothed RTT, measured on those acknowledgements
+            assert s.value('relio_rtt_seconds_gcount', **ns) == 1
+            assert s.value('relio_rtt_seconds_bucket', le='+Inf', **ns) == 1
 
             # The client leaves: the session's counters stay in the totals.
             await client.disconnect()
