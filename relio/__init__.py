@@ -11,6 +11,7 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
   the session table);
 * :mod:`relio.asyncio`: the asyncio shell (``AsyncServer``, ``AsyncClient``);
 * :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``);
+* :mod:`relio.observe`: metrics (Prometheus, OpenTelemetry), health, graceful shutdown, Admin UI;
 * :mod:`relio.demo`: ``python -m relio demo``.
 """
 

@@ -83,6 +83,9 @@ class Channel:
         # msg_id of our request -> callback or Future waiting for its reply
         self._awaiting: dict[bytes, Any] = {}
         self._room_waiters: deque[asyncio.Future] = deque()
+        #: bytes of the batches written to the transport and received from it
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     # --- transport ---------------------------------------------------------------------------
     @property
@@ -140,6 +143,7 @@ class Channel:
         """A batch arrived from the peer. A malformed one closes this session (only this one)."""
         if self.closed:
             return
+        self.bytes_received += len(data)
         try:
             self.engine.receive(data, self.loop.time())
         except RemoteProtocolError as exc:
@@ -320,6 +324,7 @@ class Channel:
         try:
             for batch in batches:
                 write(batch)
+                self.bytes_sent += len(batch)
         except Exception as exc:  # a dying transport: the engine retransmits after resume
             logger.info("relio session %s: write failed (%r)", self.sid, exc)
 
@@ -505,4 +510,6 @@ class Channel:
         stats["awaiting_replies"] = len(self._awaiting)
         stats["tracked_messages"] = len(self._pending)    # sent, their sender not yet told
         stats["connected"] = self._write is not None
+        stats["bytes_sent"] = self.bytes_sent
+        stats["bytes_received"] = self.bytes_received
         return stats

@@ -32,6 +32,7 @@ import contextvars
 import dis
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,17 @@ Then = Callable[[Any], None]
 Done = Callable[[], None]
 
 
+def _timed(report: Callable[[float], None], done: Done | None, start: float = 0.0) -> Done:
+    """``done``, preceded by ``report(seconds since start)`` (default: since now)."""
+    start = start or time.perf_counter()
+
+    def timed_done() -> None:
+        report(time.perf_counter() - start)
+        if done is not None:
+            done()
+    return timed_done
+
+
 class HandlerRunner:
     """Runs one session's handlers in delivery order (inline, in tasks, or sequentially).
 
@@ -100,7 +112,7 @@ class HandlerRunner:
                     unanswered (the peer's call times out, as with python-socketio).
     """
 
-    __slots__ = ("_decline", "_inbox", "_consumer", "_unstarted", "active")
+    __slots__ = ("_decline", "_inbox", "_consumer", "_unstarted", "active", "on_duration")
 
     def __init__(self, decline: Callable[[bytes], None]):
         self._decline = decline
@@ -109,13 +121,18 @@ class HandlerRunner:
         self._unstarted = 0                     # tasks spawned, not yet started
         #: handlers started (or queued) and not finished yet
         self.active = 0
+        #: called with each handler's duration in seconds (None: handlers are not timed)
+        self.on_duration: Callable[[float], None] | None = None
 
     def run(self, fn: Callable, args: tuple, then: Then | None = None, sequential: bool = False,
             request_id: bytes | None = None, done: Done | None = None) -> None:
         """Run ``fn(*args)``: a plain function at once, a coroutine function inline or in a task
         (see the module's docstring), or with ``sequential`` after the previous sequential one.
         Handlers start in the order of these calls either way."""
+        on_duration = self.on_duration
         if sequential:
+            if on_duration is not None:
+                done = _timed(on_duration, done)
             if self._inbox is None:
                 self._inbox = deque()
             self._inbox.append((fn, args, then, request_id, done))
@@ -128,10 +145,14 @@ class HandlerRunner:
             # A handler that may suspend gets its own task. Until every task spawned so far has
             # started, later handlers go through tasks too, so that handlers start in delivery
             # order (tasks start first-in first-out).
+            if on_duration is not None:
+                done = _timed(on_duration, done)
             self._unstarted += 1
             self.active += 1
             spawn(self._run_task(fn, args, then, request_id, done))
             return
+        # Inline: timed here, without a closure (this is the path of most messages).
+        start = time.perf_counter() if on_duration is not None else 0.0
         context = contextvars.copy_context()
         try:
             result = context.run(fn, *args)
@@ -145,16 +166,22 @@ class HandlerRunner:
                     raise RuntimeError("handler without await points suspended")
         except Exception:
             self._failed(fn, request_id)
+            if on_duration is not None:
+                on_duration(time.perf_counter() - start)
             if done is not None:
                 done()
             return
         if kind == SYNC and result is not None and inspect.isawaitable(result):
             # e.g. a partial of a coroutine function: finish it in a task
+            if on_duration is not None:
+                done = _timed(on_duration, done, start)
             self.active += 1
             spawn(self._finish(fn, result, then, request_id, done))
             return
         if then is not None:
             then(result)
+        if on_duration is not None:
+            on_duration(time.perf_counter() - start)
         if done is not None:
             done()
 

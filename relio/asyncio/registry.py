@@ -33,6 +33,7 @@ from typing import Any
 from relio.asyncio.channel import Channel
 from relio.binding.sessions import Session, SessionTable
 from relio.config import Config
+from relio.observe.hooks import NULL_OBSERVER, Observer
 
 
 class ServerSession:
@@ -66,6 +67,11 @@ class ServerSession:
     def attached(self) -> bool:
         return self.channel.attached
 
+    @property
+    def suspended(self) -> bool:
+        """Waiting to be resumed (parked; a new session not yet attached is not suspended)."""
+        return not self.record.connected
+
     def __repr__(self) -> str:
         return f"<ServerSession {self.sid} [{self.namespace}] on {self.eio_sid}>"
 
@@ -88,6 +94,8 @@ class SessionRegistry:
         self._ended: OrderedDict[str, str] = OrderedDict()
         self._draining: dict[str, ServerSession] = {}
         self._expiry: asyncio.TimerHandle | None = None
+        #: told when a session is added or removed (the server's ``relio_observer``)
+        self.observer: Observer = NULL_OBSERVER
 
     # --- lookups -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,6 +146,7 @@ class SessionRegistry:
         session = ServerSession(sid, namespace, channel, eio_sid)
         session.record = self._table.create(sid, session)
         self._add(session)
+        self.observer.session_added(session, False)
         return session
 
     def adopt(self, sid: str, namespace: str, channel: Channel, eio_sid: str, credential: str,
@@ -148,6 +157,7 @@ class SessionRegistry:
         session.data = data
         session.record = self._table.adopt(sid, session, credential, now)
         self._add(session)
+        self.observer.session_added(session, True)
         return session
 
     def _add(self, session: ServerSession) -> None:
@@ -217,6 +227,7 @@ class SessionRegistry:
         self._drop_ref(session.eio_sid)
         if reason is not None:
             self.remember_ended(session.sid, reason)
+        self.observer.session_removed(session)
         return True
 
     def _drained(self, sid: str, _task: asyncio.Task) -> None:

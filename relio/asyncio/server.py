@@ -36,6 +36,7 @@ from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
 
@@ -61,6 +62,23 @@ class AsyncManager(socketio.AsyncManager):
     def set_server(self, server):
         super().set_server(server)
         self.session_host.bind(server)
+
+    # --- for relio.observe (metrics) -----------------------------------------------------------
+    @property
+    def relio_host_id(self) -> str | None:
+        """This node's id among several (None: one node)."""
+        return None
+
+    @property
+    def relio_cluster_stats(self) -> dict[str, int]:
+        """Counters of the layer that joins several nodes (empty: one node)."""
+        return {}
+
+    @property
+    def relio_cluster_latencies(self) -> dict:
+        """Its :class:`relio.observe.instruments.Histogram` objects by name (``relay_lag``,
+        ``save``)."""
+        return {}
 
     async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
                    to=None, block=True, ignore_queue=False, _encoded: bytes | None = None,
@@ -98,6 +116,7 @@ class AsyncManager(socketio.AsyncManager):
                 try:
                     channel.send_nowait(encoded, event, delivery, callback, _msg_id)
                 except QueueFull:
+                    server.relio_observer.queue_full(namespace)
                     if not block:
                         full.append(sid)
                         continue
@@ -188,6 +207,29 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_registry = SessionRegistry(self.relio_config, self._end,
                                               self._connection_unreferenced)
         self._relio_host: SessionHost = client_manager.session_host
+        self.relio_observer = NULL_OBSERVER
+
+    @property
+    def relio_observer(self) -> Observer:
+        """What is told about sessions and failures (:class:`relio.observe.hooks.Observer`; set
+        by :meth:`relio.observe.RelioMetrics.attach`)."""
+        return self._relio_observer
+
+    @relio_observer.setter
+    def relio_observer(self, observer: Observer) -> None:
+        self._relio_observer = observer
+        self.relio_registry.observer = observer
+
+    def relio_observe(self, observer: Observer) -> None:
+        """Tell ``observer`` too about sessions and failures from now on (sessions already made
+        keep the handler timing they had)."""
+        current = self._relio_observer
+        if current is NULL_OBSERVER:
+            self.relio_observer = observer
+        elif isinstance(current, Observers):
+            self.relio_observer = Observers(*current.observers, observer)
+        else:
+            self.relio_observer = Observers(current, observer)
 
     # --- public API additions and overrides ---------------------------------------------------
     async def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
@@ -267,7 +309,8 @@ class AsyncServer(socketio.AsyncServer):
             # Like python-socketio, what was emitted before disconnect() still goes out first;
             # relio waits (bounded) for it to be acknowledged so its senders hear the truth.
             await session.channel.drain(self.relio_config.drain_timeout)
-            self.relio_registry.forget(session)
+            if self.relio_registry.forget(session):
+                self._relio_observer.session_ended(session.namespace, 'server disconnect')
             session.channel.close('server disconnect')
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
 
@@ -288,6 +331,16 @@ class AsyncServer(socketio.AsyncServer):
         if close is not None:           # relio.AsyncRedisManager: stop its reader and publisher
             await close()
         await super().shutdown()
+
+    def instrument(self, auth=None, mode='development', read_only=False, server_id=None,
+                   namespace='/admin', server_stats_interval=2):
+        """Instrument the server for the Socket.IO Admin UI (python-socketio's arguments); relio
+        sessions show as they are: a suspended one stays listed as suspended until it ends
+        (:mod:`relio.observe.admin`)."""
+        from relio.observe.admin import RelioInstrumentedServer
+        return RelioInstrumentedServer(self, auth=auth, mode=mode, read_only=read_only,
+                                       server_id=server_id, namespace=namespace,
+                                       server_stats_interval=server_stats_interval)
 
     def session_stats(self, sid) -> dict | None:
         """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
@@ -337,6 +390,7 @@ class AsyncServer(socketio.AsyncServer):
             refused = await self._resume_session(eio_sid, namespace, hello, auth)
             if refused is None:
                 return
+            self._relio_observer.resume_refused(namespace, refused)
         await self._connect_session(eio_sid, namespace, auth, refused)
 
     async def _connect_session(self, eio_sid, namespace, auth, refused):
@@ -402,8 +456,10 @@ class AsyncServer(socketio.AsyncServer):
             self.relio_registry.bind(session)
 
     def _new_channel(self, engine: Engine, sid: str, namespace: str) -> Channel:
-        return self._relio_host.make_channel(engine, self, json=self.relio_codec, sid=sid,
-                                             namespace=namespace)
+        channel = self._relio_host.make_channel(engine, self, json=self.relio_codec, sid=sid,
+                                                namespace=namespace)
+        channel.runner.on_duration = self._relio_observer.handler_timer(namespace)
+        return channel
 
     def _new_session(self, sid, namespace, eio_sid) -> ServerSession:
         now = asyncio.get_running_loop().time()
@@ -476,6 +532,7 @@ class AsyncServer(socketio.AsyncServer):
         await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
         self._relio_host.resumed(session)     # the new credential, for other nodes
+        self._relio_observer.resumed(session)
         if old_eio != eio_sid and old_eio in self.eio.sockets \
                 and not registry.references(old_eio):
             spawn(self.eio.disconnect(old_eio))
@@ -560,7 +617,8 @@ class AsyncServer(socketio.AsyncServer):
         session = self.relio_registry.get(sid)
         if session is not None:
             # The client ended the session (socket.io DISCONNECT, after relio's CLOSE).
-            self.relio_registry.forget(session)
+            if self.relio_registry.forget(session):
+                self._relio_observer.session_ended(namespace, reason or 'client disconnect')
             session.channel.close(reason or 'client disconnect')
         else:
             session = self.relio_registry.draining(sid)
@@ -576,6 +634,7 @@ class AsyncServer(socketio.AsyncServer):
         self.relio_registry.park(session, asyncio.get_running_loop().time())
         # The client may come back through another node: leave the session where it can find it.
         self._relio_host.suspended(session)
+        self._relio_observer.suspended(session, reason)
         spawn(self._trigger_event(wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
 
     def _connection_unreferenced(self, eio_sid: str) -> None:
@@ -597,6 +656,7 @@ class AsyncServer(socketio.AsyncServer):
         sid, namespace = session.sid, session.namespace
         self.relio_registry.remember_ended(sid, reason)
         self._relio_host.ended(session, reason)
+        self._relio_observer.session_ended(namespace, reason)
         # With async_handlers=False python-socketio runs each handler before reading the next
         # packet, so `disconnect` comes after every handler of the session: keep that order.
         await session.channel.idle()
@@ -674,6 +734,8 @@ class AsyncServer(socketio.AsyncServer):
             return
         namespace, sid = channel.namespace, channel.sid
         self.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
+        if self._relio_observer.count_events:
+            self._relio_observer.message_received(namespace, event)
         args = (sid, *items[1:])
         then = None
         if request:
@@ -714,6 +776,7 @@ class AsyncServer(socketio.AsyncServer):
         # with every emit to a client that just left).
         handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
         logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        self._relio_observer.delivery_failed(namespace, error.reason)
         spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, namespace, error.sid, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 from relio.asyncio.results import Delivery
 from relio.config import Config
 from relio.engine.errors import QueueFull, RelayError
+from relio.observe.instruments import LATENCY_BUCKETS, Histogram
 
 try:                                        # optional: pip install "relio-socketio[redis]"
     import redis.asyncio as aioredis
@@ -157,6 +158,8 @@ class RedisBus:
         #: ``published``, ``applied``, ``failed`` (entries Redis never accepted), ``gaps``
         #: (entries trimmed before this node read them), ``redis_errors``
         self.stats = {"published": 0, "applied": 0, "failed": 0, "gaps": 0, "redis_errors": 0}
+        #: seconds from an entry's publication (its stream id's time) to this node reading it
+        self.relay_lag = Histogram(LATENCY_BUCKETS)
 
     @property
     def config(self) -> Config:
@@ -386,7 +389,10 @@ class RedisBus:
             delay = RETRY_DELAY
             self.redis_ok()
             origin = self._origin
+            lag = self.relay_lag.labels(())
             for entries in _stream_entries(reply):
+                if entries:
+                    lag.observe(max(0.0, time.time() - id_tuple(entries[-1][0])[0] / 1000))
                 async with self.apply_lock:
                     for entry_id, raw_fields in entries:
                         self.stats["applied"] += 1

@@ -123,6 +123,18 @@ class AsyncRedisManager(AsyncManager):
         ``handed_over``, ``fenced``, ``replayed``, ``refreshed``)."""
         return {**self.bus.stats, **self.session_host.stats}
 
+    @property
+    def relio_host_id(self) -> str | None:
+        return self.bus.host_id
+
+    @property
+    def relio_cluster_stats(self) -> dict[str, int]:
+        return self.stats
+
+    @property
+    def relio_cluster_latencies(self) -> dict:
+        return {"relay_lag": self.bus.relay_lag, "save": self.session_host.save_latency}
+
     # --- set-up and tear-down ------------------------------------------------------------------
     @property
     def config(self) -> Config:

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json as stdlib_json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from relio.cluster import records
 from relio.cluster.bus import EMIT, ENTER_ROOM, HANDOVER, SESSION_ENTRY_KINDS, RedisBus, id_tuple
 from relio.config import Config
 from relio.engine.errors import RemoteProtocolError
+from relio.observe.instruments import LATENCY_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from relio.asyncio.registry import ServerSession
@@ -95,6 +97,8 @@ class RedisSessionStore(SessionHost):
         #: ``refreshed`` (record lifetimes extended)
         self.stats = {"saved": 0, "save_failed": 0, "claimed": 0, "forced": 0,
                       "handed_over": 0, "fenced": 0, "replayed": 0, "refreshed": 0}
+        #: seconds each save took (Redis round trip and waiting for the session's save lock)
+        self.save_latency = Histogram(LATENCY_BUCKETS)
 
     @property
     def config(self) -> Config:
@@ -210,6 +214,7 @@ class RedisSessionStore(SessionHost):
         record = self._record_state(session)
         self._redis()
         assert self._scripts is not None
+        started = time.perf_counter()
         try:
             async with record.save_lock:
                 ok = await self._scripts[0](keys=[self._record_key(session.sid)],
@@ -231,6 +236,7 @@ class RedisSessionStore(SessionHost):
             self.server.relio_release(session, "the session moved to another node")
             return False
         self.stats["saved"] += 1
+        self.save_latency.observe((), time.perf_counter() - started)
         return True
 
     async def _end(self, session: ServerSession, reason: str) -> None:

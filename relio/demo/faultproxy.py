@@ -453,6 +453,11 @@ class FaultProxy:
         self._refuse_until = max(self._refuse_until, self._now() + seconds)
         self._record('refuse', seconds=seconds)
 
+    def admit(self) -> None:
+        """End a refusal now: new connections are forwarded again."""
+        self._refuse_until = 0.0
+        self._record('admit')
+
     async def partition(self, seconds: float, mode: str = 'abort') -> int:
         """Cut every connection and refuse new ones for ``seconds``."""
         self.refuse(seconds)
