@@ -1,0 +1,160 @@
+"""The TypeScript client in js/ for the tests: installed (``npm ci`` when ``node_modules`` is
+missing or stale) and built from source (``node build.mjs``) once per test session, and the
+server side of the end-to-end workload (js/test/e2e/workload.js) that tests/test_js_client.py and
+tests/test_js_browser.py run against ``relio.AsyncServer`` through the fault proxy.
+
+Node.js and npm missing is a failure, not a skip: these tests are the proof that relio-client works.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import relio
+
+JS_DIR = Path(__file__).resolve().parents[2] / 'js'
+NPM_TIMEOUT = 300          # seconds for `npm ci` on a fresh machine
+BUILD_TIMEOUT = 120        # seconds for tsc + esbuild
+
+
+def _run(cmd: list[str], what: str, timeout: float) -> None:
+    try:
+        proc = subprocess.run(cmd, cwd=JS_DIR, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f'{what} in {JS_DIR} did not finish in {timeout} s')
+    if proc.returncode != 0:
+        pytest.fail(f'{what} in {JS_DIR} failed ({proc.returncode}):\n'
+                    f'{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}')
+
+
+def _installed_matches_lock() -> bool:
+    lock = JS_DIR / 'package-lock.json'
+    installed = JS_DIR / 'node_modules' / '.package-lock.json'
+    if not installed.is_file():
+        return False
+    wanted = json.loads(lock.read_text())['packages']
+    have = json.loads(installed.read_text())['packages']
+    return all(have.get(name, {}).get('version') == meta.get('version')
+               for name, meta in wanted.items() if name)
+
+
+def build_js_client() -> str:
+    """node's path, after ``npm ci`` (if needed) and a build of js/ from source."""
+    node, npm = shutil.which('node'), shutil.which('npm')
+    if node is None or npm is None:
+        pytest.fail('node and npm are needed: these tests run relio-client (js/) with Node.js '
+                    '(install Node.js >= 18 and npm, e.g. `apt-get install nodejs npm`)')
+    if not _installed_matches_lock():
+        _run([npm, 'ci', '--no-audit', '--no-fund'], '`npm ci`', NPM_TIMEOUT)
+    _run([node, 'build.mjs'], '`node build.mjs` (tsc + esbuild)', BUILD_TIMEOUT)
+    return node
+
+
+def pattern(size: int) -> bytes:
+    """The bytes workload.js's ``pattern(size)`` makes: byte i = (i * 31 + 7) & 0xff."""
+    period = bytes((i * 31 + 7) & 0xFF for i in range(256))
+    return (period * (size // 256 + 1))[:size]
+
+
+@dataclass
+class ServerSide:
+    """What the server's handlers saw; the assertions are made on it and on the client's report."""
+    nums: list[int] = field(default_factory=list)
+    ask_runs: dict[int, int] = field(default_factory=dict)
+    big_up: list[str] = field(default_factory=list)
+    big_down_acks: list[Any] = field(default_factory=list)
+    chain_runs: list[Any] = field(default_factory=list)
+    streams_done: int = 0
+    tasks: set = field(default_factory=set)
+
+
+def workload_server(**kwargs: Any) -> tuple[relio.AsyncServer, ServerSide]:
+    """A relio.AsyncServer with the handlers workload.js talks to."""
+    sio = relio.AsyncServer(async_mode='asgi', **kwargs)
+    seen = ServerSide()
+
+    @sio.on('start')
+    async def start(sid, count, big_size):
+        async def stream():
+            for i in range(count):
+                await sio.emit('srv', i, to=sid)
+                if i % 20 == 19:
+                    await asyncio.sleep(0.005)
+            if big_size:
+                await sio.emit('big', pattern(big_size), to=sid,
+                               callback=lambda size: seen.big_down_acks.append(size))
+            seen.streams_done += 1
+        task = asyncio.create_task(stream())
+        seen.tasks.add(task)
+        task.add_done_callback(seen.tasks.discard)
+
+    @sio.on('num')
+    async def num(sid, n):
+        seen.nums.append(n)
+
+    @sio.on('ask')
+    async def ask(sid, i):
+        seen.ask_runs[i] = seen.ask_runs.get(i, 0) + 1
+        return i * 2
+
+    @sio.on('big')
+    async def big(sid, blob):
+        digest = hashlib.sha256(blob).hexdigest()
+        seen.big_up.append(digest)
+        return digest
+
+    @sio.on('chain')
+    async def chain(sid, price):
+        async def on_offer(paid):
+            seen.chain_runs.append(paid)
+            return f'paid {paid}'
+        return relio.Reply({'price': price}, callback=on_offer)
+
+    return sio, seen
+
+
+def check_relio_report(report: dict, seen: ServerSide, *, count: int, asks: int,
+                       big_size: int) -> None:
+    """The workload's guarantees: nothing lost, duplicated or reordered, each handler once, one
+    session (one id, one connect), both ways."""
+    assert report['relio'] is True
+    assert report['ids'] == [report['firstId']], 'socket.id changed within the session'
+    assert report['connect'] == 1
+    assert report['disconnect'] == 0
+    assert report['resume'] == report['suspend']
+    assert report['received'] == list(range(count)), 'server -> client emits lost/duplicated/reordered'
+    assert report['answers'] == [2 * i for i in range(asks)]
+    assert seen.nums == list(range(count + 1)), 'client -> server emits lost/duplicated/reordered'
+    assert seen.ask_runs == {i: 1 for i in range(asks)}, 'an ack handler ran twice or never'
+    assert report['chainFinal'] == 'paid 11' and seen.chain_runs == [11]
+    assert report['delivered'] is True
+    if big_size:
+        expected = hashlib.sha256(pattern(big_size)).hexdigest()
+        assert report['bigUpSha'] == expected
+        assert seen.big_up == [expected] and report['bigUp'] == expected
+        assert report['bigDown'] == {'size': big_size, 'sha': expected}
+        assert seen.big_down_acks == [big_size]
+
+
+async def cut_repeatedly(proxy: Any, times: int, every: float, done: asyncio.Event) -> int:
+    """Cut every connection through ``proxy`` ``times`` times, ``every`` seconds apart (stops early
+    when ``done`` is set); returns how many cuts hit a live connection."""
+    hits = 0
+    for i in range(times):
+        try:
+            await asyncio.wait_for(done.wait(), every)
+            return hits
+        except asyncio.TimeoutError:
+            pass
+        if await proxy.cut('reset' if i % 2 else 'abort'):
+            hits += 1
+    return hits
