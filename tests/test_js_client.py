@@ -9,9 +9,6 @@ real; the relio assertions do not depend on it.
 """
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import subprocess
 
 import pytest
@@ -21,12 +18,13 @@ from tests.support.jsclient import (
     JS_DIR,
     build_js_client,
     check_relio_report,
-    cut_repeatedly,
+    run_script,
     workload_server,
 )
 from tests.support.servers import serve_socketio
 
 NODE_UNIT_TIMEOUT = 120
+WORKLOAD = JS_DIR / 'test' / 'e2e' / 'workload-node.mjs'
 
 
 @pytest.fixture(scope='session')
@@ -44,30 +42,6 @@ def test_js_unit_tests(node):
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
 
 
-async def run_workload(node: str, url: str, params: dict) -> tuple[dict | None, list[dict], str]:
-    proc = await asyncio.create_subprocess_exec(
-        node, str(JS_DIR / 'test' / 'e2e' / 'workload-node.mjs'), url, json.dumps(params),
-        cwd=JS_DIR, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, 'NODE_NO_WARNINGS': '1'})
-    events: list[dict] = []
-    report = None
-    try:
-        assert proc.stdout is not None
-        while line := await asyncio.wait_for(proc.stdout.readline(),
-                                             params['deadlineMs'] / 1000 + 30):
-            event = json.loads(line)
-            events.append(event)
-            if event['ev'] == 'report':
-                report = event
-        await asyncio.wait_for(proc.wait(), 10)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    stderr = (await proc.stderr.read()).decode('utf-8', 'replace') if proc.stderr else ''
-    return report, events, stderr
-
-
 async def test_node_workload_through_cuts(node):
     """Through 5 cuts of the link: every emit both ways once and in order, 64 concurrent
     emitWithAck answered and run once, a chained reply, 20 MB each way; one socket.id, one
@@ -75,12 +49,9 @@ async def test_node_workload_through_cuts(node):
     count, asks, big = 2000, 64, 20 * 1024 * 1024
     sio, seen = workload_server(max_http_buffer_size=1_000_000)
     async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
-        done = asyncio.Event()
-        cutter = asyncio.create_task(cut_repeatedly(proxy, 5, 0.6, done))
-        report, events, stderr = await run_workload(node, proxy.url, {
-            'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'deadlineMs': 60000})
-        done.set()
-        hits = await cutter
+        report, events, stderr, hits = await run_script(node, WORKLOAD, proxy.url, {
+            'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'deadlineMs': 60000},
+            times=5, every=0.6, proxy=proxy)
     detail = f'{events[-20:]}\n{stderr[-3000:]}'
     assert report is not None, detail
     assert hits >= 1, 'no cut hit a live connection: the faults did not happen'
@@ -94,13 +65,9 @@ async def test_plain_socketio_client_loses_emits_across_the_same_cuts(node):
     count = 2000
     sio, seen = workload_server()
     async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
-        done = asyncio.Event()
-        cutter = asyncio.create_task(cut_repeatedly(proxy, 3, 0.3, done))
-        report, events, stderr = await run_workload(node, proxy.url, {
+        report, events, stderr, hits = await run_script(node, WORKLOAD, proxy.url, {
             'plain': True, 'count': count, 'asks': 0, 'bigSize': 0, 'chain': False,
-            'deadlineMs': 3000})
-        done.set()
-        hits = await cutter
+            'deadlineMs': 3000}, times=3, every=0.3, proxy=proxy)
     assert report is not None, f'{events[-20:]}\n{stderr[-3000:]}'
     assert hits >= 1
     assert len(report['received']) < count, 'plain socket.io-client lost nothing: no real fault'

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class ServerSide:
     big_up: list[str] = field(default_factory=list)
     big_down_acks: list[Any] = field(default_factory=list)
     chain_runs: list[Any] = field(default_factory=list)
+    blob_sizes: list[int] = field(default_factory=list)
     streams_done: int = 0
     tasks: set = field(default_factory=set)
 
@@ -112,6 +114,11 @@ def workload_server(**kwargs: Any) -> tuple[relio.AsyncServer, ServerSide]:
         seen.big_up.append(digest)
         return digest
 
+    @sio.on('blobsize')
+    async def blobsize(sid, blob):
+        seen.blob_sizes.append(len(blob))
+        return len(blob)
+
     @sio.on('chain')
     async def chain(sid, price):
         async def on_offer(paid):
@@ -137,12 +144,49 @@ def check_relio_report(report: dict, seen: ServerSide, *, count: int, asks: int,
     assert seen.ask_runs == {i: 1 for i in range(asks)}, 'an ack handler ran twice or never'
     assert report['chainFinal'] == 'paid 11' and seen.chain_runs == [11]
     assert report['delivered'] is True
+    if 'blobSize' in report and report['blobSize'] is not None:
+        assert report['blobSize'] == 1004 and seen.blob_sizes == [1004]
     if big_size:
         expected = hashlib.sha256(pattern(big_size)).hexdigest()
         assert report['bigUpSha'] == expected
         assert seen.big_up == [expected] and report['bigUp'] == expected
         assert report['bigDown'] == {'size': big_size, 'sha': expected}
         assert seen.big_down_acks == [big_size]
+
+
+async def run_script(node: str, script: Path, url: str, params: dict, times: int, every: float,
+                     proxy: Any) -> tuple[dict | None, list[dict], str, int]:
+    """Run ``node <script> <url> <params>`` (it prints JSON lines); once it reports ``connect``,
+    cut the link through ``proxy`` ``times`` times, ``every`` seconds apart. Returns the report,
+    every event, stderr, and how many cuts hit a live connection."""
+    proc = await asyncio.create_subprocess_exec(
+        node, str(script), url, json.dumps(params), cwd=JS_DIR,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, 'NODE_NO_WARNINGS': '1'})
+    events: list[dict] = []
+    report = None
+    done = asyncio.Event()
+    cutter: asyncio.Task | None = None
+    try:
+        assert proc.stdout is not None
+        while line := await asyncio.wait_for(proc.stdout.readline(),
+                                             params['deadlineMs'] / 1000 + 40):
+            event = json.loads(line)
+            events.append(event)
+            if event['ev'] == 'connect' and cutter is None:
+                cutter = asyncio.create_task(cut_repeatedly(proxy, times, every, done))
+            if event['ev'] == 'report':
+                report = event
+                done.set()
+        await asyncio.wait_for(proc.wait(), 15)
+    finally:
+        done.set()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    hits = await cutter if cutter is not None else 0
+    stderr = (await proc.stderr.read()).decode('utf-8', 'replace') if proc.stderr else ''
+    return report, events, stderr, hits
 
 
 async def cut_repeatedly(proxy: Any, times: int, every: float, done: asyncio.Event) -> int:

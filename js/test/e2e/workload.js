@@ -65,6 +65,8 @@ export async function run(io, url, p, log) {
   const chained = !p.chain ? Promise.resolve(null) : new Promise((resolve) => {
     socket.emit("chain", 10, (offer, respond) => respond(offer.price + 1, (final) => resolve(final)));
   });
+  // a Blob (browsers): read asynchronously, yet sent in its place in the order of emits
+  const blobSize = p.blob ? socket.emitWithAck("blobsize", new Blob([pattern(1000), "tail"])) : null;
   const answers = await Promise.all(asks);
   const bigUpAnswer = await bigAck;
   const chainFinal = await chained;
@@ -77,7 +79,7 @@ export async function run(io, url, p, log) {
     relio: socket.relio === true, firstId, ids: [...seen.ids], connect: seen.connect,
     suspend: seen.suspend, resume: seen.resume, disconnect: seen.disconnect,
     received, answers, bigUp: bigUpAnswer, bigUpSha: p.bigSize ? await sha256(bigUp) : null,
-    bigDown, chainFinal, delivered,
+    bigDown, chainFinal, delivered, blobSize: await blobSize,
   };
   log("report", report);
   socket.disconnect();

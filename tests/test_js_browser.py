@@ -1,0 +1,69 @@
+"""relio-client in a real browser: Debian's headless Chromium (driven by playwright-core from npm;
+no browser download) loads a page served by the relio server under test, which runs the standalone
+bundle's ``relio.io`` (js/dist/relio-client.min.js) with the end-to-end workload
+(js/test/e2e/workload.js) through the fault proxy, which cuts the link several times. Same
+assertions as the Node run (tests/test_js_client.py), plus a Blob sent in its place in the order.
+
+Chromium missing is a failure, not a skip: install it with ``apt-get install -y chromium`` (the
+CI script does), or point ``RELIO_CHROMIUM`` at a Chromium binary.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import socketio
+
+from relio.demo.faultproxy import FaultProxy
+from tests.support.jsclient import (
+    JS_DIR,
+    build_js_client,
+    check_relio_report,
+    run_script,
+    workload_server,
+)
+from tests.support.servers import start_asgi
+
+E2E = JS_DIR / 'test' / 'e2e'
+
+
+@pytest.fixture(scope='session')
+def browser_node() -> str:
+    chromium = os.environ.get('RELIO_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
+    if not os.access(chromium, os.X_OK):
+        pytest.fail('Chromium is needed for the browser tests and was not found: install it with '
+                    '`apt-get install -y chromium` (Debian) or set RELIO_CHROMIUM to its path')
+    os.environ['RELIO_CHROMIUM'] = chromium
+    return build_js_client()
+
+
+def page_app(sio: socketio.AsyncServer) -> socketio.ASGIApp:
+    """The relio server's ASGI app, also serving the test page, the bundle and the workload."""
+    return socketio.ASGIApp(sio, static_files={
+        '/': str(E2E / 'page.html'),
+        '/relio-client.min.js': str(JS_DIR / 'dist' / 'relio-client.min.js'),
+        '/workload.js': {'filename': str(E2E / 'workload.js'),
+                         'content_type': 'text/javascript'},
+    })
+
+
+async def test_browser_workload_through_cuts(browser_node):
+    count, asks, big = 1000, 64, 8 * 1024 * 1024
+    sio, seen = workload_server(max_http_buffer_size=1_000_000)
+    server = await start_asgi(page_app(sio))
+    try:
+        async with FaultProxy(server.port) as proxy:
+            report, events, stderr, hits = await run_script(
+                browser_node, E2E / 'browser.mjs', proxy.url + '/', {
+                    'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'blob': True,
+                    'deadlineMs': 60000}, times=4, every=0.6, proxy=proxy)
+    finally:
+        await sio.shutdown()
+        await server.stop()
+    detail = f'{events[-20:]}\n{stderr[-3000:]}'
+    assert report is not None, detail
+    assert hits >= 1, 'no cut hit a live connection: the faults did not happen'
+    assert report['suspend'] >= 1, detail
+    assert report['blobSize'] == 1004
+    check_relio_report(report, seen, count=count, asks=asks, big_size=big)
