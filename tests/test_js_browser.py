@@ -49,7 +49,7 @@ def page_app(sio: socketio.AsyncServer) -> socketio.ASGIApp:
 
 
 async def test_browser_workload_through_cuts(browser_node):
-    count, asks, big = 1000, 64, 8 * 1024 * 1024
+    count, asks, big = 2000, 64, 20 * 1024 * 1024
     sio, seen = workload_server(max_http_buffer_size=1_000_000)
     server = await start_asgi(page_app(sio))
     try:
@@ -57,7 +57,7 @@ async def test_browser_workload_through_cuts(browser_node):
             report, events, stderr, hits = await run_script(
                 browser_node, E2E / 'browser.mjs', proxy.url + '/', {
                     'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'blob': True,
-                    'deadlineMs': 60000}, times=4, every=0.6, proxy=proxy)
+                    'deadlineMs': 60000}, times=8, every=0.4, proxy=proxy)
     finally:
         await sio.shutdown()
         await server.stop()
@@ -65,5 +65,6 @@ async def test_browser_workload_through_cuts(browser_node):
     assert report is not None, detail
     assert hits >= 1, 'no cut hit a live connection: the faults did not happen'
     assert report['suspend'] >= 1, detail
+    print(f"cuts that hit a connection: {hits}, suspends: {report['suspend']}")
     assert report['blobSize'] == 1004
     check_relio_report(report, seen, count=count, asks=asks, big_size=big)

@@ -51,11 +51,12 @@ async def test_node_workload_through_cuts(node):
     async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
         report, events, stderr, hits = await run_script(node, WORKLOAD, proxy.url, {
             'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'deadlineMs': 60000},
-            times=5, every=0.6, proxy=proxy)
+            times=8, every=0.3, proxy=proxy)
     detail = f'{events[-20:]}\n{stderr[-3000:]}'
     assert report is not None, detail
     assert hits >= 1, 'no cut hit a live connection: the faults did not happen'
     assert report['suspend'] >= 1, detail
+    print(f"cuts that hit a connection: {hits}, suspends: {report['suspend']}")
     check_relio_report(report, seen, count=count, asks=asks, big_size=big)
 
 

@@ -8,6 +8,7 @@ Node.js and npm missing is a failure, not a skip: these tests are the proof that
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -48,8 +49,10 @@ def _installed_matches_lock() -> bool:
                for name, meta in wanted.items() if name)
 
 
+@functools.cache
 def build_js_client() -> str:
-    """node's path, after ``npm ci`` (if needed) and a build of js/ from source."""
+    """node's path, after ``npm ci`` (if needed) and a build of js/ from source (once per test
+    session)."""
     node, npm = shutil.which('node'), shutil.which('npm')
     if node is None or npm is None:
         pytest.fail('node and npm are needed: these tests run relio-client (js/) with Node.js '
