@@ -9,15 +9,18 @@ real; the relio assertions do not depend on it.
 """
 from __future__ import annotations
 
+import hashlib
 import subprocess
 
 import pytest
+import socketio
 
 from relio.demo.faultproxy import FaultProxy
 from tests.support.jsclient import (
     JS_DIR,
     build_js_client,
     check_relio_report,
+    pattern,
     run_script,
     workload_server,
 )
@@ -72,3 +75,23 @@ async def test_plain_socketio_client_loses_emits_across_the_same_cuts(node):
     assert report is not None, f'{events[-20:]}\n{stderr[-3000:]}'
     assert hits >= 1
     assert len(report['received']) < count, 'plain socket.io-client lost nothing: no real fault'
+
+
+async def test_against_a_plain_server_it_is_socketio_client(node):
+    """Against python-socketio's own server relio-client falls back to plain Socket.IO: events
+    both ways, acks, binary; `relio` is false and emitWithDelivery resolves unconfirmed."""
+    count, asks, big = 300, 16, 100_000
+    sio, seen = workload_server(socketio.AsyncServer)
+    async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        report, events, stderr, hits = await run_script(node, WORKLOAD, proxy.url, {
+            'count': count, 'asks': asks, 'bigSize': big, 'chain': False, 'deadlineMs': 20000},
+            times=0, every=0.1, proxy=proxy)
+    assert report is not None, f'{events[-20:]}\n{stderr[-3000:]}'
+    assert report['relio'] is False and report['delivered'] is False
+    assert report['connect'] == 1 and report['suspend'] == 0
+    assert report['received'] == list(range(count))
+    assert report['answers'] == [2 * i for i in range(asks)]
+    assert seen.nums == list(range(count + 1))
+    expected = hashlib.sha256(pattern(big)).hexdigest()
+    assert report['bigUp'] == expected and seen.big_up == [expected]
+    assert report['bigDown'] == {'size': big, 'sha': expected}

@@ -152,3 +152,17 @@ test("CLOSE from the peer ends the session and expires what is pending", () => {
   assert.equal(events[1].reason, "closed by peer: bye");
   assert.equal(events[1].byPeer, true);
 });
+
+test("a full outbox refuses a message with QueueFull (never a silent loss), and frees room on delivery", async () => {
+  const { QueueFull } = await import("../dist/esm/index.js");
+  const a = new Engine(makeConfig({ maxOutboxMessages: 3 }), 0);
+  const b = new Engine(DEFAULT_CONFIG, 0);
+  for (let i = 0; i < 3; i++) a.send(enc(`m${i}`), 0);
+  assert.throws(() => a.send(enc("m3"), 0), QueueFull);
+  assert.equal(a.outboxMessages, 3);
+  for (const batch of a.dataToSend(0)) b.receive(batch, 0);
+  for (const batch of b.dataToSend(1)) a.receive(batch, 1);
+  assert.equal(a.nextEvent().kind, "delivered");
+  assert.equal(a.outboxMessages, 0);
+  a.send(enc("m3"), 1);
+});

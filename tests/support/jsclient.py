@@ -82,9 +82,10 @@ class ServerSide:
     tasks: set = field(default_factory=set)
 
 
-def workload_server(**kwargs: Any) -> tuple[relio.AsyncServer, ServerSide]:
-    """A relio.AsyncServer with the handlers workload.js talks to."""
-    sio = relio.AsyncServer(async_mode='asgi', **kwargs)
+def workload_server(server_class: Any = relio.AsyncServer,
+                    **kwargs: Any) -> tuple[relio.AsyncServer, ServerSide]:
+    """A relio.AsyncServer (or ``server_class``) with the handlers workload.js talks to."""
+    sio = server_class(async_mode='asgi', **kwargs)
     seen = ServerSide()
 
     @sio.on('start')
