@@ -45,6 +45,7 @@ def page_app(sio: socketio.AsyncServer) -> socketio.ASGIApp:
         '/relio-client.min.js': str(JS_DIR / 'dist' / 'relio-client.min.js'),
         '/workload.js': {'filename': str(E2E / 'workload.js'),
                          'content_type': 'text/javascript'},
+        '/reload.js': {'filename': str(E2E / 'reload.js'), 'content_type': 'text/javascript'},
     })
 
 
@@ -68,3 +69,34 @@ async def test_browser_workload_through_cuts(browser_node):
     print(f"cuts that hit a connection: {hits}, suspends: {report['suspend']}")
     assert report['blobSize'] == 1004
     check_relio_report(report, seen, count=count, asks=asks, big_size=big)
+
+
+async def test_browser_reload_resumes_the_session_with_persistence(browser_node):
+    """`relio: {persist: true}`: the page reloads itself halfway through a stream of numbered emits
+    both ways; the reloaded page resumes the same session from sessionStorage. Every emit of
+    either page reaches the server once and in order, every server emit reaches one of the pages
+    once and in order, and both pages have the same socket.id."""
+    count = 600
+    sio, seen = workload_server()
+    server = await start_asgi(page_app(sio))
+    try:
+        async with FaultProxy(server.port) as proxy:
+            report, events, stderr, _ = await run_script(
+                browser_node, E2E / 'browser.mjs', proxy.url + '/', {
+                    'module': '/reload.js', 'count': count, 'deadlineMs': 30000},
+                times=0, every=0.1, proxy=proxy)
+    finally:
+        await sio.shutdown()
+        await server.stop()
+    detail = f'{events[-20:]}\n{stderr[-3000:]}'
+    assert report is not None, detail
+    reloading = [e for e in events if e['ev'] == 'reloading']
+    assert reloading, detail
+    assert 0 < reloading[0]['received'] < count, 'the reload did not happen mid-stream'
+    print(f'reloaded after {reloading[0]["emitted"]} emits, {reloading[0]["received"]} received')
+    assert report['loads'] == 2
+    assert report['relio'] is True and report['delivered'] is True
+    assert len(report['ids']) == 2 and len(set(report['ids'])) == 1, report['ids']
+    assert report['recovered'] == [False, True]
+    assert report['received'] == list(range(count)), 'server -> page emits lost or twice'
+    assert seen.nums == list(range(count + 1)), 'page -> server emits lost or twice'

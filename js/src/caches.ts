@@ -7,7 +7,7 @@ export function idKey(id: Uint8Array): string {
 }
 
 export class IdSet {
-  private readonly ids = new Set<string>();
+  readonly ids = new Set<string>();
   constructor(private readonly capacity: number) {}
 
   has(key: string): boolean {
@@ -78,5 +78,10 @@ export class ResponseCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** The entries, least recently used first (for a snapshot). */
+  dump(): Array<[string, CachedResponse]> {
+    return [...this.entries];
   }
 }

@@ -647,6 +647,98 @@ export class Engine {
     this.events.push({ kind: "closed", reason, byPeer });
   }
 
+  // --- local snapshot (not a wire format; used to keep a session across a page reload) ---------
+  /** The session's whole state as JSON-able data, times stored as ages (clocks differ between
+   *  pages). At most `maxIds` delivered ids are kept (the newest). */
+  snapshot(now: number, maxIds = 1000): EngineSnapshot {
+    if (this.closed) throw new LocalProtocolError("a closed session has no snapshot");
+    const outbox = [...this.outbox.values()];
+    const index = new Map(outbox.map((m, i) => [m, i]));
+    const frames: number[][] = [];
+    for (const f of this.inflight.values()) {
+      frames.push([f.seq, index.get(f.msg) as number, f.offset, f.length, f.transmissions, now - f.sentAt]);
+    }
+    const ids = [...this.delivered.ids];
+    return {
+      v: 1, prefix: b64(this.idPrefix), counter: this.idCounter,
+      rtt: [this.srtt, this.rttvar, this.rto, this.hasRttSample ? 1 : 0],
+      outbox: outbox.map((m) => [b64(m.id), m.flags, m.replyTo ? b64(m.replyTo) : null, b64(m.payload),
+                                  m.framed, m.acked, now - m.acceptedAt]),
+      queue: this.queue.map((m) => index.get(m) as number),
+      frames, sendBase: this.sendBase, nextSeq: this.nextSeq, recvBase: this.recvBase,
+      held: [...this.held.values()].map((f) => [f.seq, f.flags, b64(f.msgId),
+                                                f.replyTo ? b64(f.replyTo) : null, f.total, f.offset,
+                                                b64(f.payload)]),
+      reassembly: this.reassembly === null ? null : [b64(this.reassembly.id), this.reassembly.total,
+                                                     b64(concat(this.reassembly.parts))],
+      delivered: ids.slice(Math.max(0, ids.length - maxIds)).map(latin1ToB64),
+      awaiting: [...this.awaitingReply].map(latin1ToB64),
+      responses: this.responses.dump().map(([key, v]) => [latin1ToB64(key), b64(v.responseId), v.flags,
+                                                          b64(v.payload), now - v.at]),
+    };
+  }
+
+  /** An engine from snapshot(); it starts disconnected, to be resumed. Throws
+   *  RemoteProtocolError("snapshot: ...") on data that is not a snapshot. */
+  static restore(data: EngineSnapshot, config: Config, now: number): Engine {
+    try {
+      if (data.v !== 1) throw new Error("unknown version");
+      const e = new Engine(config, now, unb64(data.prefix));
+      e.idCounter = data.counter;
+      [e.srtt, e.rttvar, e.rto] = data.rtt;
+      e.hasRttSample = data.rtt[3] === 1;
+      const msgs: OutMessage[] = data.outbox.map(([id, flags, replyTo, payload, framed, acked, age]) => {
+        const bytes = unb64(payload as string);
+        const chunked = bytes.length > config.chunkSize;
+        const msgId = unb64(id as string);
+        const reply = replyTo === null ? null : unb64(replyTo as string);
+        return { id: msgId, key: idKey(msgId), flags: flags as number, replyTo: reply, payload: bytes,
+                 chunked, frames: chunked ? Math.ceil(bytes.length / config.chunkSize) : 1,
+                 framed: framed as number, acked: acked as number, acceptedAt: now - (age as number),
+                 requestKey: reply === null ? null : idKey(reply) };
+      });
+      for (const m of msgs) {
+        e.outbox.set(m.key, m);
+        e.outboxBytes += m.payload.length;
+      }
+      for (const i of data.queue) e.queue.push(msgs[i]);
+      for (const [seq, i, offset, length, transmissions, age] of data.frames) {
+        const msg = msgs[i];
+        if (msg === undefined) throw new Error("frame of an unknown message");
+        e.inflight.set(seq, { seq, msg, offset, length, transmissions, sentAt: now - age, queued: false });
+        e.inflightBytes += length;
+      }
+      e.sendBase = data.sendBase;
+      e.nextSeq = data.nextSeq;
+      e.recvBase = data.recvBase;
+      for (const [seq, flags, id, replyTo, total, offset, payload] of data.held) {
+        const f: DataFrame = { type: 1, seq: seq as number, flags: flags as number, msgId: unb64(id as string),
+          replyTo: replyTo === null ? null : unb64(replyTo as string), total: total as number,
+          offset: offset as number, payload: unb64(payload as string) };
+        e.held.set(f.seq, f);
+        if (f.flags & CHUNK) e.chunkTotals.set(idKey(f.msgId), f.total);
+        else e.heldUnchunkedBytes += f.payload.length;
+      }
+      if (data.reassembly !== null) {
+        const [id, total, bytes] = data.reassembly;
+        const part = unb64(bytes as string);
+        const msgId = unb64(id as string);
+        e.reassembly = { key: idKey(msgId), id: msgId, total: total as number, parts: [part], received: part.length };
+        e.chunkTotals.set(idKey(msgId), total as number);
+      }
+      for (const id of data.delivered) e.delivered.add(b64ToLatin1(id));
+      for (const id of data.awaiting) e.awaitingReply.add(b64ToLatin1(id));
+      for (const [key, responseId, flags, payload, age] of data.responses) {
+        e.responses.put(b64ToLatin1(key as string), { responseId: unb64(responseId as string),
+          flags: flags as number, payload: unb64(payload as string), at: now - (age as number) });
+      }
+      e.connected = false;
+      return e;
+    } catch (exc) {
+      throw new RemoteProtocolError(`snapshot: ${(exc as Error).message}`);
+    }
+  }
+
   get stats(): Record<string, number> {
     return {
       outboxMessages: this.outbox.size, outboxBytes: this.outboxBytes,
@@ -655,6 +747,57 @@ export class Engine {
       cachedResponses: this.responses.size, rto: this.rto,
     };
   }
+}
+
+/** Engine.snapshot()'s data (JSON-able). */
+export interface EngineSnapshot {
+  v: number;
+  prefix: string;
+  counter: number;
+  rtt: number[];
+  outbox: Array<Array<string | number | null>>;
+  queue: number[];
+  frames: number[][];
+  sendBase: number;
+  nextSeq: number;
+  recvBase: number;
+  held: Array<Array<string | number | null>>;
+  reassembly: Array<string | number> | null;
+  delivered: string[];
+  awaiting: string[];
+  responses: Array<Array<string | number>>;
+}
+
+function b64(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return btoa(text);
+}
+
+function unb64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+function latin1ToB64(key: string): string {
+  return btoa(key);
+}
+
+function b64ToLatin1(text: string): string {
+  return atob(text);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const p of parts) size += p.length;
+  const out = new Uint8Array(size);
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
 }
 
 function concatBatch(frames: Uint8Array[]): Uint8Array {

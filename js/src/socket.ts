@@ -8,7 +8,7 @@
 
 import { Manager, Socket as SioSocket } from "socket.io-client";
 import { Config, PROTOCOL, makeConfig } from "./config.js";
-import { Engine, EngineEvent } from "./engine.js";
+import { Engine, EngineEvent, EngineSnapshot } from "./engine.js";
 import { idKey } from "./caches.js";
 import { DeliveryError, QueueFull, RemoteProtocolError } from "./errors.js";
 import { decodePayload, decodeReply, encodePayload } from "./payload.js";
@@ -24,6 +24,29 @@ export interface RelioOptions {
   config?: Partial<Config>;
   /** seconds disconnect() waits for pending messages before ending the session (default 5) */
   drainTimeout?: number;
+  /** keep the session (credential, engine state, unacknowledged outbox) in the tab's
+   *  sessionStorage (`true`) or in the given Storage, so that a reload resumes it. Off by default:
+   *  the stored credential is as sensitive as a session cookie (see README, "Tab persistence"). */
+  persist?: boolean | StorageLike;
+  /** the storage key (default `relio-client:<origin><namespace>`) */
+  persistKey?: string;
+}
+
+/** The part of the Web Storage API that persistence uses. */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+interface Persisted {
+  v: 1;
+  sid: string;
+  credential: string;
+  ttl: number;
+  savedAt: number;
+  config: Config;
+  engine: EngineSnapshot;
 }
 
 export type Options = Record<string, any> & { relio?: RelioOptions };
@@ -127,6 +150,11 @@ export class RelioSocket {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
   private sendChain: Promise<void> | null = null;
+  private readonly store: StorageLike | null;
+  private readonly storeKey: string;
+  private storeFailed = false;
+  /** true once this page resumed a session kept from before a reload (socket.io-client's name) */
+  recovered = false;
 
   constructor(uri: string, opts: Options = {}) {
     const { relio = {}, auth, ...sioOpts } = opts;
@@ -153,6 +181,10 @@ export class RelioSocket {
         onConnectPacket: (packet) => this.onConnectPacket(packet),
       });
     }
+    this.store = !this.relioEnabled || !relio.persist ? null
+      : relio.persist === true ? (globalThis as any).sessionStorage ?? null : relio.persist;
+    this.storeKey = relio.persistKey ?? `relio-client:${url.origin}${this.nsp}`;
+    if (this.store !== null) this.restoreSession();
     this.io = new Manager(url.origin, managerOpts);
     this.sio = this.io.socket(this.nsp, { auth: (cb: Fn) => this.authFor(cb) });
     this.sio.on("connect", () => this.onSioConnect());
@@ -353,6 +385,7 @@ export class RelioSocket {
   }
 
   private finishDisconnect(): void {
+    this.forget();
     const session = this.session;
     if (session !== null) {
       session.engine.close("client disconnect", now());
@@ -515,12 +548,15 @@ export class RelioSocket {
 
   private onSioConnect(): void {
     if (this.mode === "relio" && this.session !== null) {
-      if (this.resuming) {
-        this.resuming = false;
-        this.fire(RESUME_EVENT, []);
-      } else if (!this.sessionConnected) {
+      const resumed = this.resuming;
+      this.resuming = false;
+      if (!this.sessionConnected) {
+        // a new session, or (after a reload) the first connection of this page to a kept one
+        this.recovered = resumed;
         this.sessionConnected = true;
         this.fire("connect", []);
+      } else if (resumed) {
+        this.fire(RESUME_EVENT, []);
       }
       this.replayEarly();
       this.kick();
@@ -583,6 +619,7 @@ export class RelioSocket {
     if (this.linkUp) this.flush();
     this.processEvents(session);
     this.session = null;
+    this.forget();
     this.linkUp = false;
     this.cancelTimer();
     for (const waiter of session.waiters.values()) {
@@ -619,6 +656,7 @@ export class RelioSocket {
       if (!(err instanceof RemoteProtocolError)) throw err;
     }
     this.processEvents();
+    this.save();
     this.kick();
   }
 
@@ -638,7 +676,56 @@ export class RelioSocket {
       for (const batch of session.engine.dataToSend(now())) this.writeBatch(batch);
     }
     this.processEvents();
+    this.save();
     this.armTimer();
+  }
+
+  // --- tab persistence ---------------------------------------------------------------------
+  private restoreSession(): void {
+    let record: Persisted;
+    try {
+      const text = this.store!.getItem(this.storeKey);
+      if (text === null) return;
+      record = JSON.parse(text);
+      if (record.v !== 1 || Date.now() - record.savedAt > record.ttl * 1000) {
+        this.forget();
+        return;
+      }
+      const engine = Engine.restore(record.engine, record.config, now());
+      this.session = new Session(engine, record.sid, record.credential, record.ttl);
+    } catch {
+      this.forget();              // unreadable: start a new session rather than a wrong one
+      return;
+    }
+    this.mode = "relio";
+    this.linkUp = false;
+  }
+
+  private save(): void {
+    const session = this.session;
+    if (this.store === null || session === null || session.engine.closed || this.storeFailed) return;
+    const record: Persisted = {
+      v: 1, sid: session.sid, credential: session.credential, ttl: session.ttl, savedAt: Date.now(),
+      config: session.engine.config, engine: session.engine.snapshot(now()),
+    };
+    try {
+      this.store.setItem(this.storeKey, JSON.stringify(record));
+    } catch (err) {
+      // over the storage quota: a stale record must not be resumed later, so none is kept
+      this.storeFailed = true;
+      this.forget();
+      console.warn(`relio-client: the session is no longer kept across reloads (${(err as Error).name})`);
+    }
+  }
+
+  /** Remove the kept session (it ended, or cannot be kept). */
+  private forget(): void {
+    if (this.store === null) return;
+    try {
+      this.store.removeItem(this.storeKey);
+    } catch {
+      /* storage unavailable: nothing kept */
+    }
   }
 
   private armTimer(): void {

@@ -166,3 +166,32 @@ test("a full outbox refuses a message with QueueFull (never a silent loss), and 
   assert.equal(a.outboxMessages, 0);
   a.send(enc("m3"), 1);
 });
+
+test("a session restored from its snapshot (a reloaded page) resumes: exactly once, in order", () => {
+  const config = makeConfig({ chunkSize: 1000, maxBatchSize: 4096, coalesceBytes: 3000 });
+  const p = new Pair(9, config);
+  p.loss = 0.1;
+  const n = 200;
+  for (let i = 0; i < n; i++) {
+    p.a.send(enc(i % 40 === 3 ? `${i}:${"y".repeat(2500)}` : `${i}`), p.now, i % 10 === 0);
+    p.b.send(enc(`b${i}`), p.now, i % 15 === 0);
+    if (i % 20 === 0) p.step(true);
+    if (i % 60 === 30) {
+      // the page holding `a` reloads: only its JSON snapshot survives
+      const snap = JSON.parse(JSON.stringify(p.a.snapshot(p.now)));
+      p.a = Engine.restore(snap, config, p.now + 1000);
+      p.b.disconnect(p.now);
+      const sa = p.a.resumeState();
+      p.a.resume(p.b.resumeState(), p.now);
+      p.b.resume(sa, p.now);
+    }
+  }
+  for (let round = 0; round < 4000 && p.got.b.length + p.got.a.length < 2 * n; round++) {
+    p.step(round < 100);
+  }
+  for (let round = 0; round < 100; round++) p.step(false);
+  assert.deepEqual(p.got.b, Array.from({ length: n }, (_, i) => (i % 40 === 3 ? `${i}:${"y".repeat(2500)}` : `${i}`)));
+  assert.deepEqual(p.got.a, Array.from({ length: n }, (_, i) => `b${i}`));
+  assert.equal(p.responses.a.length, n / 10);
+  assert.equal(p.responses.b.length, Math.ceil(n / 15));
+});
