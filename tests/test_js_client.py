@@ -21,6 +21,7 @@ from tests.support.jsclient import (
     build_js_client,
     check_relio_report,
     pattern,
+    mixed_faults,
     run_script,
     workload_server,
 )
@@ -60,6 +61,23 @@ async def test_node_workload_through_cuts(node):
     assert hits >= 1, 'no cut hit a live connection: the faults did not happen'
     assert report['suspend'] >= 1, detail
     print(f"cuts that hit a connection: {hits}, suspends: {report['suspend']}")
+    check_relio_report(report, seen, count=count, asks=asks, big_size=big)
+
+
+async def test_node_workload_through_blackhole_partition_throttle_and_stall(node):
+    """The same guarantees through faults that leave TCP up or refuse reconnects: bytes dropped
+    both ways, a partition, a throttle, and a stall that outlasts the heartbeat."""
+    count, asks, big = 2000, 64, 4 * 1024 * 1024
+    sio, seen = workload_server(max_http_buffer_size=1_000_000, ping_interval=1, ping_timeout=1)
+    async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        report, events, stderr, hits = await run_script(node, WORKLOAD, proxy.url, {
+            'count': count, 'asks': asks, 'bigSize': big, 'chain': True, 'pauseMs': 40,
+            'deadlineMs': 60000}, times=0, every=0, proxy=proxy, faults=mixed_faults)
+    detail = f'{events[-20:]}\n{stderr[-3000:]}'
+    assert report is not None, detail
+    assert hits >= 2, f'only {hits} faults hit a live connection'
+    assert report['suspend'] >= 2, detail
+    print(f"faults that hit a connection: {hits}, suspends: {report['suspend']}")
     check_relio_report(report, seen, count=count, asks=asks, big_size=big)
 
 

@@ -159,10 +159,11 @@ def check_relio_report(report: dict, seen: ServerSide, *, count: int, asks: int,
 
 
 async def run_script(node: str, script: Path, url: str, params: dict, times: int, every: float,
-                     proxy: Any) -> tuple[dict | None, list[dict], str, int]:
+                     proxy: Any, faults: Any = None) -> tuple[dict | None, list[dict], str, int]:
     """Run ``node <script> <url> <params>`` (it prints JSON lines); once it reports ``connect``,
-    cut the link through ``proxy`` ``times`` times, ``every`` seconds apart. Returns the report,
-    every event, stderr, and how many cuts hit a live connection."""
+    cut the link through ``proxy`` ``times`` times, ``every`` seconds apart (or run
+    ``faults(proxy, done)`` instead). Returns the report, every event, stderr, and how many
+    faults hit a live connection."""
     proc = await asyncio.create_subprocess_exec(
         node, str(script), url, json.dumps(params), cwd=JS_DIR,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -178,7 +179,9 @@ async def run_script(node: str, script: Path, url: str, params: dict, times: int
             event = json.loads(line)
             events.append(event)
             if event['ev'] == 'connect' and cutter is None:
-                cutter = asyncio.create_task(cut_repeatedly(proxy, times, every, done))
+                cutter = asyncio.create_task(
+                    faults(proxy, done) if faults is not None
+                    else cut_repeatedly(proxy, times, every, done))
             if event['ev'] == 'report':
                 report = event
                 done.set()
@@ -205,4 +208,33 @@ async def cut_repeatedly(proxy: Any, times: int, every: float, done: asyncio.Eve
             pass
         if await proxy.cut('reset' if i % 2 else 'abort'):
             hits += 1
+    return hits
+
+
+async def mixed_faults(proxy: Any, done: asyncio.Event) -> int:
+    """A blackhole that drops bytes both ways, a partition (cut, reconnects refused), a throttle
+    and a stall longer than the heartbeat (the server under test runs with a 1 s ping interval and
+    timeout); returns how many hit a live connection."""
+    hits = 0
+
+    async def pause(seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(done.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    if await pause(0.3):
+        return hits
+    hits += proxy.live_connections > 0
+    proxy.blackhole('both', 0.6, mode='drop')
+    if await pause(1.2):
+        return hits
+    hits += await proxy.partition(0.5) > 0
+    if await pause(1.0):
+        return hits
+    proxy.throttle(2_000_000, seconds=1.0)
+    if await pause(0.5):
+        return hits
+    hits += await proxy.stall(2.5) > 0
     return hits

@@ -60,7 +60,7 @@ export async function run(io, url, p, log) {
   const bigAck = p.bigSize ? socket.emitWithAck("big", bigUp) : Promise.resolve(null);
   for (let i = 0; i < p.count; i++) {
     socket.emit("num", i);
-    if (i % 20 === 19) await sleep(5);
+    if (i % 20 === 19) await sleep(p.pauseMs ?? 5);
   }
   const chained = !p.chain ? Promise.resolve(null) : new Promise((resolve) => {
     socket.emit("chain", 10, (offer, respond) => respond(offer.price + 1, (final) => resolve(final)));
