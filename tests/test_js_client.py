@@ -113,3 +113,18 @@ async def test_against_a_plain_server_it_is_socketio_client(node):
     expected = hashlib.sha256(pattern(big)).hexdigest()
     assert report['bigUp'] == expected and seen.big_up == [expected]
     assert report['bigDown'] == {'size': big, 'sha': expected}
+
+
+async def test_bench_runner_smoke(node, tmp_path):
+    """bench/js_client.py at a tiny scale: both clients measured on every workload, ratios that
+    match the figures, both bundle sizes."""
+    import argparse
+
+    from bench import js_client
+    args = argparse.Namespace(emits=200, rounds=2, repeat=1, out=tmp_path)
+    data = await js_client.main(args)
+    assert set(data['workloads']) == {'emit_c2s', 'emit_s2c', 'acks_64'}
+    for row in data['workloads'].values():
+        assert row['socket.io-client_per_s'] > 0 and row['relio-client_per_s'] > 0
+        assert row['ratio'] == pytest.approx(row['relio-client_per_s'] / row['socket.io-client_per_s'])
+    assert all(size > 1000 for size in data['bundle_gzip_bytes'].values())
