@@ -128,3 +128,38 @@ async def test_bench_runner_smoke(node, tmp_path):
         assert row['socket.io-client_per_s'] > 0 and row['relio-client_per_s'] > 0
         assert row['ratio'] == pytest.approx(row['relio-client_per_s'] / row['socket.io-client_per_s'])
     assert all(size > 1000 for size in data['bundle_gzip_bytes'].values())
+
+
+async def test_a_refused_resume_ends_the_session_and_starts_a_new_one(node):
+    """The server's relio_resume handler refuses: the client's session ends (`disconnect` with
+    the reason) and a new one starts (`connect`, a new socket.id); emits go on in the new one."""
+    sio, seen = workload_server()
+    refusals = []
+
+    @sio.on('relio_resume')
+    async def refuse(sid, environ, auth):
+        refusals.append(sid)
+        return False
+
+    async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        report, events, stderr, hits = await run_script(
+            node, JS_DIR / 'test' / 'e2e' / 'lifecycle.mjs', proxy.url, {'count': 60, 'deadlineMs': 10000},
+            times=1, every=0.4, proxy=proxy)
+    detail = f'{events}\n{stderr[-3000:]}'
+    assert report is not None and hits == 1, detail
+    before_report = events[:next(i for i, e in enumerate(events) if e['ev'] == 'report')]
+    kinds = [e['ev'] for e in before_report
+             if e['ev'] in ('connect', 'disconnect', 'suspend', 'resume')]
+    assert kinds == ['connect', 'suspend', 'disconnect', 'connect'], detail
+    connects = [e for e in events if e['ev'] == 'connect']
+    assert connects[0]['id'] != connects[1]['id'] == report['id']
+    assert refusals == [connects[0]['id']]
+    assert next(e for e in events if e['ev'] == 'disconnect')['reason'] == \
+        'resume refused by the server'
+    # every emit reached the server once, in order, or was reported undelivered: none silently lost
+    assert len(seen.nums) == len(set(seen.nums))
+    assert seen.nums == sorted(seen.nums) and seen.nums[-1] == 59
+    undelivered = [e for e in events if e['ev'] == 'delivery_error']
+    # (a message whose acknowledgement the cut swallowed is reported too: the client cannot know)
+    assert 60 - len(seen.nums) <= len(undelivered) <= 60 - len(seen.nums) + 2, detail
+    assert all(e['reason'] == 'resume refused by the server' for e in undelivered)

@@ -15,7 +15,7 @@ export interface Packet {
 export interface CarrierSink {
   /** a binary engine.io message that is not a packet's attachment */
   onCarrier(data: Uint8Array): void;
-  /** a decoded CONNECT packet, before socket.io-client handles it */
+  /** a decoded CONNECT or CONNECT_ERROR packet, before socket.io-client handles it */
   onConnectPacket(packet: Packet): void;
 }
 
@@ -28,6 +28,7 @@ interface StockDecoder {
 }
 
 const CONNECT = 0;
+const CONNECT_ERROR = 4;
 const BINARY_EVENT = "5";
 const BINARY_ACK = "6";
 
@@ -48,7 +49,7 @@ export function carrierParser(stock: { Encoder: new () => unknown; Decoder: new 
     constructor() {
       this.inner.on("decoded", (packet: unknown) => {
         const p = packet as Packet;
-        if (p.type === CONNECT) sink.onConnectPacket(p);
+        if (p.type === CONNECT || p.type === CONNECT_ERROR) sink.onConnectPacket(p);
         this.emit("decoded", p);
       });
     }

@@ -509,6 +509,12 @@ export class RelioSocket {
 
   private onConnectPacket(packet: Packet): void {
     if (packet.nsp !== this.nsp) return;
+    if (packet.type !== 0) {
+      // CONNECT_ERROR: the server refused this namespace (its connect handler); the Socket will
+      // not reconnect, so a session waiting to resume is over
+      if (this.session !== null) this.endSession("connection refused by the server", "io server disconnect");
+      return;
+    }
     const data = packet.data as Record<string, any> | undefined;
     const info = data?.[PROTOCOL.handshakeKey];
     if (info === null || typeof info !== "object" || typeof info.credential !== "string") {
