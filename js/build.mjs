@@ -12,7 +12,7 @@ await build({
   outfile: here + "dist/cjs/index.cjs", external: ["socket.io-client"], target: "es2020",
 });
 await build({
-  entryPoints: [here + "src/index.ts"], bundle: true, format: "iife", globalName: "relio",
+  entryPoints: [here + "src/bundle.ts"], bundle: true, format: "iife", globalName: "relio",
   platform: "browser", outfile: here + "dist/relio-client.min.js", minify: true, target: "es2020",
   legalComments: "none",
 });

@@ -515,10 +515,16 @@ export class Engine {
     return batches;
   }
 
+  /** A lower cap on payload bytes in flight set by the caller for the link it has now (a
+   *  long-polling link carries everything in flight in a few POSTs); null: the config's. */
+  inflightBytesCap: number | null = null;
+
   private canSendNew(): boolean {
+    const cap = this.inflightBytesCap === null ? this.config.maxInflightBytes
+      : Math.min(this.inflightBytesCap, this.config.maxInflightBytes);
     return this.queue.length > 0 &&
       this.nextSeq - this.sendBase < this.config.maxInflightMessages &&
-      this.inflightBytes < this.config.maxInflightBytes;
+      this.inflightBytes < cap;
   }
 
   private encodeFrame(frame: SentFrame): Uint8Array {

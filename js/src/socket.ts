@@ -61,6 +61,13 @@ const RESERVED = new Set(["connect", "connect_error", "disconnect", "disconnecti
 
 const now = (): number => performance.now() / 1000;
 
+/** Engine.io messages queued in the transport beyond which relio waits for it to drain: over
+ *  long-polling one POST carries the whole queue and python-engineio refuses a POST of more than
+ *  16 messages ("Too many packets in payload"), which would cost the connection. */
+const WRITE_QUEUE_LIMIT = 8;
+/** Payload bytes relio keeps in flight while the link is long-polling (a few batches a POST). */
+const POLLING_INFLIGHT_BYTES = 3 * 61440;
+
 function toBase64(bytes: Uint8Array): string {
   let text = "";
   for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
@@ -150,6 +157,7 @@ export class RelioSocket {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
   private sendChain: Promise<void> | null = null;
+  private drainWaiter: unknown = null;
   private readonly store: StorageLike | null;
   private readonly storeKey: string;
   private storeFailed = false;
@@ -678,7 +686,7 @@ export class RelioSocket {
   private flush(): void {
     const session = this.session;
     if (session === null) return;
-    if (this.linkUp) {
+    if (this.linkUp && this.transportHasRoom(session.engine)) {
       for (const batch of session.engine.dataToSend(now())) this.writeBatch(batch);
     }
     this.processEvents();
@@ -732,6 +740,22 @@ export class RelioSocket {
     } catch {
       /* storage unavailable: nothing kept */
     }
+  }
+
+  /** Whether the engine.io transport can take more now; if not, flush again when it drains. */
+  private transportHasRoom(engine: Engine): boolean {
+    const eio = (this.io as any).engine;
+    if (!eio) return true;
+    engine.inflightBytesCap = eio.transport?.name === "polling" ? POLLING_INFLIGHT_BYTES : null;
+    if ((eio.writeBuffer?.length ?? 0) < WRITE_QUEUE_LIMIT) return true;
+    if (this.drainWaiter !== eio) {
+      this.drainWaiter = eio;
+      eio.once("drain", () => {
+        if (this.drainWaiter === eio) this.drainWaiter = null;
+        this.kick();
+      });
+    }
+    return false;
   }
 
   private armTimer(): void {
