@@ -103,7 +103,8 @@ def cli() -> None:
     data = asyncio.run(main(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'js_client.json').write_text(json.dumps(data, indent=1) + '\n')
-    print(f"{'workload':<10} {'n':>7} {'socket.io-client/s':>19} {'relio-client/s':>15} {'ratio':>6}")
+    print(f"{'workload':<10} {'n':>7} {'socket.io-client/s':>19} {'relio-client/s':>15} "
+          f"{'ratio':>6}")
     for name, row in data['workloads'].items():
         print(f"{name:<10} {row['n']:>7} {row['socket.io-client_per_s']:>19.0f} "
               f"{row['relio-client_per_s']:>15.0f} {row['ratio']:>6.2f}")

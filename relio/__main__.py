@@ -2,7 +2,8 @@
 
     python -m relio demo             python-socketio vs relio on a real, flaky loopback connection
     python -m relio demo --engine    the sans-I/O engine simulation (no sockets, a fake clock)
-    python -m relio demo --browser   the comparison in a browser tab (socket.io-client vs relio-client)
+    python -m relio demo --browser   the comparison in a browser tab (socket.io-client beside
+                                     relio-client)
     python -m relio                  this usage
 """
 

@@ -30,7 +30,7 @@ async def test_demo_page_in_chromium(browser_node):  # noqa: F811
         await runner.cleanup()
     assert report is not None, f'{events[-10:]}\n{stderr[-3000:]}'
     rows = dict(zip(['sent', 'server_got', 'lost_up', 'dup_up', 'received', 'lost_down', 'dup_down',
-                     'reordered_down', 'drops', 'ids'], report['relio']))
+                     'reordered_down', 'drops', 'ids'], report['relio'], strict=True))
     assert rows['sent'] == rows['server_got'] == rows['received'] == MESSAGES, report
     assert rows['lost_up'] == rows['dup_up'] == rows['lost_down'] == rows['dup_down'] \
         == rows['reordered_down'] == [0, True], report

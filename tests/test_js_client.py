@@ -20,8 +20,8 @@ from tests.support.jsclient import (
     JS_DIR,
     build_js_client,
     check_relio_report,
-    pattern,
     mixed_faults,
+    pattern,
     run_script,
     workload_server,
 )
@@ -126,7 +126,8 @@ async def test_bench_runner_smoke(node, tmp_path):
     assert set(data['workloads']) == {'emit_c2s', 'emit_s2c', 'acks_64'}
     for row in data['workloads'].values():
         assert row['socket.io-client_per_s'] > 0 and row['relio-client_per_s'] > 0
-        assert row['ratio'] == pytest.approx(row['relio-client_per_s'] / row['socket.io-client_per_s'])
+        assert row['ratio'] == pytest.approx(
+            row['relio-client_per_s'] / row['socket.io-client_per_s'])
     assert all(size > 1000 for size in data['bundle_gzip_bytes'].values())
 
 
@@ -143,7 +144,8 @@ async def test_a_refused_resume_ends_the_session_and_starts_a_new_one(node):
 
     async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
         report, events, stderr, hits = await run_script(
-            node, JS_DIR / 'test' / 'e2e' / 'lifecycle.mjs', proxy.url, {'count': 60, 'deadlineMs': 10000},
+            node, JS_DIR / 'test' / 'e2e' / 'lifecycle.mjs', proxy.url,
+            {'count': 60, 'deadlineMs': 10000},
             times=1, every=0.4, proxy=proxy)
     detail = f'{events}\n{stderr[-3000:]}'
     assert report is not None and hits == 1, detail

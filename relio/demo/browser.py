@@ -33,7 +33,8 @@ PAGE = """<!doctype html>
 <style>
  body { font: 15px/1.4 system-ui, sans-serif; margin: 2em; }
  table { border-collapse: collapse; } td, th { padding: .3em 1em; border-bottom: 1px solid #ddd; }
- td { text-align: right; font-variant-numeric: tabular-nums; } .bad { color: #b00; } .good { color: #070; }
+ td { text-align: right; font-variant-numeric: tabular-nums; }
+ .bad { color: #b00; } .good { color: #070; }
 </style>
 <h1>socket.io-client vs relio-client, same server, same flaky link</h1>
 <p>Both clients talk to one <code>relio.AsyncServer</code> through a proxy that cuts the connection
@@ -51,7 +52,8 @@ const clients = {};
 function client(kind, io) {
   const name = kind + "-" + run;
   const s = io(LINK, { reconnectionDelay: 200, reconnectionDelayMax: 1000 });
-  const c = clients[kind] = { name, socket: s, sent: 0, got: [], drops: 0, ids: new Set(), server: [] };
+  const c = clients[kind] = { name, socket: s, sent: 0, got: [], drops: 0, ids: new Set(),
+                              server: [] };
   // the same app code for both; a plain client must join its room again after each reconnect
   s.on("connect", () => { c.ids.add(s.id); s.emit("hello", name); });
   s.on("disconnect", () => c.drops++);
@@ -60,16 +62,27 @@ function client(kind, io) {
   s.on("news", (n) => c.got.push(n));
   (async () => {
     await new Promise((r) => s.once("connect", r));
-    for (let i = 0; i < N; i++) { s.emit("tick", name, i); c.sent++; await new Promise((r) => setTimeout(r, PACE_MS)); }
+    for (let i = 0; i < N; i++) {
+      s.emit("tick", name, i);
+      c.sent++;
+      await new Promise((r) => setTimeout(r, PACE_MS));
+    }
   })();
 }
 function stats(seq) {
   const seen = new Set(); let dup = 0, reordered = 0, last = -1;
-  for (const n of seq) { if (seen.has(n)) dup++; seen.add(n); if (n < last) reordered++; last = Math.max(last, n); }
+  for (const n of seq) {
+    if (seen.has(n)) dup++;
+    seen.add(n);
+    if (n < last) reordered++;
+    last = Math.max(last, n);
+  }
   return { lost: N - seen.size, dup, reordered };
 }
 const direct = relio.plainIo(location.origin);   // not through the proxy: reads the server's counts
-function cell(v, good) { return `<td class="${good === undefined ? "" : good ? "good" : "bad"}">${v}</td>`; }
+function cell(v, good) {
+  return `<td class="${good === undefined ? "" : good ? "good" : "bad"}">${v}</td>`;
+}
 async function render(final) {
   const out = {};
   for (const kind of ["plain", "relio"]) {
@@ -97,7 +110,8 @@ const timer = setInterval(async () => {
   // final once relio-client has everything both ways (what socket.io-client lost stays lost),
   // or after 30 s more
   const r = clients.relio, late = Date.now() - started;
-  const final = late > expected && ((r.got.length >= N && r.server.length >= N) || late > expected + 30000);
+  const complete = r.got.length >= N && r.server.length >= N;
+  const final = late > expected && (complete || late > expected + 30000);
   await render(final);
   if (final) clearInterval(timer);
 }, 300);
@@ -111,6 +125,7 @@ def make_server(messages: int = MESSAGES) -> relio.AsyncServer:
                             ping_timeout=1)
     ticks: dict[str, list[int]] = {}
     streams: set[str] = set()
+    tasks: set[asyncio.Task] = set()        # the streams' tasks, referenced while they run
 
     @sio.on("hello")
     async def hello(sid, name):
@@ -118,7 +133,8 @@ def make_server(messages: int = MESSAGES) -> relio.AsyncServer:
         if name not in streams:
             streams.add(name)
             task = asyncio.create_task(stream(name))
-            sio.relio_demo_tasks.add(task)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     async def stream(name):
         for i in range(messages):
@@ -133,7 +149,6 @@ def make_server(messages: int = MESSAGES) -> relio.AsyncServer:
     async def get_ticks(sid, name):
         return ticks.get(name, [])
 
-    sio.relio_demo_tasks = set()
     return sio
 
 

@@ -142,7 +142,8 @@ def check_relio_report(report: dict, seen: ServerSide, *, count: int, asks: int,
     assert report['connect'] == 1
     assert report['disconnect'] == 0
     assert report['resume'] == report['suspend']
-    assert report['received'] == list(range(count)), 'server -> client emits lost/duplicated/reordered'
+    assert report['received'] == list(range(count)), \
+        'server -> client emits lost/duplicated/reordered'
     assert report['answers'] == [2 * i for i in range(asks)]
     assert seen.nums == list(range(count + 1)), 'client -> server emits lost/duplicated/reordered'
     assert seen.ask_runs == {i: 1 for i in range(asks)}, 'an ack handler ran twice or never'
