@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from relio.demo import browser
-from tests.support.jsclient import JS_DIR, run_script
-from tests.test_js_browser import browser_node  # noqa: F401  (the fixture)
+from tests.support.jsclient import JS_DIR, browser_node, run_script  # noqa: F401  (the fixture)
 
 MESSAGES = 400
 

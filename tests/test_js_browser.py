@@ -9,16 +9,12 @@ CI script does), or point ``RELIO_CHROMIUM`` at a Chromium binary.
 """
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
 import socketio
 
 from relio.demo.faultproxy import FaultProxy
-from tests.support.jsclient import (
+from tests.support.jsclient import (  # noqa: F401  (browser_node: the fixture)
     JS_DIR,
-    build_js_client,
+    browser_node,
     check_relio_report,
     run_script,
     workload_server,
@@ -26,16 +22,6 @@ from tests.support.jsclient import (
 from tests.support.servers import start_asgi
 
 E2E = JS_DIR / 'test' / 'e2e'
-
-
-@pytest.fixture(scope='session')
-def browser_node() -> str:
-    chromium = os.environ.get('RELIO_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
-    if not os.access(chromium, os.X_OK):
-        pytest.fail('Chromium is needed for the browser tests and was not found: install it with '
-                    '`apt-get install -y chromium` (Debian) or set RELIO_CHROMIUM to its path')
-    os.environ['RELIO_CHROMIUM'] = chromium
-    return build_js_client()
 
 
 def page_app(sio: socketio.AsyncServer) -> socketio.ASGIApp:
@@ -49,7 +35,7 @@ def page_app(sio: socketio.AsyncServer) -> socketio.ASGIApp:
     })
 
 
-async def test_browser_workload_through_cuts(browser_node):
+async def test_browser_workload_through_cuts(browser_node):  # noqa: F811
     count, asks, big = 2000, 64, 20 * 1024 * 1024
     sio, seen = workload_server(max_http_buffer_size=1_000_000)
     server = await start_asgi(page_app(sio))
@@ -71,7 +57,7 @@ async def test_browser_workload_through_cuts(browser_node):
     check_relio_report(report, seen, count=count, asks=asks, big_size=big)
 
 
-async def test_browser_reload_resumes_the_session_with_persistence(browser_node):
+async def test_browser_reload_resumes_the_session_with_persistence(browser_node):  # noqa: F811
     """`relio: {persist: true}`: the page reloads itself halfway through a stream of numbered emits
     both ways; the reloaded page resumes the same session from sessionStorage. Every emit of
     either page reaches the server once and in order, every server emit reaches one of the pages

@@ -63,6 +63,16 @@ def build_js_client() -> str:
     return node
 
 
+@pytest.fixture(scope='session')
+def browser_node() -> str:
+    chromium = os.environ.get('RELIO_CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
+    if not os.access(chromium, os.X_OK):
+        pytest.fail('Chromium is needed for the browser tests and was not found: install it with '
+                    '`apt-get install -y chromium` (Debian) or set RELIO_CHROMIUM to its path')
+    os.environ['RELIO_CHROMIUM'] = chromium     # for the browser.mjs subprocesses
+    return build_js_client()
+
+
 def pattern(size: int) -> bytes:
     """The bytes workload.js's ``pattern(size)`` makes: byte i = (i * 31 + 7) & 0xff."""
     period = bytes((i * 31 + 7) & 0xFF for i in range(256))
