@@ -40,6 +40,10 @@ export interface Config {
   coalesceBytes: number;
   receiveWindow: number;
   maxReorderBytes: number;
+  /** chunked messages held ahead of a gap at once (new ones beyond: refused, not acked) */
+  maxReassemblies: number;
+  /** chunk bytes held ahead of a gap */
+  maxReassemblyBytes: number;
   maxAckRanges: number;
   maxAckDelay: number;
   ackEvery: number;
@@ -67,6 +71,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   coalesceBytes: 61440,
   receiveWindow: 8192,
   maxReorderBytes: 16 * 1024 * 1024,
+  maxReassemblies: 64,
+  maxReassemblyBytes: 128 * 1024 * 1024,
   maxAckRanges: 32,
   maxAckDelay: 0.010,
   ackEvery: 64,

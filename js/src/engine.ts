@@ -97,6 +97,7 @@ export class Engine {
   private recvBase = 0;
   private readonly held = new Map<number, DataFrame>();
   private heldUnchunkedBytes = 0;
+  private heldChunkBytes = 0;                          // totals of chunked messages held ahead
   private reassembly: Reassembly | null = null;
   private readonly chunkTotals = new Map<string, number>();   // stored chunks' totals by id
   private readonly delivered: IdSet;
@@ -267,7 +268,13 @@ export class Engine {
         if (this.heldUnchunkedBytes + f.payload.length > this.config.maxReorderBytes) return;
         this.heldUnchunkedBytes += f.payload.length;
       } else {
-        this.chunkTotals.set(idKey(f.msgId), f.total);
+        // a message not in progress yet is admitted only within the reassembly bounds (7.1)
+        const key = idKey(f.msgId);
+        const known = this.chunkTotals.has(key) || this.reassembly?.key === key;
+        if (!known && (this.chunkTotals.size >= this.config.maxReassemblies ||
+                       this.heldChunkBytes + f.total > this.config.maxReassemblyBytes)) return;
+        if (!known) this.heldChunkBytes += f.total;
+        this.chunkTotals.set(key, f.total);
       }
       // the payload is a view into the batch: keep a copy of what waits
       this.held.set(seq, { ...f, payload: f.payload.slice() });
@@ -300,7 +307,6 @@ export class Engine {
         throw new RemoteProtocolError(`message starts with a chunk at offset ${f.offset}`);
       }
       re = this.reassembly = { key, id: f.msgId, total: f.total, parts: [], received: 0 };
-      this.chunkTotals.set(key, f.total);
     } else if (re.key !== key) {
       throw new RemoteProtocolError("chunks of two messages are interleaved");
     } else if (re.total !== f.total || f.offset !== re.received) {
@@ -311,7 +317,7 @@ export class Engine {
     re.received += f.payload.length;
     if (re.received < re.total) return;
     this.reassembly = null;
-    this.chunkTotals.delete(key);
+    if (this.chunkTotals.delete(key)) this.heldChunkBytes = Math.max(0, this.heldChunkBytes - re.total);
     const whole = new Uint8Array(re.total);
     let pos = 0;
     for (const part of re.parts) {
@@ -725,12 +731,12 @@ export class Engine {
         if (f.flags & CHUNK) e.chunkTotals.set(idKey(f.msgId), f.total);
         else e.heldUnchunkedBytes += f.payload.length;
       }
+      for (const total of e.chunkTotals.values()) e.heldChunkBytes += total;
       if (data.reassembly !== null) {
         const [id, total, bytes] = data.reassembly;
         const part = unb64(bytes as string);
         const msgId = unb64(id as string);
         e.reassembly = { key: idKey(msgId), id: msgId, total: total as number, parts: [part], received: part.length };
-        e.chunkTotals.set(idKey(msgId), total as number);
       }
       for (const id of data.delivered) e.delivered.add(b64ToLatin1(id));
       for (const id of data.awaiting) e.awaitingReply.add(b64ToLatin1(id));
