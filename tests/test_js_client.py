@@ -109,7 +109,7 @@ async def test_against_a_plain_server_it_is_socketio_client(node):
     assert report['connect'] == 1 and report['suspend'] == 0
     assert report['received'] == list(range(count))
     assert report['answers'] == [2 * i for i in range(asks)]
-    assert seen.nums == list(range(count + 1))
+    assert seen.nums == list(range(count + 1)) and seen.early == list(range(5))
     expected = hashlib.sha256(pattern(big)).hexdigest()
     assert report['bigUp'] == expected and seen.big_up == [expected]
     assert report['bigDown'] == {'size': big, 'sha': expected}

@@ -82,6 +82,7 @@ def pattern(size: int) -> bytes:
 @dataclass
 class ServerSide:
     """What the server's handlers saw; the assertions are made on it and on the client's report."""
+    early: list[int] = field(default_factory=list)
     nums: list[int] = field(default_factory=list)
     ask_runs: dict[int, int] = field(default_factory=dict)
     big_up: list[str] = field(default_factory=list)
@@ -112,6 +113,10 @@ def workload_server(server_class: Any = relio.AsyncServer,
         task = asyncio.create_task(stream())
         seen.tasks.add(task)
         task.add_done_callback(seen.tasks.discard)
+
+    @sio.on('early')
+    async def early(sid, n):
+        seen.early.append(n)
 
     @sio.on('num')
     async def num(sid, n):
@@ -156,6 +161,8 @@ def check_relio_report(report: dict, seen: ServerSide, *, count: int, asks: int,
         'server -> client emits lost/duplicated/reordered'
     assert report['answers'] == [2 * i for i in range(asks)]
     assert seen.nums == list(range(count + 1)), 'client -> server emits lost/duplicated/reordered'
+    assert seen.early == list(range(5)), 'emits made before the connection was up'
+
     assert seen.ask_runs == {i: 1 for i in range(asks)}, 'an ack handler ran twice or never'
     assert report['chainFinal'] == 'paid 11' and seen.chain_runs == [11]
     assert report['delivered'] is True

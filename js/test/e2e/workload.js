@@ -49,6 +49,8 @@ export async function run(io, url, p, log) {
   });
   socket.on("chain_q", (q, ack) => ack(q + 1));
 
+  // emits made before the connection is up (before anyone knows if the server speaks relio)
+  for (let i = 0; i < (p.early ?? 5); i++) socket.emit("early", i);
   await new Promise((resolve) => socket.once("connect", resolve));
   const firstId = socket.id;
   socket.emit("start", p.count, p.bigSize);
