@@ -448,11 +448,15 @@ export class RelioSocket {
 
   private submitNow(event: string, args: unknown[], ack: Fn | null, timeoutMs: number | null,
                     tracked: Tracked): void {
-    if (this.mode === "unknown") {
+    const session = this.session;
+    if (this.mode === "unknown" || (this.mode === "relio" && session === null)) {
+      // no session yet (or between two): held until the next CONNECT says what the server is
+      if (this.early.length >= this.config.maxOutboxMessages) {
+        throw new QueueFull(`outbox full (${this.early.length} messages waiting for a connection)`);
+      }
       this.early.push({ event, args, ack, timeout: timeoutMs, tracked });
       return;
     }
-    const session = this.session;
     if (this.mode === "plain" || session === null) {
       this.emitPlain(event, args, ack, timeoutMs);
       tracked.resolve?.(false);
