@@ -165,3 +165,22 @@ async def test_a_refused_resume_ends_the_session_and_starts_a_new_one(node):
     # (a message whose acknowledgement the cut swallowed is reported too: the client cannot know)
     assert 60 - len(seen.nums) <= len(undelivered) <= 60 - len(seen.nums) + 2, detail
     assert all(e['reason'] == 'resume refused by the server' for e in undelivered)
+
+
+async def test_a_full_outbox_tells_the_sender_and_loses_nothing(node):
+    """While the link is down, emits fill the session's outbox (maxOutboxMessages 50): the 51st
+    throws QueueFull; after the resume the server gets exactly the 50 accepted emits, in order."""
+    sio, seen = workload_server()
+
+    async def partition(proxy, done):
+        return await proxy.partition(1.5) > 0
+
+    async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        report, events, stderr, hits = await run_script(
+            node, JS_DIR / 'test' / 'e2e' / 'overflow.mjs', proxy.url,
+            {'outbox': 50, 'deadlineMs': 15000}, times=0, every=0, proxy=proxy, faults=partition)
+    assert report is not None and hits, f'{events}\n{stderr[-3000:]}'
+    assert report['accepted'] == 50
+    assert report['error']['isQueueFull'] is True and report['error']['name'] == 'QueueFull'
+    assert report['delivered'] is True
+    assert seen.nums == list(range(51))
