@@ -78,7 +78,8 @@ async def test_browser_reload_resumes_the_session_with_persistence(browser_node)
     assert report is not None, detail
     reloading = [e for e in events if e['ev'] == 'reloading']
     assert reloading, detail
-    assert 0 < reloading[0]['received'] < count, 'the reload did not happen mid-stream'
+    assert 0 < reloading[0]['received'] < count, \
+        f'the reload did not happen mid-stream: {reloading}'
     print(f'reloaded after {reloading[0]["emitted"]} emits, {reloading[0]["received"]} received')
     assert report['loads'] == 2
     assert report['relio'] is True and report['delivered'] is True

@@ -100,12 +100,12 @@ def workload_server(server_class: Any = relio.AsyncServer,
     seen = ServerSide()
 
     @sio.on('start')
-    async def start(sid, count, big_size):
+    async def start(sid, count, big_size, pause=0.005):
         async def stream():
             for i in range(count):
                 await sio.emit('srv', i, to=sid)
                 if i % 20 == 19:
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(pause)
             if big_size:
                 await sio.emit('big', pattern(big_size), to=sid,
                                callback=lambda size: seen.big_down_acks.append(size))

@@ -21,7 +21,8 @@ export async function run(io, url, p, log) {
     log("connect", { id: socket.id, recovered: socket.recovered, loads: state.loads });
   });
   await connected;
-  if (state.loads === 1) socket.emit("start", p.count, 0);
+  // the server's stream is paced (20 events every 30 ms) so that the reload lands inside it
+  if (state.loads === 1) socket.emit("start", p.count, 0, 0.03);
   const reloadAt = Math.floor(p.count / 2);
   while (state.emitted < p.count) {
     socket.emit("num", state.emitted);
@@ -29,7 +30,7 @@ export async function run(io, url, p, log) {
     save();
     if (state.loads === 1 && state.emitted === reloadAt) {
       // reload in the middle of the server's stream too
-      for (let i = 0; i < 500 && state.received.length < p.count / 4; i++) await sleep(2);
+      for (let i = 0; i < 2500 && state.received.length < p.count / 4; i++) await sleep(2);
       log("reloading", { emitted: state.emitted, received: state.received.length });
       location.reload();
       return;
