@@ -2,6 +2,8 @@
 
     python -m relio demo             python-socketio vs relio on a real, flaky loopback connection
     python -m relio demo --engine    the sans-I/O engine simulation (no sockets, a fake clock)
+    python -m relio demo --browser   the comparison in a browser tab (socket.io-client beside
+                                     relio-client)
     python -m relio                  this usage
 """
 
@@ -32,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine", action="store_true",
                       help="run the sans-I/O simulation of relio's protocol engine instead "
                            "(no sockets, a fake clock)")
+    demo.add_argument("--browser", action="store_true",
+                      help="serve a page on 127.0.0.1 that runs socket.io-client beside "
+                           "relio-client through a flaky link (needs js/ built: "
+                           "cd js && npm ci && npm run build)")
+    demo.add_argument("--port", type=int, default=0,
+                      help="port of the --browser page (default: any free port)")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED,
                       help=f"seed of the link's faults (default {DEFAULT_SEED})")
     return parser
@@ -43,6 +51,9 @@ def main(argv=None) -> int:
     if args.command != "demo":
         parser.print_help()
         return 0
+    if args.browser:
+        from relio.demo import browser
+        return browser.main(args.port)
     from relio import demo
 
     if args.engine:
