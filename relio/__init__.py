@@ -10,11 +10,21 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
 * :mod:`relio.binding`: its binding to Socket.IO without I/O (handshake, carriers, payloads,
   the session table);
 * :mod:`relio.asyncio`: the asyncio shell (``AsyncServer``, ``AsyncClient``);
+* :mod:`relio.threading`: the thread-based shell (``Server``, ``Client``, ``SimpleClient``), on the
+  same engine, channel and session code;
 * :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``);
 * :mod:`relio.demo`: ``python -m relio demo``.
 """
 
-from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
+from socketio import (
+    ASGIApp,
+    AsyncClientNamespace,
+    AsyncNamespace,
+    ClientNamespace,
+    Middleware,
+    Namespace,
+    WSGIApp,
+)
 
 from relio import exceptions
 from relio.asyncio.client import AsyncClient
@@ -39,6 +49,9 @@ from relio.engine import (
     ResponseReceived,
     SessionClosed,
 )
+from relio.threading.client import Client
+from relio.threading.server import Manager, Server
+from relio.threading.simple_client import SimpleClient
 
 __version__ = "0.1.0"
 
@@ -49,7 +62,8 @@ __all__ = [
     "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
     "RelayError", "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
-    "exceptions",
+    "exceptions", "Client", "ClientNamespace", "Manager", "Middleware", "Namespace", "Server",
+    "SimpleClient", "WSGIApp",
 ]
 
 

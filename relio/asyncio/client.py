@@ -26,8 +26,8 @@ from socketio import packet
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.results import Delivery
+from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding import wire
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
@@ -453,35 +453,7 @@ class AsyncClient(socketio.AsyncClient):
 
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
-        if not items or not isinstance(items[0], str):
-            channel.protocol_error(RemoteProtocolError("event without a name"))
-            return
-        event, namespace = items[0], channel.namespace
-        self.logger.info('Received event "%s" [%s]', event, namespace)
-        then = None
-        if request:
-            def then(result, channel=channel, msg_id=msg_id):
-                channel.answer(msg_id, result)
-        if event in wire.RESERVED_EVENTS:
-            logger.warning('relio: dropped reserved event %r', event)
-            if then is not None:
-                then(None)
-            return
-        args = tuple(items[1:])
-        request_id = msg_id if request else None
-        if '_trigger_event' in self.__dict__:
-            channel.run(self._trigger_event, (event, namespace, *args), then, False, request_id)
-            return
-        handler, handler_args = self._get_event_handler(event, namespace, args)
-        if handler is not None:
-            channel.run(handler, handler_args, then, False, request_id)
-            return
-        ns_handler, ns_args = self._get_namespace_handler(namespace, args)
-        if ns_handler is not None:
-            channel.run(ns_handler.trigger_event, (event, *ns_args), then, False, request_id)
-            return
-        if then is not None:     # python-socketio's client acknowledges even unhandled events
-            then(None)
+        events.dispatch_client_message(self, channel, msg_id, items, request)
 
     def on_reply(self, channel: Channel) -> None:
         self.logger.info('Received ack [%s]', channel.namespace)

@@ -92,6 +92,44 @@ def asks_for_relio(environ: dict | None) -> bool:
     return (QUERY_KEY, str(HANDSHAKE_VERSION)) in urllib.parse.parse_qsl(query)
 
 
+def relio_hello(data: Any, environ: dict | None, namespace: str) -> tuple[dict | None, Any]:
+    """What a server makes of a namespace's CONNECT: ``(hello, auth)``, ``hello`` being the
+    client's relio handshake (``{'v': 1}`` for a new session, with ``sid`` for a resume) and
+    ``auth`` the application's own part of ``data``; ``hello`` is None when the connection is to
+    be served as plain Socket.IO (no relio asked for, another handshake version, or a namespace
+    too long for a carrier)."""
+    hello = data.get(HANDSHAKE_KEY) if isinstance(data, dict) else None
+    if hello is not None:                    # a resume (or a client asking the older way)
+        auth = {k: v for k, v in data.items() if k != HANDSHAKE_KEY}
+    elif asks_for_relio(environ):
+        hello, auth = {"v": HANDSHAKE_VERSION}, data            # a new session
+    else:
+        return None, data
+    if not isinstance(hello, dict) or hello.get("v") != HANDSHAKE_VERSION \
+            or len(namespace.encode()) > MAX_NAMESPACE_BYTES:
+        return None, auth
+    return hello, auth
+
+
+def connect_reply(sid: str, credential: str, config: Config, max_payload: int,
+                  refused: str | None = None) -> dict:
+    """The server's CONNECT data for a new relio session (``refused``: why the resume the client
+    asked for was refused instead)."""
+    info: dict[str, Any] = {"v": HANDSHAKE_VERSION, "credential": credential, "resumed": False,
+                            "ttl": config.session_ttl, "max_payload": max_payload}
+    if refused:
+        info["refused"] = refused
+    return {"sid": sid, HANDSHAKE_KEY: info}
+
+
+def resume_reply(sid: str, credential: str, config: Config, max_payload: int,
+                 state: bytes) -> dict:
+    """The server's CONNECT data for a resumed session (``state``: its engine's resume state)."""
+    return {"sid": sid, HANDSHAKE_KEY: {
+        "v": HANDSHAKE_VERSION, "credential": credential, "resumed": True,
+        "ttl": config.session_ttl, "max_payload": max_payload, "state": encode_state(state)}}
+
+
 def has_handler(sio: Any, event: str, namespace: str) -> bool:
     """python-socketio server or client ``sio`` has a handler for ``event`` in ``namespace``
     (a decorated function, or an ``on_<event>`` method of its class-based namespace)."""
