@@ -17,7 +17,7 @@ from typing import Any
 import socketio
 from werkzeug.serving import make_server
 
-__all__ = ['serve_wsgi', 'serve_sync_socketio']
+__all__ = ['serve_wsgi', 'serve_sync_socketio', 'LoopThread', 'wait_for']
 
 
 @contextlib.contextmanager
@@ -43,3 +43,45 @@ def serve_sync_socketio(sio: Any) -> Iterator[int]:
             yield port
         finally:
             sio.shutdown()
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, for the asyncio pieces of a thread-based test (the
+    fault proxy, an asyncio server or client): ``run(coro, timeout)`` waits for a coroutine's
+    result from any other thread."""
+
+    def __init__(self) -> None:
+        import asyncio
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name='test-loop',
+                                       daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float | None = 60) -> Any:
+        import asyncio
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def __enter__(self) -> LoopThread:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def wait_for(pred: Any, timeout: float, step: float = 0.01) -> bool:
+    """Poll ``pred`` every ``step`` seconds for at most ``timeout`` seconds (bounded); whether it
+    held."""
+    import time
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / step) + 2):
+        if pred():
+            return True
+        if time.monotonic() > deadline:
+            break
+        time.sleep(step)
+    return bool(pred())
