@@ -18,10 +18,12 @@ depends on timing); that the faults were real rests on the proxy's counters, ass
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -32,7 +34,13 @@ from relio.demo.faultproxy import FaultProxy, Schedule
 from tests.support.servers import start_asgi
 from tests.support.wsgi import LoopThread, serve_sync_socketio, wait_for
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [
+    pytest.mark.timeout(240),
+    # python-engineio's thread-based client leaves the websocket of a connection attempt that
+    # fails after the TCP connect (no OPEN packet through a partition) to the garbage collector, in
+    # the baseline and under relio.Client alike: that warning is upstream's, not a relio leak.
+    pytest.mark.filterwarnings('ignore:unclosed <socket.socket:ResourceWarning'),
+]
 
 N = 1500                    # numbered emits per direction
 SEND_SECONDS = 5.0          # both senders are paced over this window
@@ -370,6 +378,11 @@ def test_sync_relio_delivers_exactly_once_under_faults(record_property):
     print('\npython-socketio (threads):', _summary(plain), 'lost:', plain_lost)
     record_property('python_socketio_sync_lost', plain_lost)
     _faults_bit(plain)
+    with warnings.catch_warnings():
+        # python-engineio's thread-based client leaves each dead websocket open until it is
+        # collected (relio.Client closes them): collect the baseline's now, without the warnings.
+        warnings.simplefilter('ignore', ResourceWarning)
+        gc.collect()
     rel = run_workload(relio, SyncServer, SyncClient)
     print('relio (threads):', _summary(rel))
     print('relio server session:', rel['server_stats'])

@@ -73,6 +73,19 @@ class _EngineIOClient(engineio.Client):
     def create_queue(self, *args, **kwargs):
         return _StopSafeQueue(*args, **kwargs)
 
+    def _read_loop_websocket(self):
+        # python-engineio leaves the websocket of a connection that died (the server stopped
+        # answering) open until it is garbage collected: a socket per reconnect. Close it here.
+        ws = self.ws
+        try:
+            super()._read_loop_websocket()
+        finally:
+            if ws is not None:
+                try:
+                    ws.shutdown()
+                except Exception:     # already closed
+                    pass
+
 
 class ClientSession:
     """One relio session of the client (one per namespace): its channel, the resume credential
