@@ -59,8 +59,9 @@ class ChannelHandler(Protocol):
 class Channel:
     """One session's engine driven by an asyncio loop."""
 
-    #: what ``loop.create_future()`` returns (the waiters of calls are told apart from callbacks)
-    _future_type: type = asyncio.Future
+    #: what ``loop.create_future()`` returns (the waiters of calls are told apart from callbacks;
+    #: asyncio's or concurrent.futures' Future, which have the methods used here)
+    _future_type: Any = asyncio.Future
     #: what a call whose reply asks for an answer returns
     question_class: type = Question
 

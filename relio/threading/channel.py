@@ -96,7 +96,7 @@ class ThreadChannel(Channel):
                 waiter = self._room_waiter()
             waiter.result()             # woken by the next delivery report, a detach, the end
 
-    def call(self, items_payload: bytes, event: str | None,  # type: ignore[override]
+    def call(self, items_payload: bytes, event: str | None,
              timeout: float | None, block: bool = True) -> Any:
         """Send a request and wait for its reply (only ``timeout`` or the end of the session stop
         the wait; a reconnect does not)."""
@@ -104,7 +104,7 @@ class ThreadChannel(Channel):
         msg_id = self.send(items_payload, event, None, future, block)
         return self.wait_reply(msg_id, future, timeout)
 
-    def wait_reply(self, msg_id: bytes | None, future: Any,  # type: ignore[override]
+    def wait_reply(self, msg_id: bytes | None, future: Any,
                    timeout: float | None) -> Any:
         try:
             return future.result(timeout)
@@ -149,4 +149,4 @@ class ThreadChannel(Channel):
             waiter.result()
             if not self.closed:
                 self.answer(request_id, result, delivery)     # full again: waits again
-        self.runner.spawn(answer_when_room)  # type: ignore[arg-type]
+        self.runner.spawn(answer_when_room)

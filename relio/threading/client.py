@@ -16,6 +16,7 @@ order (python-socketio's thread-based client runs them in its read loop, in orde
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -392,8 +393,8 @@ class Client(socketio.Client):
             namespace = session.channel.namespace
             logger.info('relio: session [%s] suspended (%s)', namespace, reason)
             if session.expiry_handle is None:
-                session.expiry_handle = DRIVER.call_later(session.ttl, lambda s=session:
-                                                          self._on_local_expiry(s))
+                session.expiry_handle = DRIVER.call_later(
+                    session.ttl, functools.partial(self._on_local_expiry, session))
             session.channel.runner.run(self._trigger_event,
                                        (wire.SUSPEND_EVENT, namespace, reason))
 

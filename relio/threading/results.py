@@ -87,12 +87,12 @@ class Question(results.Question):
         self._channel.answer(self._msg_id, data, delivery=delivery)
         return delivery
 
-    def ask(self, data: Any = None, timeout: float | None = 60) -> Any:  # type: ignore[override]
+    def ask(self, data: Any = None, timeout: float | None = 60) -> Any:
         """Answer with a further question and wait for the peer's reply to it."""
         channel = self._channel
         future = channel.loop.create_future()
         msg_id = channel.answer(self._msg_id, Reply(*payload_codec.as_args(data), callback=future))
-        return channel.wait_reply(msg_id, future, timeout)  # type: ignore[return-value]
+        return channel.wait_reply(msg_id, future, timeout)
 
     def __repr__(self) -> str:
         return f"<relio.Question data={self.data!r}>"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import cast
 
 import socketio
 from engineio import packet as eio_packet
@@ -38,6 +39,12 @@ from relio.threading.driver import DRIVER
 from relio.threading.results import Delivery
 
 logger = logging.getLogger("relio")
+
+
+def _channel(session: ServerSession) -> ThreadChannel:
+    """The session's channel: a :class:`ThreadChannel` on this server (the registry is shared
+    with the asyncio server and types it as the asyncio shell's channel)."""
+    return cast(ThreadChannel, session.channel)
 
 
 class Manager(socketio.Manager):
@@ -239,7 +246,7 @@ class Server(socketio.Server):
         if session is not None:
             # Like python-socketio, what was emitted before disconnect() still goes out first;
             # relio waits (bounded) for it to be acknowledged so its senders hear the truth.
-            session.channel.drain(self.relio_config.drain_timeout)
+            _channel(session).drain(self.relio_config.drain_timeout)
             with self._relio_lock:
                 self.relio_registry.forget(session)
             session.channel.close('server disconnect')
@@ -407,7 +414,7 @@ class Server(socketio.Server):
                 return self._refuse_resume(session, 'resume refused by the server')
             old_eio = session.eio_sid
             registry.unbind(session)
-            with channel.lock:
+            with _channel(session).lock:
                 if channel.attached:
                     channel.detach()           # half-open: the old connection is still up
                 try:
@@ -510,7 +517,7 @@ class Server(socketio.Server):
             with self._relio_lock:
                 self.relio_registry.forget(session)
             session.channel.close(reason or 'client disconnect')
-            session.channel.idle()     # its handlers first, as python-socketio orders them
+            _channel(session).idle()     # its handlers first, as python-socketio orders them
         super()._handle_disconnect(eio_sid, namespace, reason)
 
     # --- session lifetime ------------------------------------------------------------------
