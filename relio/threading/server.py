@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import cast
 
 import socketio
@@ -35,7 +36,7 @@ from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 from relio.threading.channel import ThreadChannel
-from relio.threading.driver import DRIVER
+from relio.threading.driver import DRIVER, Handle
 from relio.threading.results import Delivery
 
 logger = logging.getLogger("relio")
@@ -45,6 +46,24 @@ def _channel(session: ServerSession) -> ThreadChannel:
     """The session's channel: a :class:`ThreadChannel` on this server (the registry is shared
     with the asyncio server and types it as the asyncio shell's channel)."""
     return cast(ThreadChannel, session.channel)
+
+
+class _LockedTimers:
+    """The driver's clock and timers for the session registry, whose expiry timer then runs
+    under the server's lock like every other change to its tables."""
+
+    def __init__(self, lock: threading.RLock):
+        self._lock = lock
+
+    @staticmethod
+    def time() -> float:
+        return DRIVER.time()
+
+    def call_at(self, when: float, fn: Callable[[], object]) -> Handle:
+        def locked() -> None:
+            with self._lock:
+                fn()
+        return DRIVER.call_at(when, locked)
 
 
 class Manager(socketio.Manager):
@@ -171,7 +190,8 @@ class Server(socketio.Server):
         self._relio_lock = threading.RLock()
         #: every relio session of this server and the tables that find them
         self.relio_registry = SessionRegistry(self.relio_config, self._end,
-                                              self._connection_unreferenced, loop=DRIVER)
+                                              self._connection_unreferenced,
+                                              loop=_LockedTimers(self._relio_lock))
 
     # --- public API additions and overrides ---------------------------------------------------
     def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
