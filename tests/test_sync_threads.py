@@ -158,3 +158,29 @@ def test_plain_python_socketio_client_on_relio_server():
         assert wait_for(lambda: events == [{'n': 1}], 10)
         assert sorted(sio.rooms(sid)) == sorted([sid, 'plain'])
         client.disconnect()
+
+
+def test_chained_replies_and_big_payloads_both_ways():
+    sio = _server()
+
+    @sio.on('checkout')
+    def checkout(sid, cart):
+        def on_confirm(confirmed):
+            return 'charged' if confirmed else 'cancelled'
+        return relio.Reply({'total': len(cart)}, callback=on_confirm)
+
+    @sio.on('size')
+    def size(sid, blob):
+        return len(blob)
+
+    with serve_sync_socketio(sio) as port:
+        client = _client()
+        client.on('size', lambda blob: len(blob))
+        client.connect(f'http://127.0.0.1:{port}', transports=['websocket'])
+        question = client.call('checkout', ['a', 'b'], timeout=10)
+        assert isinstance(question, relio.Question) and question.data == {'total': 2}
+        assert question.ask(True, timeout=10) == 'charged'
+        blob = bytes(range(256)) * 12_000                    # 3 MB: chunked both ways
+        assert client.call('size', blob, timeout=30) == len(blob)
+        assert sio.call('size', blob, to=client.get_sid(), timeout=30) == len(blob)
+        client.disconnect()
