@@ -63,15 +63,19 @@ __all__ = [
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
     "RelayError", "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
     "exceptions", "Client", "ClientNamespace", "Manager", "Middleware", "Namespace", "Server",
-    "SimpleClient", "WSGIApp",
+    "SimpleClient", "WSGIApp", "RedisManager",
 ]
 
 
 def __getattr__(name):
-    # relio.AsyncRedisManager imports redis-py (the "redis" extra) only when it is asked for.
+    # relio.AsyncRedisManager and relio.RedisManager import redis-py (the "redis" extra) only when
+    # they are asked for.
     if name == "AsyncRedisManager":
         from relio.cluster.redis_manager import AsyncRedisManager
         return AsyncRedisManager
+    if name == "RedisManager":
+        from relio.cluster.redis_emitter import RedisManager
+        return RedisManager
     raise AttributeError(f"module 'relio' has no attribute {name!r}")
 
 

@@ -28,6 +28,7 @@ caught up from the stream under the same lock, so no entry is applied twice or m
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json as stdlib_json
 import logging
@@ -103,6 +104,26 @@ EMIT, CALLBACK, DISCONNECT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM = "e", "c", "d", 
 HANDOVER = "h"
 #: The kinds that can concern one session when it is caught up after a takeover.
 SESSION_ENTRY_KINDS = frozenset({EMIT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM, DISCONNECT})
+
+def relayed_msg_id(host_id: str, n: int) -> bytes:
+    """The relio message id of the ``n``-th message publisher ``host_id`` relays: the same on
+    every node that delivers it, so that a session moved while the message was on its way drops
+    the second copy."""
+    return hashlib.blake2b(n.to_bytes(8, "big"), key=bytes.fromhex(host_id),
+                           digest_size=16).digest()
+
+
+def emit_header(host_id: str, namespace: str, room: Any, event: str, msg_id: bytes,
+                skip_sid: Any = None, callback: list | None = None) -> dict:
+    """The header of an :data:`EMIT` entry (its payload: the encoded ``[event, *args]``)."""
+    header = {"k": EMIT, "h": host_id, "ns": namespace, "r": room, "ev": event,
+              "id": msg_id.hex()}
+    if skip_sid is not None:
+        header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    if callback is not None:
+        header["cb"] = callback
+    return header
+
 
 #: What the bus hands each entry of another node to: ``apply(header, fields, entry_id)``.
 Apply = Callable[[dict, dict, bytes], Awaitable[None]]

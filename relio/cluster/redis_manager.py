@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import json as stdlib_json
 import logging
@@ -37,6 +36,8 @@ from relio.cluster.bus import (
     HANDOVER,
     LEAVE_ROOM,
     RedisBus,
+    emit_header,
+    relayed_msg_id,
 )
 from relio.cluster.pubsub_bridge import PubSubBridge
 from relio.cluster.store import DURABLE, FAST, RedisSessionStore
@@ -200,12 +201,8 @@ class AsyncRedisManager(AsyncManager):
             if room is None:
                 raise ValueError("Cannot use callback without a room set.")
             remote_callback = [room, namespace, self._generate_ack_id(room, callback)]
-        header = {"k": EMIT, "h": self.bus.host_id, "ns": namespace, "r": room, "ev": event,
-                  "id": msg_id.hex()}
-        if skip_sid is not None:
-            header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        if remote_callback is not None:
-            header["cb"] = remote_callback
+        header = emit_header(self.bus.host_id, namespace, room, event, msg_id, skip_sid,
+                             remote_callback)
         await self.bus.relay(header, payload, delivery, block)
         return delivery
 
@@ -326,8 +323,7 @@ class AsyncRedisManager(AsyncManager):
     def _next_msg_id(self) -> bytes:
         """Ids of relayed messages: the same on every node that delivers the message, so that a
         session moved while the message was on its way drops the second copy."""
-        return hashlib.blake2b(next(self._msg_counter).to_bytes(8, "big"),
-                               key=bytes.fromhex(self.bus.host_id), digest_size=16).digest()
+        return relayed_msg_id(self.bus.host_id, next(self._msg_counter))
 
     async def _replay(self, session: ServerSession, fields: dict) -> None:
         """Apply one bus entry (from after the snapshot) to one adopted session only (the
