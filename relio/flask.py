@@ -11,9 +11,11 @@ relio's guarantees; any other Socket.IO client is served as plain Socket.IO.
 The module-level helpers (``emit``, ``send``, ``join_room``...) are re-exported from
 ``flask_socketio``, so ``from relio.flask import SocketIO, emit, join_room`` works too.
 
-``message_queue=`` is not supported yet: the thread-based relio has no Redis manager, and a
-python-socketio queue manager would deliver relio sessions' messages at most once. It raises
-:class:`ValueError` rather than losing messages silently (use ``relio.AsyncServer`` with
+``message_queue='redis://...'`` without an app (an external emitter: a Celery worker, a script)
+uses :class:`relio.RedisManager` (``write_only=True``), whose emits reach the clients of
+``relio.AsyncRedisManager`` nodes on the same channel exactly once. With an app (a serving node
+sharing a queue) it raises :class:`ValueError`: the thread-based relio has no multi-node server yet,
+and a python-socketio queue manager would deliver at most once (use ``relio.AsyncServer`` with
 ``relio.AsyncRedisManager`` for several nodes). Needs the ``flask`` extra:
 ``pip install relio-socketio[flask]``.
 """
@@ -44,16 +46,27 @@ class SocketIO(flask_socketio.SocketIO):
 
     def init_app(self, app: Any, **kwargs: Any) -> None:
         options = {**self.server_options, **kwargs}
-        if options.get('message_queue'):
-            raise ValueError(
-                "relio.flask.SocketIO does not support message_queue= yet: the thread-based relio "
-                "has no Redis manager, and python-socketio's queue managers deliver at most "
-                "once. Run one server process, or relio.AsyncServer with "
-                "relio.AsyncRedisManager for several nodes.")
+        url = options.get('message_queue')
+        if url and 'client_manager' not in kwargs:
+            if app is not None or not url.startswith(('redis://', 'rediss://')):
+                raise ValueError(
+                    "relio.flask.SocketIO supports message_queue= only for an external emitter "
+                    "(SocketIO(message_queue='redis://...') without an app, a relio.RedisManager "
+                    "with write_only=True): the thread-based relio has no multi-node server yet, "
+                    "and python-socketio's queue managers deliver at most once. Run one server "
+                    "process, or relio.AsyncServer with relio.AsyncRedisManager for several nodes.")
+            from relio.cluster.redis_emitter import RedisManager
+            kwargs['client_manager'] = RedisManager(
+                url, channel=options.get('channel', 'flask-socketio'), write_only=True)
+            self.server_options.pop('channel', None)
+            kwargs.pop('channel', None)
+            options = {**self.server_options, **kwargs}
         client_manager = options.get('client_manager')
-        if client_manager is not None and not isinstance(client_manager, Manager):
+        if client_manager is not None and not isinstance(client_manager, Manager) \
+                and not getattr(client_manager, 'write_only', False):
             raise ValueError("relio.flask.SocketIO needs a relio client manager "
-                             "(relio.Manager); got " + type(client_manager).__name__)
+                             "(relio.Manager, or relio.RedisManager with write_only=True); got "
+                             + type(client_manager).__name__)
         # Flask-SocketIO builds a socketio.Server in init_app; the relio server takes its place
         # with the same options, handlers and namespaces, behind the same middleware.
         super().init_app(app, **kwargs)

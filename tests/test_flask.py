@@ -5,7 +5,8 @@
 * Served by a real threaded WSGI server (werkzeug) on 127.0.0.1, the relio app gives a
   ``relio.Client`` a relio session: rooms, ``emit(to=room)``, ``send``, calls, Flask's session.
 * The fault workload of ``test_sync_e2e_faults`` holds on a Flask-SocketIO app on relio.
-* ``message_queue=`` raises a clear error (no thread-based Redis manager yet).
+* ``message_queue=`` on a serving app raises a clear error (no thread-based multi-node server
+  yet); the external emitter's case is in ``test_sync_redis.py``.
 """
 
 from __future__ import annotations

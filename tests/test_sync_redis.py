@@ -4,7 +4,8 @@ clients of ``relio.AsyncRedisManager`` nodes through the bus stream, on a real r
 Checked: emits to a room and to a sid arrive once each and in order at a relio client (thread-based
 here) of an asyncio node; the emitter's room changes apply on the node; its Delivery is settled once
 Redis holds each entry (``relayed == 1``); with Redis away an emit fails with ``relio.RelayError``
-after ``relay_timeout`` instead of vanishing; ``write_only=False`` is refused with the reason.
+after ``relay_timeout`` instead of vanishing; ``write_only=False`` is refused with the reason;
+Flask-SocketIO's external emitter (``SocketIO(message_queue=...)`` without an app) on relio uses it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import socketio
 
 import relio
+import relio.flask
 from tests.support.redis_server import RedisServer
 from tests.support.servers import start_asgi
 from tests.support.wsgi import LoopThread, wait_for
@@ -60,6 +62,12 @@ def test_thread_based_emitter_reaches_async_redis_nodes():
             emitter.emit('vip', 'welcome', namespace='/', room='vip').wait(10)
             assert wait_for(lambda: got['vip'] == ['welcome'], 15)
             assert emitter.stats['published'] == 202 and emitter.stats['failed'] == 0
+            # Flask-SocketIO's external emitter on relio: SocketIO(message_queue=...) without an
+            # app is a relio.RedisManager(write_only=True)
+            external = relio.flask.SocketIO(message_queue=redis_server.url, channel='socketio')
+            assert isinstance(external.server.manager, relio.RedisManager)
+            external.emit('room', 'from flask', to='late')
+            assert wait_for(lambda: got['room'][-1:] == ['from flask'], 15)
             # Redis away: the emit is not lost in silence
             lt.run(redis_server.stop())
             short = relio.RedisManager(redis_server.url, write_only=True,

@@ -13,8 +13,8 @@ around its tables and the manager's room entries of relio sessions. The server's
 while a session's lock is taken, never the reverse: what a channel reports under its lock
 (``on_closed``, ``on_undelivered``) goes on in a handler thread.
 
-This server keeps its sessions in this process (python-socketio's ``Manager``); there is no
-thread-based Redis manager yet.
+This server keeps its sessions in this process (python-socketio's ``Manager``); the only Redis
+manager it takes is :class:`relio.RedisManager` with ``write_only=True`` (an emitter process).
 """
 
 from __future__ import annotations
@@ -171,11 +171,14 @@ class Server(socketio.Server):
                  relio_config: Config | None = None, **kwargs):
         if client_manager is None:
             client_manager = Manager()
-        elif not isinstance(client_manager, Manager):
-            raise TypeError("relio.Server needs a relio client manager (relio.Manager); got "
-                            + type(client_manager).__name__ + " (a message queue needs "
-                            "relio.AsyncRedisManager and relio.AsyncServer: the thread-based "
-                            "relio has no Redis manager yet)")
+        elif not isinstance(client_manager, Manager) and not (
+                getattr(client_manager, 'name', None) == 'relio-redis'
+                and getattr(client_manager, 'write_only', False)):
+            raise TypeError("relio.Server needs a relio client manager (relio.Manager, or "
+                            "relio.RedisManager(write_only=True) for an emitter); got "
+                            + type(client_manager).__name__ + " (several server nodes need "
+                            "relio.AsyncServer with relio.AsyncRedisManager: the thread-based "
+                            "relio has no multi-node server yet)")
         super().__init__(client_manager=client_manager, logger=logger, serializer=serializer,
                          json=json, async_handlers=async_handlers,
                          always_connect=always_connect, namespaces=namespaces, **kwargs)
