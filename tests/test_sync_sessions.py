@@ -72,7 +72,7 @@ def test_cut_connection_resumes_the_same_session():
         assert log[:1] == ['connect'] and 'suspend' in log and 'resume' in log
         assert 'resume' in client_log
         client.disconnect()
-        assert wait_for(lambda: log.count('disconnect') == 1, 10)
+        assert wait_for(lambda: log.count('disconnect') == 1, 10), log
         assert log.count('connect') == 1
         lt.run(proxy.close())
 

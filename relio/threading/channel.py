@@ -52,12 +52,14 @@ class ThreadChannel(Channel):
 
     def __init__(self, engine: Engine, handler: ChannelHandler, *,
                  start_task: Callable[..., Any], json: Any = None, sid: str | None = None,
-                 namespace: str = "/", recipient: str | None = None, driver: Driver = DRIVER):
+                 namespace: str = "/", recipient: str | None = None, driver: Driver = DRIVER,
+                 linger: float = 0.0):
         #: the session's lock: held around every use of the engine, never while a handler runs
         self.lock = threading.RLock()
         super().__init__(engine, handler, json=json, sid=sid, namespace=namespace,
                          recipient=recipient, loop=driver)
-        self.runner = ThreadRunner(self.decline, start_task)  # type: ignore[assignment]
+        self.runner = ThreadRunner(self.decline, start_task,  # type: ignore[assignment]
+                                   linger)
 
     # every entry point of the channel takes the session's lock
     attach = _locked("attach")

@@ -20,6 +20,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 import engineio
@@ -37,6 +38,10 @@ from relio.threading.driver import DRIVER, Handle
 from relio.threading.results import Delivery
 
 logger = logging.getLogger("relio")
+
+#: How long ``disconnect()`` lets engine.io's writer send what is queued before it closes the
+#: websocket (the asyncio client waits as long).
+DISCONNECT_FLUSH_WAIT = 1.0
 
 
 def _url_asking_for_relio(url: Any) -> Any:
@@ -237,6 +242,15 @@ class Client(socketio.Client):
             self._reconnect_abort.set()      # the application asked to go: stop reconnecting
         for n in [*leaving, *self.namespaces]:
             self._send_packet(self.packet_class(packet.DISCONNECT, namespace=n))
+        # engine.io's disconnect closes the websocket without flushing its queue
+        # (python-socketio #888): let the writer send what is queued first (the session's CLOSE,
+        # the DISCONNECTs), briefly, or the server takes the close for a dropped connection.
+        q = self.eio.queue
+        if self.eio.state == 'connected' and q is not None:
+            deadline = time.monotonic() + DISCONNECT_FLUSH_WAIT
+            with q.all_tasks_done:
+                while q.unfinished_tasks and time.monotonic() < deadline:
+                    q.all_tasks_done.wait(deadline - time.monotonic())
         self.eio.disconnect()
 
     def session_stats(self, namespace='/') -> dict | None:
@@ -307,7 +321,8 @@ class Client(socketio.Client):
                                  'websocket' not in (self.eio.transports or ('websocket',)))
         channel = ThreadChannel(Engine(config, now=DRIVER.time()), self,
                                 start_task=self.start_background_task, json=self.relio_codec,
-                                sid=sid, namespace=namespace, recipient='the server')
+                                sid=sid, namespace=namespace, recipient='the server',
+                                linger=self.relio_config.handler_thread_linger)
         self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)
         self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         channel.attach(self._writer(namespace))

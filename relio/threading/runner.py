@@ -35,13 +35,19 @@ class ThreadRunner:
     sequential_running = None
 
     def __init__(self, decline: Callable[[bytes], None],
-                 start_task: Callable[..., Any]):
+                 start_task: Callable[..., Any], linger: float = 0.0):
+        """``start_task(fn)``: start ``fn`` in a thread (the server's or client's
+        ``start_background_task``); ``linger``: seconds the handler thread waits for more work
+        before it ends (``Config.handler_thread_linger``)."""
         self._decline = decline
         self._start_task = start_task
+        self._linger = linger
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._work_queued = threading.Condition(self._lock)
         self._queue: deque = deque()
         self._worker: Any = None         # the thread running the queue, while it runs
+        self._running = False            # it is running a handler now
         #: handlers queued or running and not finished yet
         self.active = 0
 
@@ -52,6 +58,7 @@ class ThreadRunner:
             self._queue.append((fn, args, then, request_id, done))
             self.active += 1
             if self._worker is not None:
+                self._work_queued.notify()
                 return
             self._worker = True          # a worker is being started
         self._start_task(self._work)
@@ -77,7 +84,8 @@ class ThreadRunner:
         with self._lock:
             if self._worker is threading.current_thread():
                 return False
-            return self._idle.wait_for(lambda: self._worker is None, timeout)
+            return self._idle.wait_for(
+                lambda: self._worker is None or not (self._queue or self._running), timeout)
 
     def _work(self) -> None:
         queue = self._queue
@@ -85,11 +93,16 @@ class ThreadRunner:
             self._worker = threading.current_thread()
         while True:
             with self._lock:
+                self._running = False
                 if not queue:
-                    self._worker = None
-                    self._idle.notify_all()
-                    return
+                    self._idle.notify_all()        # what was queued has run
+                    if self._linger > 0:
+                        self._work_queued.wait(self._linger)
+                    if not queue:
+                        self._worker = None
+                        return
                 fn, args, then, request_id, done = queue.popleft()
+                self._running = True
             try:
                 self._call(fn, args, then, request_id)
             finally:

@@ -393,7 +393,8 @@ class Server(socketio.Server):
     def _new_session(self, sid, namespace, eio_sid) -> ServerSession:
         engine = Engine(self.relio_config, now=DRIVER.time())
         channel = ThreadChannel(engine, self, start_task=self.start_background_task,
-                                json=self.relio_codec, sid=sid, namespace=namespace)
+                                json=self.relio_codec, sid=sid, namespace=namespace,
+                                linger=self.relio_config.handler_thread_linger)
         return self.relio_registry.create(sid, namespace, channel, eio_sid)
 
     def _resume_session(self, eio_sid, namespace, hello, auth) -> str | None:
