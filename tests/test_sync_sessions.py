@@ -109,6 +109,8 @@ def test_session_that_is_not_resumed_expires():
         sid = client.get_sid()
         lt.run(proxy.partition(0.2))                     # and the client does not come back
         assert wait_for(lambda: sio.relio_parked_sessions == 1, 10)
+        environ = sio.get_environ(sid)               # kept, without the dead connection's socket
+        assert environ['REMOTE_ADDR'] == '127.0.0.1' and 'werkzeug.socket' not in environ
         waiting = sio.emit('news', 'lost?', to=sid)      # waits in the suspended session
         assert wait_for(lambda: reasons == ['session expired'], 10)
         with pytest.raises(relio.DeliveryError):

@@ -48,6 +48,11 @@ def _channel(session: ServerSession) -> ThreadChannel:
     return cast(ThreadChannel, session.channel)
 
 
+#: WSGI environ entries that belong to the connection (its socket and streams), not the client.
+_CONNECTION_KEYS = frozenset({'wsgi.input', 'wsgi.errors', 'wsgi.file_wrapper', 'werkzeug.socket',
+                              'gunicorn.socket', 'eventlet.input', 'eventlet.posthooks'})
+
+
 class _LockedTimers:
     """The driver's clock and timers for the session registry, whose expiry timer then runs
     under the server's lock like every other change to its tables."""
@@ -520,6 +525,12 @@ class Server(socketio.Server):
         plain = []
         with self._relio_lock:
             registry.connection_closed(eio_sid)
+            environ = self.environ.get(eio_sid)
+            if environ is not None and registry.references(eio_sid):
+                # Suspended sessions keep the environ, not the dead connection's socket and
+                # streams (they would keep its file descriptor open until the session ends).
+                self.environ[eio_sid] = {k: v for k, v in environ.items()
+                                         if k not in _CONNECTION_KEYS}
             for namespace in list(self.manager.get_namespaces()):
                 session = registry.bound(eio_sid, namespace)
                 if session is not None and not session.channel.closed:
