@@ -184,3 +184,22 @@ def test_chained_replies_and_big_payloads_both_ways():
         assert client.call('size', blob, timeout=30) == len(blob)
         assert sio.call('size', blob, to=client.get_sid(), timeout=30) == len(blob)
         client.disconnect()
+
+
+def test_idle_sessions_keep_no_threads_of_their_own():
+    sio = _server()
+    sio.on('hello', lambda sid, n: n)
+    with serve_sync_socketio(sio) as port:
+        clients = [_client() for _ in range(10)]
+        for client in clients:
+            client.connect(f'http://127.0.0.1:{port}', transports=['websocket'])
+            assert client.call('hello', 1, timeout=10) == 1     # each session ran a handler
+
+        def handler_threads():
+            return [t for t in threading.enumerate() if t.name.endswith('(_work)')]
+        # the sessions' handler threads end once idle (Config.handler_thread_linger)
+        assert wait_for(lambda: not handler_threads(), 10), handler_threads()
+        assert [t.name for t in threading.enumerate()].count('relio-driver') == 1
+        assert sio.relio_sessions == 10
+        for client in clients:
+            client.disconnect()
