@@ -203,3 +203,36 @@ def test_idle_sessions_keep_no_threads_of_their_own():
         assert sio.relio_sessions == 10
         for client in clients:
             client.disconnect()
+
+
+def test_class_based_namespaces_and_wsgi_app():
+    class Chat(relio.Namespace):
+        def on_connect(self, sid, environ, auth):
+            self.enter_room(sid, 'chat')
+
+        def on_say(self, sid, text):
+            self.emit('said', text, room='chat')
+            return 'ok'
+
+    class ChatClient(relio.ClientNamespace):
+        def __init__(self, namespace):
+            super().__init__(namespace)
+            self.said: list = []
+
+        def on_said(self, text):
+            self.said.append(text)
+
+    sio = _server()
+    sio.register_namespace(Chat('/chat'))
+    from tests.support.wsgi import serve_wsgi
+    with serve_wsgi(relio.WSGIApp(sio)) as port:
+        client = _client()
+        ns = ChatClient('/chat')
+        client.register_namespace(ns)
+        client.connect(f'http://127.0.0.1:{port}', namespaces=['/chat'], transports=['websocket'])
+        assert client.session_stats('/chat') is not None          # a relio session in /chat
+        assert [client.call('say', f'm{n}', namespace='/chat', timeout=10)
+                for n in range(5)] == ['ok'] * 5
+        assert wait_for(lambda: ns.said == [f'm{n}' for n in range(5)], 10)
+        client.disconnect()
+    sio.shutdown()
