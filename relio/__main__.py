@@ -2,6 +2,7 @@
 
     python -m relio demo             python-socketio vs relio on a real, flaky loopback connection
     python -m relio demo --engine    the sans-I/O engine simulation (no sockets, a fake clock)
+    python -m relio demo --sync      a Flask-SocketIO app on Flask-SocketIO vs on relio (threads)
     python -m relio                  this usage
 """
 
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--engine", action="store_true",
                       help="run the sans-I/O simulation of relio's protocol engine instead "
                            "(no sockets, a fake clock)")
+    demo.add_argument("--sync", action="store_true",
+                      help="run a Flask-SocketIO app (threads, werkzeug) on Flask-SocketIO and "
+                           "on relio instead (needs the flask extra)")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED,
                       help=f"seed of the link's faults (default {DEFAULT_SEED})")
     return parser
@@ -47,6 +51,9 @@ def main(argv=None) -> int:
 
     if args.engine:
         return demo.engine_main(args.seed)
+    if args.sync:
+        from relio.demo import flask_demo
+        return flask_demo.main(args.seed)
     return demo.main(args.seed)
 
 
