@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import engineio
 import socketio
@@ -263,26 +262,20 @@ class AsyncClient(socketio.AsyncClient):
                     and not session.channel.closed:
                 # A resume names its session in auth (a new session is asked for in the URL's
                 # query, so a plain server sees the application's auth unchanged).
-                hello: dict[str, Any] = {
-                    'v': wire.HANDSHAKE_VERSION, 'sid': session.channel.sid,
-                    'credential': session.credential,
-                    'state': wire.encode_state(session.channel.resume_state())}
-                data = {**real_auth, wire.HANDSHAKE_KEY: hello}
+                data = wire.resume_auth(real_auth, session.channel.sid, session.credential,
+                                        session.channel.resume_state())
             await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     async def _handle_connect(self, namespace, data):
         namespace = namespace or '/'
-        info = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
+        info, ttl = wire.server_session_info(data, self.relio_config.session_ttl)
         session = self.relio_sessions.get(namespace)
         channel = None if session is None else session.channel
-        if not isinstance(info, dict) or not isinstance(info.get('credential'), str):
+        if info is None:
             if session is not None:        # the server no longer speaks relio
                 await self._end_session(session, 'server does not support relio')
             return await super()._handle_connect(namespace, data)
         sid = data.get('sid')
-        ttl = info.get('ttl')
-        ttl = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else \
-            self.relio_config.session_ttl
         if info.get('resumed') and session is not None and not session.channel.closed \
                 and session.channel.sid == sid:
             channel = session.channel

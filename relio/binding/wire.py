@@ -130,6 +130,24 @@ def resume_reply(sid: str, credential: str, config: Config, max_payload: int,
         "ttl": config.session_ttl, "max_payload": max_payload, "state": encode_state(state)}}
 
 
+def resume_auth(auth: dict, sid: str | None, credential: str, state: bytes) -> dict:
+    """The CONNECT data by which a client resumes session ``sid``: the application's ``auth``
+    with the relio handshake added (``state``: its engine's resume state)."""
+    return {**auth, HANDSHAKE_KEY: {"v": HANDSHAKE_VERSION, "sid": sid, "credential": credential,
+                                    "state": encode_state(state)}}
+
+
+def server_session_info(data: Any, default_ttl: float) -> tuple[dict | None, float]:
+    """What a client makes of a namespace's CONNECT answer: ``(info, ttl)``, ``info`` being the
+    server's relio handshake (None: a plain server) and ``ttl`` how long the server keeps the
+    session after its connection drops (``default_ttl`` if it did not say)."""
+    info = data.get(HANDSHAKE_KEY) if isinstance(data, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("credential"), str):
+        return None, default_ttl
+    ttl = info.get("ttl")
+    return info, (float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else default_ttl)
+
+
 def has_handler(sio: Any, event: str, namespace: str) -> bool:
     """python-socketio server or client ``sio`` has a handler for ``event`` in ``namespace``
     (a decorated function, or an ``on_<event>`` method of its class-based namespace)."""

@@ -275,25 +275,19 @@ class Client(socketio.Client):
             session = self.relio_sessions.get(n)
             if self.relio_enabled and isinstance(real_auth, dict) and session is not None \
                     and not session.channel.closed:
-                hello: dict[str, Any] = {
-                    'v': wire.HANDSHAKE_VERSION, 'sid': session.channel.sid,
-                    'credential': session.credential,
-                    'state': wire.encode_state(session.channel.resume_state())}
-                data = {**real_auth, wire.HANDSHAKE_KEY: hello}
+                data = wire.resume_auth(real_auth, session.channel.sid, session.credential,
+                                        session.channel.resume_state())
             self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     def _handle_connect(self, namespace, data):
         namespace = namespace or '/'
-        info = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
+        info, ttl = wire.server_session_info(data, self.relio_config.session_ttl)
         session = self.relio_sessions.get(namespace)
-        if not isinstance(info, dict) or not isinstance(info.get('credential'), str):
+        if info is None:
             if session is not None:        # the server no longer speaks relio
                 self._end_session(session, 'server does not support relio')
             return super()._handle_connect(namespace, data)
         sid = data.get('sid')
-        ttl = info.get('ttl')
-        ttl = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else \
-            self.relio_config.session_ttl
         if info.get('resumed') and session is not None and not session.channel.closed \
                 and session.channel.sid == sid:
             channel = session.channel
