@@ -10,12 +10,22 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
 * :mod:`relio.binding`: its binding to Socket.IO without I/O (handshake, carriers, payloads,
   the session table);
 * :mod:`relio.asyncio`: the asyncio shell (``AsyncServer``, ``AsyncClient``);
+* :mod:`relio.threading`: the thread-based shell (``Server``, ``Client``, ``SimpleClient``), on the
+  same engine, channel and session code;
 * :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``);
 * :mod:`relio.observe`: metrics (Prometheus, OpenTelemetry), health, graceful shutdown, Admin UI;
 * :mod:`relio.demo`: ``python -m relio demo``.
 """
 
-from socketio import ASGIApp, AsyncClientNamespace, AsyncNamespace
+from socketio import (
+    ASGIApp,
+    AsyncClientNamespace,
+    AsyncNamespace,
+    ClientNamespace,
+    Middleware,
+    Namespace,
+    WSGIApp,
+)
 
 from relio import exceptions
 from relio.asyncio.client import AsyncClient
@@ -40,6 +50,9 @@ from relio.engine import (
     ResponseReceived,
     SessionClosed,
 )
+from relio.threading.client import Client
+from relio.threading.server import Manager, Server
+from relio.threading.simple_client import SimpleClient
 
 __version__ = "0.1.0"
 
@@ -50,15 +63,20 @@ __all__ = [
     "DEFAULT_CONFIG", "DeliveryError", "Engine", "Event", "LocalProtocolError",
     "MessageExpired", "MessageReceived", "MessagesDelivered", "ProtocolError", "QueueFull",
     "RelayError", "RelioError", "RemoteProtocolError", "ResponseReceived", "SessionClosed",
-    "exceptions",
+    "exceptions", "Client", "ClientNamespace", "Manager", "Middleware", "Namespace", "Server",
+    "SimpleClient", "WSGIApp", "RedisManager",
 ]
 
 
 def __getattr__(name):
-    # relio.AsyncRedisManager imports redis-py (the "redis" extra) only when it is asked for.
+    # relio.AsyncRedisManager and relio.RedisManager import redis-py (the "redis" extra) only when
+    # they are asked for.
     if name == "AsyncRedisManager":
         from relio.cluster.redis_manager import AsyncRedisManager
         return AsyncRedisManager
+    if name == "RedisManager":
+        from relio.cluster.redis_emitter import RedisManager
+        return RedisManager
     raise AttributeError(f"module 'relio' has no attribute {name!r}")
 
 

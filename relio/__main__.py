@@ -4,6 +4,7 @@
     python -m relio demo --engine    the sans-I/O engine simulation (no sockets, a fake clock)
     python -m relio demo --browser   the comparison in a browser tab (socket.io-client beside
                                      relio-client)
+    python -m relio demo --sync      a Flask-SocketIO app on Flask-SocketIO vs on relio (threads)
     python -m relio                  this usage
 """
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "cd js && npm ci && npm run build)")
     demo.add_argument("--port", type=int, default=0,
                       help="port of the --browser page (default: any free port)")
+    demo.add_argument("--sync", action="store_true",
+                      help="run a Flask-SocketIO app (threads, werkzeug) on Flask-SocketIO and "
+                           "on relio instead (needs the flask extra)")
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED,
                       help=f"seed of the link's faults (default {DEFAULT_SEED})")
     return parser
@@ -58,6 +62,9 @@ def main(argv=None) -> int:
 
     if args.engine:
         return demo.engine_main(args.seed)
+    if args.sync:
+        from relio.demo import flask_demo
+        return flask_demo.main(args.seed)
     return demo.main(args.seed)
 
 

@@ -59,9 +59,16 @@ class ChannelHandler(Protocol):
 class Channel:
     """One session's engine driven by an asyncio loop."""
 
+    #: what ``loop.create_future()`` returns (the waiters of calls are told apart from callbacks;
+    #: asyncio's or concurrent.futures' Future, which have the methods used here)
+    _future_type: Any = asyncio.Future
+    #: what a call whose reply asks for an answer returns
+    question_class: type = Question
+
     def __init__(self, engine: Engine, handler: ChannelHandler, *,
                  json: payload_codec.JsonCodec | Any = None,
-                 sid: str | None = None, namespace: str = "/", recipient: str | None = None):
+                 sid: str | None = None, namespace: str = "/", recipient: str | None = None,
+                 loop: Any = None):
         self.engine = engine
         self.handler = handler
         self.json = json if isinstance(json, payload_codec.JsonCodec) else \
@@ -70,7 +77,10 @@ class Channel:
         self.namespace = namespace
         #: how errors name the peer (default: the sid; a client's channel says "the server")
         self.recipient = recipient or sid
-        self.loop = asyncio.get_running_loop()
+        #: the clock and scheduler: the running asyncio loop, or any object with its ``time()``,
+        #: ``call_soon(fn)``, ``call_at(when, fn)`` and ``create_future()`` (the thread-based
+        #: shell's :class:`relio.threading.driver.Driver`)
+        self.loop = loop if loop is not None else asyncio.get_running_loop()
         self.closed = False
         #: runs this session's handlers and callbacks in delivery order
         self.runner = HandlerRunner(self.decline)
@@ -219,7 +229,7 @@ class Channel:
                                        request=callback is not None)
         except QueueFull:
             # The outbox limit also bounds replies: this one waits for room, as an emit would.
-            self.runner.spawn(self._answer_when_room(request_id, result, delivery))
+            self._answer_later(request_id, result, delivery)
             return None
         except (LocalProtocolError, TypeError, ValueError) as exc:
             # Too large for max_message_size, or not encodable: the requester is told at once
@@ -233,6 +243,10 @@ class Channel:
             self._awaiting[msg_id] = callback
         self.kick()
         return msg_id
+
+    def _answer_later(self, request_id: bytes, result: Any, delivery: Delivery | None) -> None:
+        """Send the answer once the outbox has room (counted as the session's handler work)."""
+        self.runner.spawn(self._answer_when_room(request_id, result, delivery))
 
     async def _answer_when_room(self, request_id: bytes, result: Any,
                                 delivery: Delivery | None) -> None:
@@ -393,9 +407,9 @@ class Channel:
                 self.answer(event.msg_id, None)
             return
         self.handler.on_reply(self)
-        if isinstance(waiter, asyncio.Future):
+        if isinstance(waiter, self._future_type):
             if not waiter.done():
-                waiter.set_result(Question(self, event.msg_id, args) if event.request
+                waiter.set_result(self.question_class(self, event.msg_id, args) if event.request
                                   else collapse(args))
             elif event.request:
                 self.answer(event.msg_id, None)
@@ -411,7 +425,7 @@ class Channel:
 
     def _request_failed(self, msg_id: bytes, waiter: Any, reason: str) -> None:
         error = self._error(reason, msg_id)
-        if isinstance(waiter, asyncio.Future):
+        if isinstance(waiter, self._future_type):
             if not waiter.done():
                 waiter.set_exception(error)
                 waiter.exception()
@@ -428,7 +442,7 @@ class Channel:
             record[0]._settle(error)
         seen = record is not None and record[0] is not None and record[0].awaited
         waiter = self._awaiting.pop(msg_id, None)
-        if isinstance(waiter, asyncio.Future) and not waiter.done():
+        if isinstance(waiter, self._future_type) and not waiter.done():
             waiter.set_exception(error)
             waiter.exception()      # retrieved: a call() that timed out already is not an error
             seen = True
@@ -469,7 +483,7 @@ class Channel:
     def _fail_awaiting(self, reason: str) -> None:
         """Every call waiting here for its reply fails with ``reason``."""
         for future in self._awaiting.values():
-            if isinstance(future, asyncio.Future) and not future.done():
+            if isinstance(future, self._future_type) and not future.done():
                 future.set_exception(self._error(reason))
                 future.exception()
         self._awaiting.clear()

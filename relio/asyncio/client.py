@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import engineio
 import socketio
@@ -26,8 +25,8 @@ from socketio import packet
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.results import Delivery
+from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding import wire
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
@@ -263,26 +262,20 @@ class AsyncClient(socketio.AsyncClient):
                     and not session.channel.closed:
                 # A resume names its session in auth (a new session is asked for in the URL's
                 # query, so a plain server sees the application's auth unchanged).
-                hello: dict[str, Any] = {
-                    'v': wire.HANDSHAKE_VERSION, 'sid': session.channel.sid,
-                    'credential': session.credential,
-                    'state': wire.encode_state(session.channel.resume_state())}
-                data = {**real_auth, wire.HANDSHAKE_KEY: hello}
+                data = wire.resume_auth(real_auth, session.channel.sid, session.credential,
+                                        session.channel.resume_state())
             await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     async def _handle_connect(self, namespace, data):
         namespace = namespace or '/'
-        info = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
+        info, ttl = wire.server_session_info(data, self.relio_config.session_ttl)
         session = self.relio_sessions.get(namespace)
         channel = None if session is None else session.channel
-        if not isinstance(info, dict) or not isinstance(info.get('credential'), str):
+        if info is None:
             if session is not None:        # the server no longer speaks relio
                 await self._end_session(session, 'server does not support relio')
             return await super()._handle_connect(namespace, data)
         sid = data.get('sid')
-        ttl = info.get('ttl')
-        ttl = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else \
-            self.relio_config.session_ttl
         if info.get('resumed') and session is not None and not session.channel.closed \
                 and session.channel.sid == sid:
             channel = session.channel
@@ -453,35 +446,7 @@ class AsyncClient(socketio.AsyncClient):
 
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
-        if not items or not isinstance(items[0], str):
-            channel.protocol_error(RemoteProtocolError("event without a name"))
-            return
-        event, namespace = items[0], channel.namespace
-        self.logger.info('Received event "%s" [%s]', event, namespace)
-        then = None
-        if request:
-            def then(result, channel=channel, msg_id=msg_id):
-                channel.answer(msg_id, result)
-        if event in wire.RESERVED_EVENTS:
-            logger.warning('relio: dropped reserved event %r', event)
-            if then is not None:
-                then(None)
-            return
-        args = tuple(items[1:])
-        request_id = msg_id if request else None
-        if '_trigger_event' in self.__dict__:
-            channel.run(self._trigger_event, (event, namespace, *args), then, False, request_id)
-            return
-        handler, handler_args = self._get_event_handler(event, namespace, args)
-        if handler is not None:
-            channel.run(handler, handler_args, then, False, request_id)
-            return
-        ns_handler, ns_args = self._get_namespace_handler(namespace, args)
-        if ns_handler is not None:
-            channel.run(ns_handler.trigger_event, (event, *ns_args), then, False, request_id)
-            return
-        if then is not None:     # python-socketio's client acknowledges even unhandled events
-            then(None)
+        events.dispatch_client_message(self, channel, msg_id, items, request)
 
     def on_reply(self, channel: Channel) -> None:
         self.logger.info('Received ack [%s]', channel.namespace)

@@ -80,9 +80,12 @@ class SessionRegistry:
     """Every relio session of one server and the tables that find them."""
 
     def __init__(self, config: Config, on_expired: Callable[[ServerSession, str], None],
-                 on_unreferenced: Callable[[str], None]):
+                 on_unreferenced: Callable[[str], None], loop: Any = None):
         """``on_expired(session, reason)``: a suspended session expired or was evicted;
-        ``on_unreferenced(eio_sid)``: no session refers to that connection any more."""
+        ``on_unreferenced(eio_sid)``: no session refers to that connection any more;
+        ``loop``: what arms the expiry timer (``time()``, ``call_at()``; default: the running
+        asyncio loop)."""
+        self._loop = loop
         self.config = config
         self._on_expired = on_expired
         self._on_unreferenced = on_unreferenced
@@ -257,11 +260,12 @@ class SessionRegistry:
             self._expiry.cancel()
             self._expiry = None
         if when is not None:
-            self._expiry = asyncio.get_running_loop().call_at(when, self._on_expiry_timer)
+            loop = self._loop or asyncio.get_running_loop()
+            self._expiry = loop.call_at(when, self._on_expiry_timer)
 
     def _on_expiry_timer(self) -> None:
         self._expiry = None
-        for record in self._table.expire(asyncio.get_running_loop().time()):
+        for record in self._table.expire((self._loop or asyncio.get_running_loop()).time()):
             self._on_expired(record.state, "session expired")
         self._arm_expiry()
 

@@ -30,8 +30,8 @@ from relio.asyncio.dispatch import spawn
 from relio.asyncio.hosting import SessionHost
 from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.asyncio.results import Delivery
+from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding import wire
 from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
 from relio.config import DEFAULT_CONFIG, Config
 from relio.engine._engine import Engine
@@ -373,17 +373,10 @@ class AsyncServer(socketio.AsyncServer):
     # --- connection handshake ------------------------------------------------------------------
     async def _handle_connect(self, eio_sid, namespace, data):
         namespace = namespace or '/'
-        hello = data.get(wire.HANDSHAKE_KEY) if isinstance(data, dict) else None
-        if hello is not None:                    # a resume (or a client asking the older way)
-            auth = {k: v for k, v in data.items() if k != wire.HANDSHAKE_KEY}
-        elif wire.asks_for_relio(self.environ.get(eio_sid)):
-            hello, auth = {'v': wire.HANDSHAKE_VERSION}, data        # a new session
-        else:
-            return await super()._handle_connect(eio_sid, namespace, data)
-        if not isinstance(hello, dict) or hello.get('v') != wire.HANDSHAKE_VERSION \
-                or len(namespace.encode()) > wire.MAX_NAMESPACE_BYTES:
-            # A relio client of another version, or a namespace too long for a carrier: serve it
-            # as a plain Socket.IO client.
+        hello, auth = wire.relio_hello(data, self.environ.get(eio_sid), namespace)
+        if hello is None:
+            # No relio asked for, a relio client of another version, or a namespace too long for
+            # a carrier: served as a plain Socket.IO client.
             return await super()._handle_connect(eio_sid, namespace, auth)
         refused = None
         if 'sid' in hello:
@@ -404,11 +397,8 @@ class AsyncServer(socketio.AsyncServer):
                 packet.CONNECT_ERROR, data='Unable to connect', namespace=namespace))
             return
         session = self._new_session(sid, namespace, eio_sid)
-        reply = {'sid': sid, wire.HANDSHAKE_KEY: {
-            'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': False,
-            'ttl': self.relio_config.session_ttl, 'max_payload': self.eio.max_http_buffer_size}}
-        if refused:
-            reply[wire.HANDSHAKE_KEY]['refused'] = refused
+        reply = wire.connect_reply(sid, session.credential, self.relio_config,
+                                   self.eio.max_http_buffer_size, refused=refused)
         if self.always_connect:
             await self._send_connect(eio_sid, namespace, reply, session)
             await self.manager.connect(sid, namespace)
@@ -525,10 +515,8 @@ class AsyncServer(socketio.AsyncServer):
                 rooms[room][sid] = eio_sid
         registry.move(session, eio_sid)
         session.unconfirmed_resume = True
-        reply = {'sid': sid, wire.HANDSHAKE_KEY: {
-            'v': wire.HANDSHAKE_VERSION, 'credential': session.credential, 'resumed': True,
-            'ttl': self.relio_config.session_ttl, 'max_payload': self.eio.max_http_buffer_size,
-            'state': wire.encode_state(channel.resume_state())}}
+        reply = wire.resume_reply(sid, session.credential, self.relio_config,
+                                  self.eio.max_http_buffer_size, channel.resume_state())
         await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
         self._relio_host.resumed(session)     # the new credential, for other nodes
@@ -723,47 +711,10 @@ class AsyncServer(socketio.AsyncServer):
 
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
-        if not items or not isinstance(items[0], str):
-            channel.protocol_error(RemoteProtocolError("event without a name"))
-            return
-        event = items[0]
-        if event in wire.RESERVED_EVENTS:
-            logger.warning('relio: dropped reserved event %r from %s', event, channel.sid)
-            if request:
-                channel.answer(msg_id, None)
-            return
-        namespace, sid = channel.namespace, channel.sid
-        self.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
-        if self._relio_observer.count_events:
-            self._relio_observer.message_received(namespace, event)
-        args = (sid, *items[1:])
-        then = None
-        if request:
-            not_handled = self.not_handled
-
-            def then(result, channel=channel, msg_id=msg_id):
-                if result is not not_handled:
-                    channel.answer(msg_id, result)
-                else:
-                    channel.decline(msg_id)
-        sequential = not self.async_handlers
-        request_id = msg_id if request else None
-        if '_trigger_event' in self.__dict__:        # instrumented (admin UI): its wrapper counts
-            channel.run(self._trigger_event, (event, namespace, *args), then, sequential,
-                        request_id)
-            return
-        handler, handler_args = self._get_event_handler(event, namespace, args)
-        if handler is not None:
-            channel.run(handler, handler_args, then, sequential, request_id)
-            return
-        ns_handler, ns_args = self._get_namespace_handler(namespace, args)
-        if ns_handler is not None:
-            channel.run(ns_handler.trigger_event, (event, *ns_args), then, sequential,
-                        request_id)
-            return
-        logger.info('relio: no handler for event "%s" [%s]', event, namespace)
-        if request:
-            channel.decline(msg_id)     # python-socketio sends no ack: the call times out
+        if self._relio_observer.count_events and items and isinstance(items[0], str) \
+                and items[0] not in wire.RESERVED_EVENTS:
+            self._relio_observer.message_received(channel.namespace, items[0])
+        events.dispatch_server_message(self, channel, msg_id, items, request)
 
     def on_reply(self, channel: Channel) -> None:
         self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)

@@ -92,6 +92,62 @@ def asks_for_relio(environ: dict | None) -> bool:
     return (QUERY_KEY, str(HANDSHAKE_VERSION)) in urllib.parse.parse_qsl(query)
 
 
+def relio_hello(data: Any, environ: dict | None, namespace: str) -> tuple[dict | None, Any]:
+    """What a server makes of a namespace's CONNECT: ``(hello, auth)``, ``hello`` being the
+    client's relio handshake (``{'v': 1}`` for a new session, with ``sid`` for a resume) and
+    ``auth`` the application's own part of ``data``; ``hello`` is None when the connection is to
+    be served as plain Socket.IO (no relio asked for, another handshake version, or a namespace
+    too long for a carrier)."""
+    hello = data.get(HANDSHAKE_KEY) if isinstance(data, dict) else None
+    if hello is not None:                    # a resume (or a client asking the older way)
+        auth = {k: v for k, v in data.items() if k != HANDSHAKE_KEY}
+    elif asks_for_relio(environ):
+        hello, auth = {"v": HANDSHAKE_VERSION}, data            # a new session
+    else:
+        return None, data
+    if not isinstance(hello, dict) or hello.get("v") != HANDSHAKE_VERSION \
+            or len(namespace.encode()) > MAX_NAMESPACE_BYTES:
+        return None, auth
+    return hello, auth
+
+
+def connect_reply(sid: str, credential: str, config: Config, max_payload: int,
+                  refused: str | None = None) -> dict:
+    """The server's CONNECT data for a new relio session (``refused``: why the resume the client
+    asked for was refused instead)."""
+    info: dict[str, Any] = {"v": HANDSHAKE_VERSION, "credential": credential, "resumed": False,
+                            "ttl": config.session_ttl, "max_payload": max_payload}
+    if refused:
+        info["refused"] = refused
+    return {"sid": sid, HANDSHAKE_KEY: info}
+
+
+def resume_reply(sid: str, credential: str, config: Config, max_payload: int,
+                 state: bytes) -> dict:
+    """The server's CONNECT data for a resumed session (``state``: its engine's resume state)."""
+    return {"sid": sid, HANDSHAKE_KEY: {
+        "v": HANDSHAKE_VERSION, "credential": credential, "resumed": True,
+        "ttl": config.session_ttl, "max_payload": max_payload, "state": encode_state(state)}}
+
+
+def resume_auth(auth: dict, sid: str | None, credential: str, state: bytes) -> dict:
+    """The CONNECT data by which a client resumes session ``sid``: the application's ``auth``
+    with the relio handshake added (``state``: its engine's resume state)."""
+    return {**auth, HANDSHAKE_KEY: {"v": HANDSHAKE_VERSION, "sid": sid, "credential": credential,
+                                    "state": encode_state(state)}}
+
+
+def server_session_info(data: Any, default_ttl: float) -> tuple[dict | None, float]:
+    """What a client makes of a namespace's CONNECT answer: ``(info, ttl)``, ``info`` being the
+    server's relio handshake (None: a plain server) and ``ttl`` how long the server keeps the
+    session after its connection drops (``default_ttl`` if it did not say)."""
+    info = data.get(HANDSHAKE_KEY) if isinstance(data, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("credential"), str):
+        return None, default_ttl
+    ttl = info.get("ttl")
+    return info, (float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else default_ttl)
+
+
 def has_handler(sio: Any, event: str, namespace: str) -> bool:
     """python-socketio server or client ``sio`` has a handler for ``event`` in ``namespace``
     (a decorated function, or an ``on_<event>`` method of its class-based namespace)."""

@@ -105,6 +105,58 @@ HANDOVER = "h"
 #: The kinds that can concern one session when it is caught up after a takeover.
 SESSION_ENTRY_KINDS = frozenset({EMIT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM, DISCONNECT})
 
+def relayed_msg_id(host_id: str, n: int) -> bytes:
+    """The relio message id of the ``n``-th message publisher ``host_id`` relays: the same on
+    every node that delivers it, so that a session moved while the message was on its way drops
+    the second copy. Unique without a hash: 8 bytes of the publisher's random id, then ``n``.
+    Nothing needs ids to look random (the engine's id set hashes them with a per-process secret
+    key)."""
+    return bytes.fromhex(host_id[:16]) + n.to_bytes(8, "big")
+
+
+def emit_header(host_id: str, namespace: str, room: Any, event: str, msg_id: bytes,
+                skip_sid: Any = None, callback: list | None = None) -> dict:
+    """The header of an :data:`EMIT` entry (its payload: the encoded ``[event, *args]``)."""
+    header = {"k": EMIT, "h": host_id, "ns": namespace, "r": room, "ev": event,
+              "id": msg_id.hex()}
+    if skip_sid is not None:
+        header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    if callback is not None:
+        header["cb"] = callback
+    return header
+
+
+class EmitHeaders:
+    """The encoded header of a plain :data:`EMIT` entry (no ``skip_sid``, no callback; the same
+    JSON as :func:`emit_header` gives), made by appending the
+    message id to a cached encoding of everything else: a room broadcast repeats the same
+    namespace, room and event, and encoding the header dict every time was a third of the bus's
+    cost per message. Bounded: the cache is emptied when it holds :data:`CAPACITY` prefixes."""
+
+    #: Prefixes kept (namespace, room, event combinations): beyond this, start over.
+    CAPACITY = 1024
+
+    def __init__(self, host_id: str):
+        self._host_id = host_id
+        self._prefixes: dict[tuple, bytes] = {}
+
+    def encode(self, namespace: str, room, event, msg_id: bytes) -> bytes:
+        key: tuple | None = (namespace, room, event)
+        try:
+            prefix = self._prefixes.get((namespace, room, event))
+        except TypeError:                   # a list of rooms: not a cache key
+            prefix, key = None, None
+        if prefix is None:
+            header = stdlib_json.dumps({"k": EMIT, "h": self._host_id, "ns": namespace, "r": room,
+                                        "ev": event, "id": ""}, separators=(",", ":"))
+            prefix = header[:-len('"}')].encode()  # ends with ,"id":"  (the id's opening quote)
+            if key is not None:
+                if len(self._prefixes) >= self.CAPACITY:
+                    self._prefixes.clear()
+                self._prefixes[key] = prefix
+        return b"".join((prefix, msg_id.hex().encode(), b'"}'))
+
+
 #: What the bus hands each entry of another node to: ``apply(header, fields, entry_id)``.
 Apply = Callable[[dict, dict, bytes], Awaitable[None]]
 

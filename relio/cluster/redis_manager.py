@@ -35,7 +35,10 @@ from relio.cluster.bus import (
     ENTER_ROOM,
     HANDOVER,
     LEAVE_ROOM,
+    EmitHeaders,
     RedisBus,
+    emit_header,
+    relayed_msg_id,
 )
 from relio.cluster.pubsub_bridge import PubSubBridge
 from relio.cluster.store import DURABLE, FAST, RedisSessionStore
@@ -101,8 +104,7 @@ class AsyncRedisManager(AsyncManager):
         self._msg_counter = itertools.count(1)
         #: the stream between the nodes
         self.bus = RedisBus(url, channel, lambda: self.config, redis_options, self._log)
-        self._msg_id_prefix = bytes.fromhex(self.bus.host_id)[:8]
-        self._emit_headers = _EmitHeaders(self.bus.host_id)
+        self._emit_headers = EmitHeaders(self.bus.host_id)
         #: where this node's sessions are saved and how they move (the server's session host)
         self.session_host: RedisSessionStore = RedisSessionStore(
             self.bus, mode, lambda: self.config, self._log, self._replay)
@@ -216,12 +218,8 @@ class AsyncRedisManager(AsyncManager):
         if skip_sid is None and remote_callback is None:
             header: dict | bytes = self._emit_headers.encode(namespace, room, event, msg_id)
         else:
-            header = {"k": EMIT, "h": self.bus.host_id, "ns": namespace, "r": room, "ev": event,
-                      "id": msg_id.hex()}
-            if skip_sid is not None:
-                header["s"] = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-            if remote_callback is not None:
-                header["cb"] = remote_callback
+            header = emit_header(self.bus.host_id, namespace, room, event, msg_id, skip_sid,
+                                 remote_callback)
         await self.bus.relay(header, payload, delivery, block)
         return delivery
 
@@ -341,10 +339,8 @@ class AsyncRedisManager(AsyncManager):
 
     def _next_msg_id(self) -> bytes:
         """Ids of relayed messages: the same on every node that delivers the message, so that a
-        session moved while the message was on its way drops the second copy. Unique without a
-        hash: this node's random bus id (8 of its bytes) then a counter. Nothing needs them to look
-        random (the engine's id set hashes ids with a per-process secret key)."""
-        return self._msg_id_prefix + next(self._msg_counter).to_bytes(8, "big")
+        session moved while the message was on its way drops the second copy."""
+        return relayed_msg_id(self.bus.host_id, next(self._msg_counter))
 
     async def _replay(self, session: ServerSession, fields: dict) -> None:
         """Apply one bus entry (from after the snapshot) to one adopted session only (the
@@ -391,36 +387,6 @@ class AsyncRedisManager(AsyncManager):
                                "ns": namespace, "id": callback_id},
                               payload_codec.encode(list(args), self._codec))
         return lambda *args: spawn(send_back(*args))
-
-
-class _EmitHeaders:
-    """The JSON header of a plain emit entry (no ``skip_sid``, no callback), made by appending the
-    message id to a cached encoding of everything else: a room broadcast repeats the same
-    namespace, room and event, and encoding the header dict every time was a third of the bus's
-    cost per message. Bounded: the cache is emptied when it holds :data:`CAPACITY` prefixes."""
-
-    #: Prefixes kept (namespace, room, event combinations): beyond this, start over.
-    CAPACITY = 1024
-
-    def __init__(self, host_id: str):
-        self._host_id = host_id
-        self._prefixes: dict[tuple, bytes] = {}
-
-    def encode(self, namespace: str, room, event, msg_id: bytes) -> bytes:
-        key: tuple | None = (namespace, room, event)
-        try:
-            prefix = self._prefixes.get((namespace, room, event))
-        except TypeError:                   # a list of rooms: not a cache key
-            prefix, key = None, None
-        if prefix is None:
-            header = stdlib_json.dumps({"k": EMIT, "h": self._host_id, "ns": namespace, "r": room,
-                                        "ev": event, "id": ""}, separators=(",", ":"))
-            prefix = header[:-len('"}')].encode()  # ends with ,"id":"  (the id's opening quote)
-            if key is not None:
-                if len(self._prefixes) >= self.CAPACITY:
-                    self._prefixes.clear()
-                self._prefixes[key] = prefix
-        return b"".join((prefix, msg_id.hex().encode(), b'"}'))
 
 
 def _entry_msg_id(header: dict) -> bytes | None:

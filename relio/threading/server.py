@@ -1,0 +1,639 @@
+"""``relio.Server``: python-socketio's thread-based ``Server`` with reliable, resumable sessions.
+
+The socket.io plumbing of :mod:`relio.asyncio.server` (the handshake, creating, suspending,
+resuming and ending sessions, routing emits to sessions and batches to connections, turning
+delivered messages into handler calls) without ``await``: python-socketio's ``Server`` calls it
+from its transport threads (``async_mode='threading'``, or gevent's greenlets). What it shares
+with the asyncio server is all below the socket.io layer: the engine, the session table and
+registry (:class:`~relio.asyncio.registry.SessionRegistry`), the channel code
+(:class:`~relio.threading.channel.ThreadChannel`), the wire helpers and the payload codec.
+
+Threads: each session has its lock (the channel's); the server has one lock (``_relio_lock``)
+around its tables and the manager's room entries of relio sessions. The server's lock may be held
+while a session's lock is taken, never the reverse: what a channel reports under its lock
+(``on_closed``, ``on_undelivered``) goes on in a handler thread.
+
+This server keeps its sessions in this process (python-socketio's ``Manager``); the only Redis
+manager it takes is :class:`relio.RedisManager` with ``write_only=True`` (an emitter process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import cast
+
+import socketio
+from engineio import packet as eio_packet
+from socketio import exceptions, packet
+
+from relio.asyncio.registry import ServerSession, SessionRegistry
+from relio.binding import events, wire
+from relio.binding import payload as payload_codec
+from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
+from relio.config import DEFAULT_CONFIG, Config
+from relio.engine._engine import Engine
+from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.threading.channel import ThreadChannel
+from relio.threading.driver import DRIVER, Handle
+from relio.threading.results import Delivery
+
+logger = logging.getLogger("relio")
+
+
+def _channel(session: ServerSession) -> ThreadChannel:
+    """The session's channel: a :class:`ThreadChannel` on this server (the registry is shared
+    with the asyncio server and types it as the asyncio shell's channel)."""
+    return cast(ThreadChannel, session.channel)
+
+
+#: WSGI environ entries that belong to the connection (its socket and streams), not the client.
+_CONNECTION_KEYS = frozenset({'wsgi.input', 'wsgi.errors', 'wsgi.file_wrapper', 'werkzeug.socket',
+                              'gunicorn.socket', 'eventlet.input', 'eventlet.posthooks'})
+
+
+class _LockedTimers:
+    """The driver's clock and timers for the session registry, whose expiry timer then runs
+    under the server's lock like every other change to its tables."""
+
+    def __init__(self, lock: threading.RLock):
+        self._lock = lock
+
+    @staticmethod
+    def time() -> float:
+        return DRIVER.time()
+
+    def call_at(self, when: float, fn: Callable[[], object]) -> Handle:
+        def locked() -> None:
+            with self._lock:
+                fn()
+        return DRIVER.call_at(when, locked)
+
+
+class Manager(socketio.Manager):
+    """python-socketio's in-process client manager, delivering to relio sessions through their
+    channels (so a broadcast reaches connected and suspended relio sessions alike)."""
+
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
+             to=None, block=True, **kwargs):
+        """Emit to one client, a room or a namespace; returns a :class:`relio.Delivery`
+        (thread-based: ``delivery.wait()``)."""
+        delivery = Delivery()
+        room = to or room
+        server = self.server
+        args = payload_codec.as_args(data)
+        if namespace not in self.rooms:
+            self._fail_if_ended(delivery, room, namespace, event)
+            return delivery
+        if not isinstance(skip_sid, list):
+            skip_sid = [skip_sid]
+        channel_of = server.relio_registry.channel
+        encoded = None
+        plain = []
+        full = []
+        for sid, eio_sid in list(self.get_participants(namespace, room)):
+            if sid in skip_sid:
+                continue
+            channel = channel_of(sid)
+            if channel is None:
+                plain.append((sid, eio_sid))
+                continue
+            if encoded is None:
+                encoded = payload_codec.encode([event, *args], server.relio_codec)
+            try:
+                try:
+                    channel.send_nowait(encoded, event, delivery, callback)
+                except QueueFull:
+                    if not block:
+                        full.append(sid)
+                        continue
+                    # Waits for room; a session that ends meanwhile fails only its own delivery.
+                    channel.send(encoded, event, delivery, callback)
+            except DeliveryError as exc:
+                delivery._add()
+                delivery._settle(exc)
+        if not delivery.recipients and not plain:
+            self._fail_if_ended(delivery, room, namespace, event)
+        if plain:
+            delivery.unconfirmed = len(plain)
+            self._emit_plain(event, args, namespace, plain, callback)
+        if full:
+            raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
+                            "them (queued for the other recipients)")
+        return delivery
+
+    def _fail_if_ended(self, delivery: Delivery, room, namespace, event) -> None:
+        """A message addressed to the sid of a relio session that has ended fails with why it
+        ended, instead of reaching nobody in silence."""
+        error = self.server.relio_ended_error(room, namespace, event)
+        if error is not None:
+            delivery._add()
+            delivery._settle(error)
+            self.server.on_undelivered(None, error)
+
+    def _emit_plain(self, event, args, namespace, recipients, callback):
+        """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""
+        server = self.server
+        if not callback:
+            pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
+            encoded = pkt.encode()
+            if not isinstance(encoded, list):
+                encoded = [encoded]
+            eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+            for _, eio_sid in recipients:
+                for p in eio_pkts:
+                    server._send_eio_packet(eio_sid, p)
+        else:
+            for sid, eio_sid in recipients:
+                ack_id = self._generate_ack_id(sid, callback)
+                pkt = server.packet_class(packet.EVENT, namespace=namespace,
+                                          data=[event, *args], id=ack_id)
+                server._send_packet(eio_sid, pkt)
+
+
+class Server(socketio.Server):
+    """A Socket.IO server (thread-based) with reliable delivery and resumable sessions.
+
+    Takes every argument of ``socketio.Server`` (and of engine.io), plus:
+
+    :param relio_config: a :class:`relio.Config` with relio's limits and timers (one per server;
+                         every session uses it). Defaults to :data:`relio.DEFAULT_CONFIG`.
+
+    Between this server and a relio client (:class:`relio.Client` or :class:`relio.AsyncClient`)
+    every ``emit``, ``send`` and ``call`` is delivered exactly once and in order per namespace,
+    across disconnects, for as long as the session lives. Plain Socket.IO clients connect and
+    behave exactly as with python-socketio.
+
+    The handlers of one relio session run one after another in delivery order, in a handler
+    thread of the session (``start_background_task``), never in the transport's thread.
+    Events relio adds: ``relio_resume(sid, environ, auth)`` (return False to refuse),
+    ``relio_suspend(sid, reason)``, ``relio_delivery_error(sid, error)``.
+    """
+
+    def __init__(self, client_manager=None, logger=False, serializer='default', json=None,
+                 async_handlers=True, always_connect=False, namespaces=None,
+                 relio_config: Config | None = None, **kwargs):
+        if client_manager is None:
+            client_manager = Manager()
+        elif not isinstance(client_manager, Manager) and not (
+                getattr(client_manager, 'name', None) == 'relio-redis'
+                and getattr(client_manager, 'write_only', False)):
+            raise TypeError("relio.Server needs a relio client manager (relio.Manager, or "
+                            "relio.RedisManager(write_only=True) for an emitter); got "
+                            + type(client_manager).__name__ + " (several server nodes need "
+                            "relio.AsyncServer with relio.AsyncRedisManager: the thread-based "
+                            "relio has no multi-node server yet)")
+        super().__init__(client_manager=client_manager, logger=logger, serializer=serializer,
+                         json=json, async_handlers=async_handlers,
+                         always_connect=always_connect, namespaces=namespaces, **kwargs)
+        self.relio_config = relio_config or DEFAULT_CONFIG
+        #: the application payload codec (python-socketio's ``json`` module, bound once)
+        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
+        self.reserved_events: list[str] = list(self.reserved_events) + [
+            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
+        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
+        #: around the session tables and the room entries of relio sessions (see the module)
+        self._relio_lock = threading.RLock()
+        #: every relio session of this server and the tables that find them
+        self.relio_registry = SessionRegistry(self.relio_config, self._end,
+                                              self._connection_unreferenced,
+                                              loop=_LockedTimers(self._relio_lock))
+
+    # --- public API additions and overrides ---------------------------------------------------
+    def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
+             callback=None, ignore_queue=False, block=True):
+        """Emit a custom event to one or more connected clients.
+
+        Arguments are python-socketio's; relio adds ``block``: when a relio recipient's outbox is
+        full, wait for room (the default) or raise :class:`relio.QueueFull`.
+
+        Returns a :class:`relio.Delivery`: ``delivery.wait()`` returns once every relio recipient
+        has the message (or raises :class:`relio.DeliveryError`).
+        """
+        namespace = namespace or '/'
+        room = to or room
+        self.logger.info('emitting event "%s" to %s [%s]', event, room or 'all', namespace)
+        return self.manager.emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                                 callback=callback, ignore_queue=ignore_queue, block=block)
+
+    def send(self, data, to=None, room=None, skip_sid=None, namespace=None, callback=None,
+             ignore_queue=False, block=True):
+        """Send a ``message`` event; see :meth:`emit`."""
+        return self.emit('message', data=data, to=to, room=room, skip_sid=skip_sid,
+                         namespace=namespace, callback=callback, ignore_queue=ignore_queue,
+                         block=block)
+
+    def call(self, event, data=None, to=None, sid=None, namespace=None, timeout=60,
+             ignore_queue=False, block=True):
+        """Emit an event to a client and wait for its handler's response.
+
+        With a relio client the request and its response survive reconnects: the handler runs
+        once, and only ``timeout`` (or the end of the session, as :class:`relio.DeliveryError`)
+        stops the wait. A chained reply returns a :class:`relio.Question`.
+        """
+        target = to or sid
+        if target is None:
+            raise ValueError('Cannot use call() to broadcast.')
+        channel = self.relio_registry.channel(target)
+        if channel is None:
+            error = self.relio_ended_error(target, namespace or '/', event)
+            if error is not None:
+                raise error
+            return super().call(event, data=data, to=target, namespace=namespace,
+                                timeout=timeout, ignore_queue=ignore_queue)
+        self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
+        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        return channel.call(encoded, event, timeout, block)
+
+    def get_session(self, sid, namespace=None):
+        session = self.relio_registry.get(sid)
+        if session is not None:
+            return session.data
+        return super().get_session(sid, namespace=namespace)
+
+    def save_session(self, sid, session, namespace=None):
+        relio_session = self.relio_registry.get(sid)
+        if relio_session is not None:
+            relio_session.data = session
+            return
+        super().save_session(sid, session, namespace=namespace)
+
+    def transport(self, sid, namespace=None):
+        """The transport of a client (None for a relio session waiting to be resumed)."""
+        session = self.relio_registry.get(sid)
+        if session is not None and not session.attached:
+            return None
+        return super().transport(sid, namespace=namespace)
+
+    def disconnect(self, sid, namespace=None, ignore_queue=False):
+        """Disconnect a client; a relio session ends (its pending messages fail with
+        :class:`relio.DeliveryError`, reason ``"server disconnect"``)."""
+        session = self.relio_registry.get(sid)
+        if session is not None:
+            # Like python-socketio, what was emitted before disconnect() still goes out first;
+            # relio waits (bounded) for it to be acknowledged so its senders hear the truth.
+            _channel(session).drain(self.relio_config.drain_timeout)
+            with self._relio_lock:
+                self.relio_registry.forget(session)
+            session.channel.close('server disconnect')
+        super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+
+    def shutdown(self):
+        """Stop Socket.IO background tasks; every relio session ends (reason
+        ``server shutdown``)."""
+        with self._relio_lock:
+            self.relio_registry.close()
+            sessions = list(self.relio_registry)
+            for session in sessions:
+                self.relio_registry.forget(session)
+        for session in sessions:
+            session.channel.close('server shutdown')
+            self._finish_session(session, 'server shutdown')
+        super().shutdown()
+
+    def session_stats(self, sid) -> dict | None:
+        """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
+        flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
+        session = self.relio_registry.get(sid)
+        if session is None:
+            return None
+        stats = session.channel.stats
+        stats["resumes"] = session.record.resumes
+        return stats
+
+    @property
+    def relio_sessions(self) -> int:
+        """relio sessions alive (connected or waiting to be resumed)."""
+        return len(self.relio_registry)
+
+    @property
+    def relio_parked_sessions(self) -> int:
+        """relio sessions whose connection dropped, waiting to be resumed."""
+        return self.relio_registry.parked
+
+    def relio_ended_error(self, sid, namespace, event) -> DeliveryError | None:
+        """The error for a message addressed to ``sid`` if that relio session recently ended."""
+        reason = self.relio_registry.ended_reason(sid)
+        if reason is None:
+            return None
+        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
+                             event=event)
+
+    # --- connection handshake ------------------------------------------------------------------
+    def _handle_connect(self, eio_sid, namespace, data):
+        namespace = namespace or '/'
+        hello, auth = wire.relio_hello(data, self.environ.get(eio_sid), namespace)
+        if hello is None:
+            return super()._handle_connect(eio_sid, namespace, auth)
+        refused = None
+        if 'sid' in hello:
+            refused = self._resume_session(eio_sid, namespace, hello, auth)
+            if refused is None:
+                return
+        self._connect_session(eio_sid, namespace, auth, refused)
+
+    def _connect_session(self, eio_sid, namespace, auth, refused):
+        """python-socketio's ``_handle_connect``, creating a relio session for the new sid."""
+        sid = None
+        if namespace in self.handlers or namespace in self.namespace_handlers \
+                or self.namespaces == '*' or namespace in self.namespaces:
+            sid = self.manager.pre_connect(eio_sid, namespace)
+        if sid is None:
+            self._send_packet(eio_sid, self.packet_class(
+                packet.CONNECT_ERROR, data='Unable to connect', namespace=namespace))
+            return
+        with self._relio_lock:
+            session = self._new_session(sid, namespace, eio_sid)
+        reply = wire.connect_reply(sid, session.credential, self.relio_config,
+                                   self.eio.max_http_buffer_size, refused=refused)
+        if self.always_connect:
+            self._send_connect(eio_sid, namespace, reply, session)
+            self.manager.connect(sid, namespace)
+        fail_reason = exceptions.ConnectionRefusedError().error_args
+        environ = self.environ.get(eio_sid, {})
+        try:
+            if auth:
+                success = self._trigger_event('connect', namespace, sid, environ, auth)
+            else:
+                try:
+                    success = self._trigger_event('connect', namespace, sid, environ, None)
+                except TypeError as exc:
+                    try:
+                        success = self._trigger_event('connect', namespace, sid, environ)
+                    except TypeError:
+                        raise exc from None
+        except exceptions.ConnectionRefusedError as exc:
+            fail_reason = exc.error_args
+            success = False
+        except ConnectionRefusedError:
+            fail_reason = {"message": "Connection refused by server"}
+            success = False
+        if success is False:
+            with self._relio_lock:
+                self.relio_registry.forget(session)
+            session.channel.close('connection refused')
+            if self.always_connect:
+                self.manager.pre_disconnect(sid, namespace)
+                self._send_packet(eio_sid, self.packet_class(
+                    packet.DISCONNECT, data=fail_reason, namespace=namespace))
+            else:
+                self._send_packet(eio_sid, self.packet_class(
+                    packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
+            self.manager.disconnect(sid, namespace, ignore_queue=True)
+        elif not self.always_connect:
+            self._send_connect(eio_sid, namespace, reply, session)
+            self.manager.connect(sid, namespace)
+
+    def _send_connect(self, eio_sid, namespace, reply, session: ServerSession):
+        self._send_packet(eio_sid, self.packet_class(packet.CONNECT, reply, namespace=namespace))
+        # Batches follow the CONNECT packet on the same connection, so the client has set the
+        # session up before the first one arrives.
+        with self._relio_lock:
+            if not session.channel.closed and not session.ended:
+                session.channel.attach(self._writer(eio_sid, namespace))
+                self.relio_registry.bind(session)
+
+    def _new_session(self, sid, namespace, eio_sid) -> ServerSession:
+        engine = Engine(self.relio_config, now=DRIVER.time())
+        channel = ThreadChannel(engine, self, start_task=self.start_background_task,
+                                json=self.relio_codec, sid=sid, namespace=namespace,
+                                linger=self.relio_config.handler_thread_linger)
+        return self.relio_registry.create(sid, namespace, channel, eio_sid)
+
+    def _resume_session(self, eio_sid, namespace, hello, auth) -> str | None:
+        """Resume the session named in ``hello`` on this connection; None if resumed, else the
+        reason it was refused (the caller starts a new session and tells the client why)."""
+        registry = self.relio_registry
+        sid = hello.get('sid')
+        with self._relio_lock:
+            try:
+                if not isinstance(sid, str):
+                    raise ResumeRefused(UNKNOWN_SESSION)
+                session = registry.resume(sid, hello.get('credential'), DRIVER.time())
+            except ResumeRefused as exc:
+                logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
+                return str(exc)
+            channel = session.channel
+            if session.namespace != namespace:
+                self._end(session, 'resume refused', 'resumed on another namespace')
+                return UNKNOWN_SESSION
+            current = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if current is not None and current != sid:
+                # This connection already holds another session of the namespace: refuse, and
+                # leave the session as it was (suspended or connected).
+                if not channel.attached:
+                    registry.park(session, DRIVER.time())
+                return 'the connection already has a session in this namespace'
+            try:
+                peer_state = wire.decode_state(hello.get('state'))
+            except RemoteProtocolError as exc:
+                return self._refuse_resume(session, f'protocol error: {exc.reason}')
+        environ = self.environ.get(eio_sid, {})
+        try:
+            allowed = self._trigger_event(wire.RESUME_EVENT, namespace, sid, environ,
+                                          auth or None)
+        except (exceptions.ConnectionRefusedError, ConnectionRefusedError):
+            allowed = False
+        with self._relio_lock:
+            if session.ended:
+                return UNKNOWN_SESSION
+            if allowed is False:
+                return self._refuse_resume(session, 'resume refused by the server')
+            old_eio = session.eio_sid
+            registry.unbind(session)
+            with _channel(session).lock:
+                if channel.attached:
+                    channel.detach()           # half-open: the old connection is still up
+                try:
+                    channel.engine.resume(peer_state, DRIVER.time())
+                except RemoteProtocolError as exc:
+                    return self._refuse_resume(session, f'protocol error: {exc.reason}')
+            # Re-point every room entry (and the "connected" room None) at the new connection.
+            rooms = self.manager.rooms.get(namespace, {})
+            for room in [None, *self.manager.get_rooms(sid, namespace)]:
+                if room in rooms and sid in rooms[room]:
+                    rooms[room][sid] = eio_sid
+            registry.move(session, eio_sid)
+            session.unconfirmed_resume = True
+            reply = wire.resume_reply(sid, session.credential, self.relio_config,
+                                      self.eio.max_http_buffer_size, channel.resume_state())
+            unreferenced = old_eio != eio_sid and not registry.references(old_eio)
+        self._send_connect(eio_sid, namespace, reply, session)
+        logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
+        if unreferenced and old_eio in self.eio.sockets:
+            self.start_background_task(self.eio.disconnect, old_eio)
+        return None
+
+    def _refuse_resume(self, session: ServerSession, reason: str) -> str:
+        self._end(session, reason)
+        return reason
+
+    # --- transport -------------------------------------------------------------------------
+    def _writer(self, eio_sid, namespace):
+        prefix = wire.carrier_prefix(namespace)
+        sockets = self.eio.sockets
+        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
+
+        def write(batch: bytes) -> None:
+            sock = sockets.get(eio_sid)
+            if sock is None or sock.closed:
+                raise ConnectionError('connection closed')
+            sock.queue.put(Packet(MESSAGE, prefix + batch))
+        return write
+
+    def _handle_eio_message(self, eio_sid, data):
+        registry = self.relio_registry
+        if data.__class__ is bytes and eio_sid not in self._binary_packet \
+                and registry.carries_relio(eio_sid) \
+                and (not self._relio_binary_serializer or wire.is_carrier(data)):
+            try:
+                namespace, batch = wire.split_carrier(data)
+            except RemoteProtocolError as exc:
+                logger.warning('relio: closing %s: %s', eio_sid, exc.reason)
+                self.eio.disconnect(eio_sid)
+                return
+            session = registry.bound(eio_sid, namespace)
+            if session is not None:
+                if session.unconfirmed_resume:
+                    # The client uses the resumed connection, so it got the new credential.
+                    with self._relio_lock:
+                        registry.confirm(session)
+                session.channel.receive(batch)
+            return
+        return super()._handle_eio_message(eio_sid, data)
+
+    def _handle_event(self, eio_sid, namespace, id, data):
+        if self.relio_registry.bound(eio_sid, namespace or '/') is not None:
+            # A relio session's events come through its engine only.
+            logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
+                           eio_sid)
+            return
+        if data and data[0] in wire.LIFECYCLE_EVENTS:
+            logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
+            return
+        return super()._handle_event(eio_sid, namespace, id, data)
+
+    def _send_packet(self, eio_sid, pkt):
+        if self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
+            return       # a suspended session's connection is gone; nothing to tell it
+        super()._send_packet(eio_sid, pkt)
+
+    def _handle_eio_disconnect(self, eio_sid, reason):
+        registry = self.relio_registry
+        plain = []
+        with self._relio_lock:
+            registry.connection_closed(eio_sid)
+            environ = self.environ.get(eio_sid)
+            if environ is not None and registry.references(eio_sid):
+                # Suspended sessions keep the environ, not the dead connection's socket and
+                # streams (they would keep its file descriptor open until the session ends).
+                self.environ[eio_sid] = {k: v for k, v in environ.items()
+                                         if k not in _CONNECTION_KEYS}
+            for namespace in list(self.manager.get_namespaces()):
+                session = registry.bound(eio_sid, namespace)
+                if session is not None and not session.channel.closed:
+                    self._suspend(session, reason)
+                else:
+                    plain.append(namespace)
+        for namespace in plain:
+            self._handle_disconnect(eio_sid, namespace, reason)
+        with self._relio_lock:
+            if eio_sid in self.environ and not registry.references(eio_sid):
+                del self.environ[eio_sid]
+
+    def _handle_disconnect(self, eio_sid, namespace, reason=None):
+        namespace = namespace or '/'
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        session = self.relio_registry.get(sid)
+        if session is not None:
+            # The client ended the session (socket.io DISCONNECT, after relio's CLOSE).
+            with self._relio_lock:
+                self.relio_registry.forget(session)
+            session.channel.close(reason or 'client disconnect')
+            _channel(session).idle()     # its handlers first, as python-socketio orders them
+        super()._handle_disconnect(eio_sid, namespace, reason)
+
+    # --- session lifetime ------------------------------------------------------------------
+    def _suspend(self, session: ServerSession, reason) -> None:
+        session.channel.detach()
+        logger.info('relio: session %s [%s] suspended (%s)', session.sid, session.namespace,
+                    reason)
+        self.relio_registry.park(session, DRIVER.time())
+        session.channel.runner.run(self._trigger_event,
+                                   (wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
+
+    def _connection_unreferenced(self, eio_sid: str) -> None:
+        """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
+        if eio_sid not in self.eio.sockets:
+            self.environ.pop(eio_sid, None)
+
+    def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
+        """End a session for ``reason``: its pending messages fail (with ``close_reason``, by
+        default ``reason``) and ``disconnect`` fires (in the session's handler thread)."""
+        with self._relio_lock:
+            if not self.relio_registry.forget(session, reason):
+                return
+        session.channel.close(close_reason or reason)
+        session.channel.runner.run(self._finish_session, (session, reason))
+
+    def _finish_session(self, session: ServerSession, reason: str) -> None:
+        """The socket.io side of a session that relio ended: tell the client if it is still
+        connected, fire ``disconnect`` once, leave every room. Runs after the session's
+        handlers (in its handler thread)."""
+        sid, namespace = session.sid, session.namespace
+        with self._relio_lock:
+            self.relio_registry.remember_ended(sid, reason)
+            if not self.manager.is_connected(sid, namespace):
+                return
+            eio_sid = self.manager.pre_disconnect(sid, namespace)
+        if eio_sid in self.eio.sockets:
+            super()._send_packet(eio_sid, self.packet_class(packet.DISCONNECT,
+                                                            namespace=namespace))
+        self._trigger_event('disconnect', namespace, sid, reason)
+        with self._relio_lock:
+            self.manager.disconnect(sid, namespace, ignore_queue=True)
+            if not self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
+                self.environ.pop(eio_sid, None)
+
+    # --- ChannelHandler (called under the session's lock) --------------------------------------
+    def on_message(self, channel: ThreadChannel, msg_id: bytes, items: list,
+                   request: bool) -> None:
+        events.dispatch_server_message(self, channel, msg_id, items, request)
+
+    def on_reply(self, channel: ThreadChannel) -> None:
+        self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)
+
+    def on_undelivered(self, channel: ThreadChannel | None, error: DeliveryError,
+                       seen: bool = False) -> None:
+        namespace = error.namespace or '/'
+        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
+        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        args = (wire.DELIVERY_ERROR_EVENT, namespace, error.sid, error)
+        if channel is not None:
+            channel.runner.run(self._trigger_event, args)
+        else:
+            self.start_background_task(self._trigger_event, *args)
+
+    def on_closed(self, channel: ThreadChannel, reason: str, by_peer: bool) -> None:
+        session = self.relio_registry.get(channel.sid)
+        if session is None or session.channel is not channel:
+            return                      # already removed (ended, refused)
+        logger.info('relio: session %s [%s] closed (%s)', channel.sid, channel.namespace,
+                    reason)
+        if by_peer:
+            # The client's CLOSE: python-socketio's reason for a client-initiated disconnect.
+            reason = self.reason.CLIENT_DISCONNECT
+        # The server's lock is never taken under a session's lock: the rest goes on in the
+        # session's handler thread, after its handlers.
+        channel.runner.run(self._closed, (session, reason))
+
+    def _closed(self, session: ServerSession, reason: str) -> None:
+        with self._relio_lock:
+            if not self.relio_registry.forget(session, reason):
+                return
+        self._finish_session(session, reason)
+
+
+__all__ = ["Manager", "Server"]
