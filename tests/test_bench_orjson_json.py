@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-orjson = pytest.importorskip('orjson')
-
-from bench.e2e import orjson_json  # noqa: E402
-from relio.binding import payload  # noqa: E402
+from bench.e2e import orjson_json
+from relio.binding import payload
 
 ascii_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)

@@ -55,8 +55,6 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def options_run(tmp_path_factory):
-    pytest.importorskip('uvloop')
-    pytest.importorskip('orjson')
     return _run_runner(tmp_path_factory.mktemp('e2e-opts'),
                        ['--only', ','.join(OPTION_WORKLOADS), '--loop', 'uvloop',
                         '--json', 'orjson', '--no-png'], 'e2e-uvloop-orjson', 200, False)
@@ -267,8 +265,6 @@ def test_speedups_table_from_results():
 
 @pytest.fixture(scope='module')
 def speedups_run(tmp_path_factory):
-    pytest.importorskip('uvloop')
-    pytest.importorskip('orjson')
     return _run_runner(tmp_path_factory.mktemp('e2e-speedups'),
                        ['--only', 'emit_c2s,big_200MiB', '--speedups', '--no-png'], 'e2e', 120,
                        False)

@@ -302,7 +302,7 @@ def test_reassemble_into_reused_buffer():
 
 
 def test_reassemble_into_numpy_array():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     out = np.zeros(len(PAYLOAD), dtype=np.uint8)
     assert reassemble_into(out, chunked(PAYLOAD, 300)) == len(PAYLOAD)
     assert out.tobytes() == PAYLOAD
