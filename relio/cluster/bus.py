@@ -286,9 +286,10 @@ class RedisBus:
         ``header``: a dict, or its JSON encoding when the caller made it already."""
         if self._closed:
             raise RelayError("the manager is closed", event=_header(header).get("ev"))
-        cfg = self.config
+        cfg = self._config()
         loop = asyncio.get_running_loop()
-        if len(self._queue) >= cfg.relay_queue_messages:
+        queue = self._queue
+        if len(queue) >= cfg.relay_queue_messages:
             if not block:
                 raise QueueFull(f"{len(self._queue)} messages wait for Redis (relay queue full)")
             deadline = loop.time() + cfg.relay_timeout
@@ -308,10 +309,11 @@ class RedisBus:
             delivery.relayed += 1
         if not isinstance(header, bytes):
             header = stdlib_json.dumps(header, separators=(",", ":")).encode()
-        entry = _Entry(next(self._seq), header, payload, delivery, loop.time() + cfg.relay_timeout)
-        self._queue.append(entry)
+        queue.append(_Entry(next(self._seq), header, payload, delivery,
+                            loop.time() + cfg.relay_timeout))
         self._queue_changed.set()
-        if self._publisher is None or self._publisher.done():
+        publisher = self._publisher
+        if publisher is None or publisher.done():
             self._publisher = loop.create_task(self._publish_loop())
 
     async def _publish_loop(self) -> None:

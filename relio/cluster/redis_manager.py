@@ -105,6 +105,7 @@ class AsyncRedisManager(AsyncManager):
         #: the stream between the nodes
         self.bus = RedisBus(url, channel, lambda: self.config, redis_options, self._log)
         self._emit_headers = EmitHeaders(self.bus.host_id)
+        self._msg_id_prefix = relayed_msg_id(self.bus.host_id, 0)[:8]
         #: where this node's sessions are saved and how they move (the server's session host)
         self.session_host: RedisSessionStore = RedisSessionStore(
             self.bus, mode, lambda: self.config, self._log, self._replay)
@@ -195,22 +196,23 @@ class AsyncRedisManager(AsyncManager):
         """
         namespace = namespace or "/"
         room = to or room
-        if self.write_only:
+        server = getattr(self, "server", None)
+        write_only = self.write_only
+        if write_only:
             delivery = Delivery()
         elif ignore_queue or self._local_sid(room, namespace):
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                       callback=callback, block=block)
         msg_id = self._next_msg_id()
-        server = getattr(self, "server", None)
         codec = self._codec if server is None else server.relio_codec
         payload = payload_codec.encode([event, *payload_codec.as_args(data)], codec)
-        if not self.write_only:
+        if not write_only:
             delivery = await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                           callback=callback, block=block, _msg_id=msg_id,
                                           _encoded=payload)
         remote_callback = None
         if callback is not None:
-            if self.write_only or getattr(self, "server", None) is None:
+            if write_only or server is None:
                 raise RuntimeError("Callbacks can only be issued from the context of a server.")
             if room is None:
                 raise ValueError("Cannot use callback without a room set.")
@@ -338,9 +340,8 @@ class AsyncRedisManager(AsyncManager):
                              _msg_id=_entry_msg_id(header))
 
     def _next_msg_id(self) -> bytes:
-        """Ids of relayed messages: the same on every node that delivers the message, so that a
-        session moved while the message was on its way drops the second copy."""
-        return relayed_msg_id(self.bus.host_id, next(self._msg_counter))
+        """Ids of relayed messages (see :func:`~relio.cluster.bus.relayed_msg_id`)."""
+        return self._msg_id_prefix + next(self._msg_counter).to_bytes(8, "big")
 
     async def _replay(self, session: ServerSession, fields: dict) -> None:
         """Apply one bus entry (from after the snapshot) to one adopted session only (the
