@@ -2,8 +2,10 @@
 
 Handshake (per namespace, inside Socket.IO's own CONNECT exchange, so plain peers are unaffected):
 
-* A relio client adds ``"__relio": {"v": 1}`` to its ``auth`` object for a new session, and
-  ``{"v": 1, "sid": ..., "credential": ..., "state": <base64 resume state>}`` to resume one.
+* A relio client asks for relio sessions with ``relio=1`` in the engine.io connection URL's query
+  (its ``auth`` stays the application's for a new session; a server also takes
+  ``"__relio": {"v": 1}`` in ``auth`` as that request), and adds ``"__relio": {"v": 1, "sid": ...,
+  "credential": ..., "state": <base64 resume state>}`` to ``auth`` to resume one.
 * A relio server answers in the CONNECT packet's data, next to ``sid``:
   ``"__relio": {"v": 1, "credential": ..., "resumed": bool, "state": <base64>, "refused": reason}``.
   Plain clients ignore the extra key (the JS client reads only ``sid`` and ``pid``; relio never
