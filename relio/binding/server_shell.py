@@ -1,0 +1,268 @@
+"""What relio's two servers share above the engine and below their I/O: :class:`ServerShell`.
+
+:class:`relio.AsyncServer` (asyncio) and :class:`relio.Server` (thread-based) run the same
+socket.io plumbing; they differ only where it waits (``await`` or a blocking call under a lock).
+This module owns the decisions that never wait, as a mixin both servers put before python-socketio's
+class: relio's part of the constructor, the session counters, the error for a message addressed to
+an ended session, which packets relio takes from python-socketio (carriers, plain events on a relio
+connection), the checks of a resume and the bookkeeping that moves a session to its new connection,
+and what to log when a channel reports a failure or a close. Each server keeps the I/O: sending
+packets, firing handlers, closing connections.
+
+The mixin takes the server's session table as ``self.relio_registry``
+(:class:`~relio.asyncio.registry.SessionRegistry`) and python-socketio's attributes (``manager``,
+``eio``, ``environ``, ``logger``, ``packet_class``); ``self._relio_lock`` is what guards the
+tables (the thread-based server's lock; nothing in the asyncio server, which has one thread).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from relio.binding import payload as payload_codec
+from relio.binding import wire
+from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
+from relio.config import DEFAULT_CONFIG, Config
+from relio.engine.errors import DeliveryError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from relio.asyncio.registry import ServerSession, SessionRegistry
+
+logger = logging.getLogger("relio")
+
+
+class ServerShell:
+    """The await-free half of a relio server (see the module); mixed in before python-socketio's
+    ``Server`` or ``AsyncServer``."""
+
+    # python-socketio's (the server class this is mixed into)
+    manager: Any
+    eio: Any
+    environ: dict
+    logger: Any
+    packet_class: Any
+    reserved_events: list[str]
+    handlers: Any
+    namespace_handlers: Any
+    namespaces: Any
+    reason: Any
+    _binary_packet: Any
+    # the server's own
+    relio_config: Config
+    relio_registry: SessionRegistry
+    _relio_lock: AbstractContextManager
+    #: environ entries of the connection itself (not the client): a suspended session keeps its
+    #: environ without them
+    _relio_connection_keys: frozenset[str] = frozenset()
+
+    def _relio_setup(self, relio_config: Config | None) -> None:
+        """relio's part of the constructor, once python-socketio's has run."""
+        self.relio_config = relio_config or DEFAULT_CONFIG
+        #: the application payload codec (python-socketio's ``json`` module, bound once)
+        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
+        # msgpack or another binary serializer: its packets are binary engine.io messages too
+        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
+        self.reserved_events = list(self.reserved_events) + [
+            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
+        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
+
+    def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
+        raise NotImplementedError
+
+    # --- public API additions ------------------------------------------------------------------
+    def session_stats(self, sid) -> dict | None:
+        """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
+        flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
+        session = self.relio_registry.get(sid)
+        if session is None:
+            return None
+        stats = session.channel.stats
+        stats["resumes"] = session.record.resumes
+        return stats
+
+    @property
+    def relio_sessions(self) -> int:
+        """relio sessions alive (connected or waiting to be resumed)."""
+        return len(self.relio_registry)
+
+    @property
+    def relio_parked_sessions(self) -> int:
+        """relio sessions whose connection dropped, waiting to be resumed."""
+        return self.relio_registry.parked
+
+    def relio_ended_error(self, sid, namespace, event) -> DeliveryError | None:
+        """The error for a message addressed to ``sid`` if that relio session recently ended."""
+        reason = self.relio_registry.ended_reason(sid)
+        if reason is None:
+            return None
+        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
+                             event=event)
+
+    def _relio_call_channel(self, event, data, target, namespace):
+        """``call()``'s choice: the relio channel of ``target`` and the encoded request, or
+        ``(None, None)`` for a plain Socket.IO client (python-socketio's call).
+
+        :raises ValueError: no ``target`` (call() cannot broadcast).
+        :raises DeliveryError: ``target`` was a relio session that has ended."""
+        if target is None:
+            raise ValueError('Cannot use call() to broadcast.')
+        channel = self.relio_registry.channel(target)
+        if channel is None:
+            error = self.relio_ended_error(target, namespace or '/', event)
+            if error is not None:
+                raise error
+            return None, None
+        self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
+        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        return channel, encoded
+
+    # --- what relio takes from python-socketio -------------------------------------------------
+    def _relio_namespace_served(self, namespace) -> bool:
+        """python-socketio's test in ``_handle_connect``: a handler or ``namespaces`` admits it."""
+        return namespace in self.handlers or namespace in self.namespace_handlers \
+            or self.namespaces == '*' or namespace in self.namespaces
+
+    def _relio_is_carrier(self, eio_sid, data) -> bool:
+        """Whether an engine.io message is a relio carrier (else python-socketio's)."""
+        return data.__class__ is bytes and eio_sid not in self._binary_packet \
+            and self.relio_registry.carries_relio(eio_sid) \
+            and (not self._relio_binary_serializer or wire.is_carrier(data))
+
+    def _relio_receive(self, eio_sid, data: bytes) -> None:
+        """Hand a carrier to the session it is for (dropped if none is bound there).
+
+        :raises RemoteProtocolError: not a valid carrier (the caller closes the connection)."""
+        registry = self.relio_registry
+        namespace, batch = wire.split_carrier(data)
+        session = registry.bound(eio_sid, namespace)
+        if session is not None:
+            if session.unconfirmed_resume:
+                # The client uses the resumed connection, so it got the new credential.
+                with self._relio_lock:
+                    registry.confirm(session)
+            session.channel.receive(batch)
+
+    def _relio_drops_event(self, eio_sid, namespace, data) -> bool:
+        """Whether a socket.io EVENT packet is refused (logged): one on a relio session's
+        connection, whose events come through its engine only (a plain EVENT would bypass ordering
+        and exactly-once, and could fake 'disconnect'), or one of relio's lifecycle events from a
+        plain client."""
+        if self.relio_registry.bound(eio_sid, namespace or '/') is not None:
+            logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
+                           eio_sid)
+            return True
+        if data and data[0] in wire.LIFECYCLE_EVENTS:
+            logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
+            return True
+        return False
+
+    def _relio_connection_gone(self, eio_sid) -> bool:
+        """A suspended session's connection is gone: nothing is sent to it."""
+        return self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets
+
+    def _relio_keep_environ(self, eio_sid) -> None:
+        """The connection ``eio_sid`` closed: sessions suspended on it keep its environ, without
+        the connection's own entries (``_relio_connection_keys``)."""
+        environ = self.environ.get(eio_sid)
+        if environ is not None and self.relio_registry.references(eio_sid):
+            self.environ[eio_sid] = {k: v for k, v in environ.items()
+                                     if k not in self._relio_connection_keys}
+
+    def _connection_unreferenced(self, eio_sid: str) -> None:
+        """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
+        if eio_sid not in self.eio.sockets:
+            self.environ.pop(eio_sid, None)
+
+    # --- resume --------------------------------------------------------------------------------
+    def _relio_resumable(self, eio_sid, namespace, hello, now: float):
+        """The checks of a resume before the application is asked: ``(session, peer_state)``, or
+        the reason it is refused (a session refused for a reason that is the client's fault
+        ends)."""
+        registry = self.relio_registry
+        sid = hello.get('sid')
+        try:
+            if not isinstance(sid, str):
+                raise ResumeRefused(UNKNOWN_SESSION)
+            session = registry.resume(sid, hello.get('credential'), now)
+        except ResumeRefused as exc:
+            logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
+            return str(exc)
+        if session.namespace != namespace:
+            self._end(session, 'resume refused', 'resumed on another namespace')
+            return UNKNOWN_SESSION
+        current = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if current is not None and current != sid:
+            # This connection already holds another session of the namespace (one per connection,
+            # as in Socket.IO): refuse, and leave the session as it was (suspended or connected).
+            if not session.channel.attached:
+                registry.park(session, now)
+            return 'the connection already has a session in this namespace'
+        try:
+            return session, wire.decode_state(hello.get('state'))
+        except RemoteProtocolError as exc:
+            return self._refuse_resume(session, f'protocol error: {exc.reason}')
+
+    def _relio_move(self, session: ServerSession, eio_sid) -> dict:
+        """Point a resumed session at its new connection: every room entry (and the "connected"
+        room None), the session table; returns the CONNECT reply that gives the client its new
+        credential."""
+        sid, namespace = session.sid, session.namespace
+        rooms = self.manager.rooms.get(namespace, {})
+        for room in [None, *self.manager.get_rooms(sid, namespace)]:
+            if room in rooms and sid in rooms[room]:
+                rooms[room][sid] = eio_sid
+        self.relio_registry.move(session, eio_sid)
+        session.unconfirmed_resume = True
+        return wire.resume_reply(sid, session.credential, self.relio_config,
+                                 self.eio.max_http_buffer_size, session.channel.resume_state())
+
+    def _refuse_resume(self, session: ServerSession, reason: str) -> str:
+        self._end(session, reason)
+        return reason
+
+    # --- ChannelHandler ------------------------------------------------------------------------
+    def on_reply(self, channel) -> None:
+        self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)
+
+    def _relio_log_undelivered(self, error: DeliveryError, seen: bool) -> str:
+        """Log a message that will never be delivered; returns its namespace.
+
+        WARNING only for what nobody handles: the application awaited the Delivery or the call,
+        or it has a relio_delivery_error handler, so it knows (a chat server's logs would fill
+        with every emit to a client that just left)."""
+        namespace = error.namespace or '/'
+        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
+        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        return namespace
+
+    def _relio_closed(self, channel, reason: str, by_peer: bool):
+        """A channel closed: ``(session, reason)`` to finish (python-socketio's reason when the
+        client closed it), or None if its session is already removed (ended, refused, moved
+        away)."""
+        session = self.relio_registry.get(channel.sid)
+        if session is None or session.channel is not channel:
+            return None
+        logger.info('relio: session %s [%s] closed (%s)', channel.sid, channel.namespace,
+                    reason)
+        if by_peer:
+            # The client's CLOSE: python-socketio's reason for a client-initiated disconnect.
+            reason = self.reason.CLIENT_DISCONNECT
+        return session, reason
+
+
+class ManagerShell:
+    """The await-free half of a relio client manager; mixed in before python-socketio's
+    ``Manager`` or ``AsyncManager``."""
+
+    server: Any
+
+    def _fail_if_ended(self, delivery, room, namespace, event) -> None:
+        """A message addressed to the sid of a relio session that has ended fails with why it
+        ended, instead of reaching nobody in silence."""
+        error = self.server.relio_ended_error(room, namespace, event)
+        if error is not None:
+            delivery._add()
+            delivery._settle(error)
+            self.server.on_undelivered(None, error)
