@@ -21,7 +21,6 @@ import logging
 
 import engineio
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet
 
 from relio.asyncio.channel import Channel
@@ -261,19 +260,6 @@ class AsyncClient(ClientShell, socketio.AsyncClient):
             await self._trigger_event('__disconnect_final', channel.namespace)
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        eio = self.eio
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            queue = eio.queue
-            if eio.state != 'connected' or eio.write_loop_task is None \
-                    or getattr(queue, 'stopping', False):
-                raise ConnectionError('not connected')
-            queue.put_nowait(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _engineio_client_class(self):
         return _EngineIOClient
 

@@ -459,18 +459,6 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         return None
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, eio_sid, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        sockets = self.eio.sockets
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            sock = sockets.get(eio_sid)
-            if sock is None or sock.closed:
-                raise ConnectionError('connection closed')
-            sock.queue.put_nowait(Packet(MESSAGE, prefix + batch))
-        return write
-
     async def _handle_eio_message(self, eio_sid, data):
         if self._relio_is_carrier(eio_sid, data):
             try:

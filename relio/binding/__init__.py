@@ -5,5 +5,5 @@ credential redaction), :mod:`~relio.binding.payload` (the application payload co
 binary attachments) and :mod:`~relio.binding.sessions` (the server's table of resumable sessions:
 credentials, parking, expiry; the caller passes ``now``); :mod:`~relio.binding.server_shell` and
 :mod:`~relio.binding.client_shell` (the await-free halves of the servers and clients, mixed into
-both shells' classes).
+both shells' classes, on the common base in :mod:`~relio.binding.shell`).
 """

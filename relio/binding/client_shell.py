@@ -1,14 +1,14 @@
 """What relio's two clients share above the engine and below their I/O: :class:`ClientShell`.
 
-:class:`relio.AsyncClient` (asyncio) and :class:`relio.Client` (thread-based) run the same
-socket.io plumbing; they differ only where it waits (``await`` or a blocking call under a lock).
-This module owns the decisions that never wait, as a mixin both clients put before
-python-socketio's class: relio's part of the constructor, the checks ``connect()`` makes, encoding
-an emit, the CONNECT each namespace sends (asking for or resuming a session), what a server's
-CONNECT answer means for the session, which packets relio takes from python-socketio (carriers,
-reserved events), and what to log when a channel reports a failure or a close; and the
-:class:`ClientSession` record. Each client keeps the I/O: sending packets, firing handlers,
-waiting for drains and reconnects.
+:class:`relio.AsyncClient` (asyncio) and :class:`relio.Client` (thread-based) run the same socket.io
+plumbing; they differ only where it waits (``await`` or a blocking call under a lock). This module
+owns the decisions that never wait, as a mixin both clients put before python-socketio's class:
+relio's part of the constructor, the checks ``connect()`` makes, encoding an emit, the CONNECT each
+namespace sends (asking for or resuming a session), what a server's CONNECT answer means for the
+session, the writer that puts a session's batches on the connection, which packets relio takes from
+python-socketio (carriers, reserved events), and what to log when a channel reports a failure or a
+close; and the :class:`ClientSession` record. Each client keeps the I/O: sending packets, firing
+handlers, waiting for drains and reconnects.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Generic, Protocol, TypeVar
 
+from engineio import packet as eio_packet
+
 from relio.binding import payload as payload_codec
 from relio.binding import wire
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.shell import Shell
+from relio.config import Config
 from relio.engine.errors import DeliveryError, RemoteProtocolError
 
 logger = logging.getLogger("relio")
@@ -51,38 +54,23 @@ class ClientSession(Generic[C]):
             self.expiry_handle = None
 
 
-class ClientShell:
+class ClientShell(Shell):
     """The await-free half of a relio client (see the module); mixed in before python-socketio's
     ``Client`` or ``AsyncClient``."""
 
     # python-socketio's (the client class this is mixed into)
-    eio: Any
-    logger: Any
-    packet_class: Any
-    reserved_events: list[str]
-    handlers: Any
-    namespace_handlers: Any
-    namespaces: Any
     connection_namespaces: Any
     failed_namespaces: Any
     reconnection: Any
     sid: Any
-    _binary_packet: Any
     _connect_event: Any
     # the client's own
     relio_sessions: dict[str, Any]
 
     def _relio_setup(self, relio_config: Config | None, relio: bool) -> None:
         """relio's part of the constructor, once python-socketio's has run."""
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        #: the application payload codec (python-socketio's ``json`` module, bound once)
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        # msgpack or another binary serializer: its packets are binary engine.io messages too
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
+        self._relio_setup_shell(relio_config)
         self.relio_enabled = relio
-        self.reserved_events = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
         #: the relio sessions, by namespace
         self.relio_sessions = {}
         self._relio_connecting = False
@@ -163,6 +151,23 @@ class ClientShell:
         self.relio_sessions[session.channel.namespace] = session
         self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         session.channel.attach(writer)
+
+    # --- transport -----------------------------------------------------------------------------
+    def _writer(self, namespace):
+        """The writer of the session of ``namespace``: each batch goes out as a binary engine.io
+        message (a carrier) on the connection's send queue, without waiting. Writing raises
+        ConnectionError while there is no connection (or it is going away)."""
+        prefix = wire.carrier_prefix(namespace)
+        eio = self.eio
+        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
+
+        def write(batch: bytes) -> None:
+            queue = eio.queue
+            if eio.state != 'connected' or eio.write_loop_task is None \
+                    or getattr(queue, 'stopping', False):
+                raise ConnectionError('not connected')
+            queue.put_nowait(Packet(MESSAGE, prefix + batch))
+        return write
 
     # --- what relio takes from python-socketio -------------------------------------------------
     def _relio_receive(self, data) -> bool:

@@ -1,18 +1,19 @@
 """What relio's two servers share above the engine and below their I/O: :class:`ServerShell`.
 
-:class:`relio.AsyncServer` (asyncio) and :class:`relio.Server` (thread-based) run the same
-socket.io plumbing; they differ only where it waits (``await`` or a blocking call under a lock).
-This module owns the decisions that never wait, as a mixin both servers put before python-socketio's
-class: relio's part of the constructor, the session counters, the error for a message addressed to
-an ended session, which packets relio takes from python-socketio (carriers, plain events on a relio
-connection), the checks of a resume and the bookkeeping that moves a session to its new connection,
-and what to log when a channel reports a failure or a close. Each server keeps the I/O: sending
-packets, firing handlers, closing connections.
+:class:`relio.AsyncServer` (asyncio) and :class:`relio.Server` (thread-based) run the same socket.io
+plumbing; they differ only where it waits (``await`` or a blocking call under a lock). This module
+owns the decisions that never wait, as a mixin both servers put before python-socketio's class:
+relio's part of the constructor, the session counters, the error for a message addressed to an ended
+session, which packets relio takes from python-socketio (carriers, plain events on a relio
+connection), the writer that puts a session's batches on its connection, the checks of a resume and
+the bookkeeping that moves a session to its new connection, and what to log when a channel reports a
+failure or a close. Each server keeps the I/O: sending packets, firing handlers, closing
+connections.
 
 The mixin takes the server's session table as ``self.relio_registry``
 (:class:`~relio.asyncio.registry.SessionRegistry`) and python-socketio's attributes (``manager``,
-``eio``, ``environ``, ``logger``, ``packet_class``); ``self._relio_lock`` is what guards the
-tables (the thread-based server's lock; nothing in the asyncio server, which has one thread).
+``eio``, ``environ``, ``logger``, ``packet_class``); ``self._relio_lock`` is what guards the tables
+(the thread-based server's lock; nothing in the asyncio server, which has one thread).
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import logging
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from engineio import packet as eio_packet
+
 from relio.binding import payload as payload_codec
 from relio.binding import wire
 from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.shell import Shell
+from relio.config import Config
 from relio.engine.errors import DeliveryError, RemoteProtocolError
 
 if TYPE_CHECKING:
@@ -33,24 +37,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("relio")
 
 
-class ServerShell:
+class ServerShell(Shell):
     """The await-free half of a relio server (see the module); mixed in before python-socketio's
     ``Server`` or ``AsyncServer``."""
 
     # python-socketio's (the server class this is mixed into)
     manager: Any
-    eio: Any
     environ: dict
-    logger: Any
-    packet_class: Any
-    reserved_events: list[str]
-    handlers: Any
-    namespace_handlers: Any
-    namespaces: Any
-    reason: Any
-    _binary_packet: Any
     # the server's own
-    relio_config: Config
     relio_registry: SessionRegistry
     _relio_lock: AbstractContextManager
     #: environ entries of the connection itself (not the client): a suspended session keeps its
@@ -59,14 +53,7 @@ class ServerShell:
 
     def _relio_setup(self, relio_config: Config | None) -> None:
         """relio's part of the constructor, once python-socketio's has run."""
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        #: the application payload codec (python-socketio's ``json`` module, bound once)
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        # msgpack or another binary serializer: its packets are binary engine.io messages too
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
-        self.reserved_events = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
+        self._relio_setup_shell(relio_config)
 
     def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
         raise NotImplementedError
@@ -174,6 +161,22 @@ class ServerShell:
         """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
         if eio_sid not in self.eio.sockets:
             self.environ.pop(eio_sid, None)
+
+    # --- transport -----------------------------------------------------------------------------
+    def _writer(self, eio_sid, namespace):
+        """The writer of a session's channel on connection ``eio_sid``: each batch goes out as a
+        binary engine.io message (a carrier) on the connection's send queue, without waiting.
+        Writing raises ConnectionError once the connection is closed."""
+        prefix = wire.carrier_prefix(namespace)
+        sockets = self.eio.sockets
+        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
+
+        def write(batch: bytes) -> None:
+            sock = sockets.get(eio_sid)
+            if sock is None or sock.closed:
+                raise ConnectionError('connection closed')
+            sock.queue.put_nowait(Packet(MESSAGE, prefix + batch))
+        return write
 
     # --- resume --------------------------------------------------------------------------------
     def _relio_resumable(self, eio_sid, namespace, hello, now: float):

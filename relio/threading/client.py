@@ -26,7 +26,6 @@ from typing import Any
 
 import engineio
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet
 
 from relio.binding import events, wire
@@ -284,19 +283,6 @@ class Client(ClientShell, socketio.Client):
             channel.runner.run(self._trigger_event, ('__disconnect_final', channel.namespace))
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        eio = self.eio
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            q = eio.queue
-            if eio.state != 'connected' or eio.write_loop_task is None \
-                    or getattr(q, 'stopping', False):
-                raise ConnectionError('not connected')
-            q.put(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _engineio_client_class(self):
         return _EngineIOClient
 

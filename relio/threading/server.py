@@ -397,18 +397,6 @@ class Server(ServerShell, socketio.Server):
         return None
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, eio_sid, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        sockets = self.eio.sockets
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            sock = sockets.get(eio_sid)
-            if sock is None or sock.closed:
-                raise ConnectionError('connection closed')
-            sock.queue.put(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _handle_eio_message(self, eio_sid, data):
         if self._relio_is_carrier(eio_sid, data):
             try:
