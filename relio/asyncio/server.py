@@ -25,7 +25,6 @@ import contextlib
 import logging
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
 from relio.asyncio.channel import Channel
@@ -35,10 +34,10 @@ from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.asyncio.results import Delivery
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.server_shell import ManagerShell, ServerShell
+from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
 from relio.config import Config
 from relio.engine._engine import Engine
-from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.engine.errors import DeliveryError, RemoteProtocolError
 from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
@@ -101,33 +100,15 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        channel_of = server.relio_registry.channel
-        encoded = _encoded
-        plain = []
-        full = []
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid in skip_sid:
-                continue
-            channel = channel_of(sid)
-            if channel is None:
-                plain.append((sid, eio_sid))
-                continue
-            if encoded is None:
-                assert args is not None
-                encoded = payload_codec.encode([event, *args], server.relio_codec)
+        route = EmitRoute(delivery, args, _encoded)
+        for channel in self._relio_route(route, event, namespace,
+                                         self.get_participants(namespace, room), skip_sid,
+                                         callback, block, _msg_id):
             try:
-                try:
-                    channel.send_nowait(encoded, event, delivery, callback, _msg_id)
-                except QueueFull:
-                    server.relio_observer.queue_full(namespace)
-                    if not block:
-                        full.append(sid)
-                        continue
-                    # Waits for room; a session that ends meanwhile fails only its own delivery.
-                    await channel.send(encoded, event, delivery, callback, msg_id=_msg_id)
+                await channel.send(route.encoded, event, delivery, callback, msg_id=_msg_id)
             except DeliveryError as exc:
-                delivery._add()
-                delivery._settle(exc)
+                route.failed(exc)
+        plain = route.plain
         if not delivery.recipients and not plain:
             self._fail_if_ended(delivery, room, namespace, event)
         if plain:
@@ -136,29 +117,24 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
                 args = payload_codec.decode(_encoded, server.relio_codec)[1:]
             delivery.unconfirmed = len(plain)
             await self._emit_plain(event, args, namespace, plain, callback)
-        if full:
-            raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
-                            "them (queued for the other recipients)")
+        route.raise_if_full()
         return delivery
+
+    def _relio_queue_full(self, namespace) -> None:
+        self.server.relio_observer.queue_full(namespace)
 
     async def _emit_plain(self, event, args, namespace, recipients, callback):
         """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""
         server = self.server
         if not callback:
-            pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
-            encoded = pkt.encode()
-            if not isinstance(encoded, list):
-                encoded = [encoded]
-            eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+            eio_pkts = self._plain_packets(event, args, namespace)
             for _, eio_sid in recipients:
                 for p in eio_pkts:
                     await server._send_eio_packet(eio_sid, p)
         else:
             for sid, eio_sid in recipients:
-                ack_id = self._generate_ack_id(sid, callback)
-                pkt = server.packet_class(packet.EVENT, namespace=namespace,
-                                          data=[event, *args], id=ack_id)
-                await server._send_packet(eio_sid, pkt)
+                await server._send_packet(
+                    eio_sid, self._plain_request(sid, event, args, namespace, callback))
 
 
 class AsyncServer(ServerShell, socketio.AsyncServer):

@@ -19,17 +19,19 @@ The mixin takes the server's session table as ``self.relio_registry``
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from engineio import packet as eio_packet
+from socketio import packet
 
 from relio.binding import payload as payload_codec
 from relio.binding import wire
 from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
 from relio.binding.shell import Shell
 from relio.config import Config
-from relio.engine.errors import DeliveryError, RemoteProtocolError
+from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 
 if TYPE_CHECKING:
     from relio.asyncio.registry import ServerSession, SessionRegistry
@@ -255,11 +257,92 @@ class ServerShell(Shell):
         return session, reason
 
 
+class EmitRoute:
+    """Where an emit went (:meth:`ManagerShell._relio_route`): its ``delivery``, the message
+    (``args``, and ``encoded`` once a relio session took it), the ``plain`` Socket.IO recipients
+    (``(sid, eio_sid)`` pairs, for python-socketio's emit) and the relio sessions whose outbox was
+    ``full`` (``block=False``)."""
+
+    __slots__ = ("delivery", "args", "encoded", "plain", "full")
+
+    def __init__(self, delivery, args: list | None, encoded: bytes | None):
+        self.delivery = delivery
+        self.args = args
+        self.encoded = encoded
+        self.plain: list[tuple[Any, Any]] = []
+        self.full: list[Any] = []
+
+    def failed(self, error: DeliveryError) -> None:
+        """A relio session's copy cannot be queued (its session ended while it waited)."""
+        self.delivery._add()
+        self.delivery._settle(error)
+
+    def raise_if_full(self) -> None:
+        """:raises QueueFull: some relio sessions' outboxes were full (``block=False``)."""
+        if self.full:
+            raise QueueFull(f"outbox full for {', '.join(self.full)}: the message was not queued "
+                            "for them (queued for the other recipients)")
+
+
 class ManagerShell:
     """The await-free half of a relio client manager; mixed in before python-socketio's
     ``Manager`` or ``AsyncManager``."""
 
+    # python-socketio's (the manager class this is mixed into)
     server: Any
+    _generate_ack_id: Any
+
+    def _plain_packets(self, event, args, namespace) -> list:
+        """python-socketio's EVENT packet (no callback: the same for every plain Socket.IO
+        recipient), as the engine.io packets that carry it."""
+        pkt = self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
+        encoded = pkt.encode()
+        if not isinstance(encoded, list):
+            encoded = [encoded]
+        return [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+
+    def _plain_request(self, sid, event, args, namespace, callback):
+        """python-socketio's EVENT packet for one plain Socket.IO recipient, with the id its
+        acknowledgement will carry to ``callback``."""
+        ack_id = self._generate_ack_id(sid, callback)
+        return self.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args],
+                                        id=ack_id)
+
+    def _relio_queue_full(self, namespace) -> None:
+        """A relio recipient's outbox was full (for metrics; nothing here)."""
+
+    def _relio_route(self, route: EmitRoute, event, namespace, participants, skip_sid, callback,
+                     block: bool, msg_id: bytes | None = None) -> Iterator[Any]:
+        """Route an emit to its ``participants`` (``(sid, eio_sid)`` pairs; those in the list
+        ``skip_sid`` are skipped): queue it in each relio session's outbox, collect the plain
+        Socket.IO recipients in ``route``. A generator: it yields each channel whose outbox is full
+        when ``block``; the caller waits for room with ``channel.send(route.encoded, ...)``
+        (reporting a :class:`DeliveryError` with ``route.failed``) before routing goes on, so
+        recipients are served in order."""
+        server = self.server
+        channel_of = server.relio_registry.channel
+        delivery = route.delivery
+        for sid, eio_sid in participants:
+            if sid in skip_sid:
+                continue
+            channel = channel_of(sid)
+            if channel is None:
+                route.plain.append((sid, eio_sid))
+                continue
+            if route.encoded is None:
+                assert route.args is not None
+                route.encoded = payload_codec.encode([event, *route.args], server.relio_codec)
+            try:
+                channel.send_nowait(route.encoded, event, delivery, callback, msg_id)
+            except QueueFull:
+                self._relio_queue_full(namespace)
+                if not block:
+                    route.full.append(sid)
+                    continue
+                # Waits for room; a session that ends meanwhile fails only its own delivery.
+                yield channel
+            except DeliveryError as exc:
+                route.failed(exc)
 
     def _fail_if_ended(self, delivery, room, namespace, event) -> None:
         """A message addressed to the sid of a relio session that has ended fails with why it

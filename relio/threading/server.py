@@ -26,17 +26,16 @@ from collections.abc import Callable
 from typing import cast
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
 from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.server_shell import ManagerShell, ServerShell
+from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
 from relio.binding.sessions import UNKNOWN_SESSION
 from relio.config import Config
 from relio.engine._engine import Engine
-from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.engine.errors import DeliveryError, RemoteProtocolError
 from relio.threading.channel import ThreadChannel
 from relio.threading.driver import DRIVER, Handle
 from relio.threading.results import Delivery
@@ -83,66 +82,41 @@ class Manager(ManagerShell, socketio.Manager):
         (thread-based: ``delivery.wait()``)."""
         delivery = Delivery()
         room = to or room
-        server = self.server
         args = payload_codec.as_args(data)
         if namespace not in self.rooms:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        channel_of = server.relio_registry.channel
-        encoded = None
-        plain = []
-        full = []
-        for sid, eio_sid in list(self.get_participants(namespace, room)):
-            if sid in skip_sid:
-                continue
-            channel = channel_of(sid)
-            if channel is None:
-                plain.append((sid, eio_sid))
-                continue
-            if encoded is None:
-                encoded = payload_codec.encode([event, *args], server.relio_codec)
+        route = EmitRoute(delivery, args, None)
+        for channel in self._relio_route(route, event, namespace,
+                                         list(self.get_participants(namespace, room)), skip_sid,
+                                         callback, block):
             try:
-                try:
-                    channel.send_nowait(encoded, event, delivery, callback)
-                except QueueFull:
-                    if not block:
-                        full.append(sid)
-                        continue
-                    # Waits for room; a session that ends meanwhile fails only its own delivery.
-                    channel.send(encoded, event, delivery, callback)
+                channel.send(route.encoded, event, delivery, callback)
             except DeliveryError as exc:
-                delivery._add()
-                delivery._settle(exc)
+                route.failed(exc)
+        plain = route.plain
         if not delivery.recipients and not plain:
             self._fail_if_ended(delivery, room, namespace, event)
         if plain:
             delivery.unconfirmed = len(plain)
             self._emit_plain(event, args, namespace, plain, callback)
-        if full:
-            raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
-                            "them (queued for the other recipients)")
+        route.raise_if_full()
         return delivery
 
     def _emit_plain(self, event, args, namespace, recipients, callback):
         """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""
         server = self.server
         if not callback:
-            pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
-            encoded = pkt.encode()
-            if not isinstance(encoded, list):
-                encoded = [encoded]
-            eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+            eio_pkts = self._plain_packets(event, args, namespace)
             for _, eio_sid in recipients:
                 for p in eio_pkts:
                     server._send_eio_packet(eio_sid, p)
         else:
             for sid, eio_sid in recipients:
-                ack_id = self._generate_ack_id(sid, callback)
-                pkt = server.packet_class(packet.EVENT, namespace=namespace,
-                                          data=[event, *args], id=ack_id)
-                server._send_packet(eio_sid, pkt)
+                server._send_packet(
+                    eio_sid, self._plain_request(sid, event, args, namespace, callback))
 
 
 class Server(ServerShell, socketio.Server):
