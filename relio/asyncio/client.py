@@ -245,14 +245,7 @@ class AsyncClient(ClientShell, socketio.AsyncClient):
     async def _end_session(self, session: ClientSession, reason: str) -> None:
         """A session is over (refused on resume, closed): fail what is pending, fire disconnect."""
         channel = session.channel
-        if self.relio_sessions.get(channel.namespace) is session:
-            del self.relio_sessions[channel.namespace]
-        if session.ended:
-            return
-        session.ended = True
-        session.cancel_expiry()
-        channel.close(reason)
-        if channel.namespace not in self.namespaces:
+        if self._relio_end(session, reason):
             # Its disconnect was withheld when the connection dropped (or the application is
             # leaving): fire it now, and python-socketio's final one (AsyncSimpleClient waits
             # for it).
@@ -323,11 +316,7 @@ class AsyncClient(ClientShell, socketio.AsyncClient):
         namespace = namespace or '/'
         if namespace not in self.namespaces:
             return            # already ended by relio's CLOSE
-        session = self.relio_sessions.pop(namespace, None)
-        if session is not None:
-            session.ended = True
-            session.cancel_expiry()
-            session.channel.close('server disconnect')
+        self._relio_server_ended(namespace)
         await super()._handle_disconnect(namespace)
 
     async def _handle_error(self, namespace, data):

@@ -152,6 +152,33 @@ class ClientShell(Shell):
         self._relio_spoken = True       # from now on a raw binary message is a relio carrier
         session.channel.attach(writer)
 
+    def _relio_end(self, session: ClientSession, reason: str) -> bool:
+        """End ``session`` here (once): drop it from the client, stop its local expiry, fail what
+        is pending with ``reason``. Returns whether its ``disconnect`` is yet to fire: it was
+        withheld when the connection dropped (or the application is leaving)."""
+        channel: Any = session.channel
+        with self._relio_lock:
+            if self.relio_sessions.get(channel.namespace) is session:
+                del self.relio_sessions[channel.namespace]
+            if session.ended:
+                return False
+            session.ended = True
+        session.cancel_expiry()
+        channel.close(reason)
+        return channel.namespace not in self.namespaces
+
+    def _relio_server_ended(self, namespace) -> ClientSession | None:
+        """The server's DISCONNECT for ``namespace``: its session (if any) is over; its pending
+        messages fail. Returns it."""
+        with self._relio_lock:
+            session = self.relio_sessions.pop(namespace, None)
+            if session is not None:
+                session.ended = True
+        if session is not None:
+            session.cancel_expiry()
+            session.channel.close('server disconnect')
+        return session
+
     # --- transport -----------------------------------------------------------------------------
     def _writer(self, namespace):
         """The writer of the session of ``namespace``: each batch goes out as a binary engine.io

@@ -9,6 +9,7 @@ python-socketio attributes the mixins read.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from relio.binding import payload as payload_codec
@@ -32,6 +33,9 @@ class Shell:
     _binary_packet: Any
     # relio's
     relio_config: Config
+    #: what guards relio's tables: nothing in the asyncio shells (one thread); the thread-based
+    #: shells set their lock
+    _relio_lock: contextlib.AbstractContextManager = contextlib.nullcontext()
 
     def _relio_setup_shell(self, relio_config: Config | None) -> None:
         """relio's part of the constructor, once python-socketio's has run."""

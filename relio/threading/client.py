@@ -268,15 +268,7 @@ class Client(ClientShell, socketio.Client):
         """A session is over (refused on resume, closed): fail what is pending, fire disconnect
         (in the session's handler thread, after its handlers)."""
         channel = session.channel
-        with self._relio_lock:
-            if self.relio_sessions.get(channel.namespace) is session:
-                del self.relio_sessions[channel.namespace]
-            if session.ended:
-                return
-            session.ended = True
-        session.cancel_expiry()
-        channel.close(reason)
-        if channel.namespace not in self.namespaces:
+        if self._relio_end(session, reason):
             # Its disconnect was withheld when the connection dropped (or the application is
             # leaving): fire it now, and python-socketio's final one (SimpleClient waits for it).
             channel.runner.run(self._trigger_event, ('disconnect', channel.namespace, reason))
@@ -341,13 +333,8 @@ class Client(ClientShell, socketio.Client):
         namespace = namespace or '/'
         if namespace not in self.namespaces:
             return            # already ended by relio's CLOSE
-        with self._relio_lock:
-            session = self.relio_sessions.pop(namespace, None)
-            if session is not None:
-                session.ended = True
+        session = self._relio_server_ended(namespace)
         if session is not None:
-            session.cancel_expiry()
-            session.channel.close('server disconnect')
             session.channel.idle()      # its handlers first, then `disconnect`
         super()._handle_disconnect(namespace)
 
