@@ -21,7 +21,6 @@ python-socketio's paths untouched.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import socketio
@@ -170,8 +169,6 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         super().__init__(client_manager=client_manager, logger=logger, json=json,
                          async_handlers=async_handlers, namespaces=namespaces, **kwargs)
         self._relio_setup(relio_config)
-        #: one thread: the tables need no lock
-        self._relio_lock = contextlib.nullcontext()
         #: every relio session of this server and the tables that find them
         self.relio_registry = SessionRegistry(self.relio_config, self._end,
                                               self._connection_unreferenced)
@@ -335,7 +332,7 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         if self.always_connect:
             await self._send_connect(eio_sid, namespace, reply, session)
             await self.manager.connect(sid, namespace)
-        fail_reason = exceptions.ConnectionRefusedError().error_args
+        refusal = None
         environ = self.environ.get(eio_sid, {})
         try:
             if auth:
@@ -348,22 +345,11 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
                         success = await self._trigger_event('connect', namespace, sid, environ)
                     except TypeError:
                         raise exc from None
-        except exceptions.ConnectionRefusedError as exc:
-            fail_reason = exc.error_args
-            success = False
-        except ConnectionRefusedError:
-            fail_reason = {"message": "Connection refused by server"}
+        except (exceptions.ConnectionRefusedError, ConnectionRefusedError) as exc:
+            refusal = exc
             success = False
         if success is False:
-            self.relio_registry.forget(session)
-            session.channel.close('connection refused')
-            if self.always_connect:
-                self.manager.pre_disconnect(sid, namespace)
-                await self._send_packet(eio_sid, self.packet_class(
-                    packet.DISCONNECT, data=fail_reason, namespace=namespace))
-            else:
-                await self._send_packet(eio_sid, self.packet_class(
-                    packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
+            await self._send_packet(eio_sid, self._relio_refuse_connect(session, refusal))
             await self.manager.disconnect(sid, namespace, ignore_queue=True)
         elif not self.always_connect:
             await self._send_connect(eio_sid, namespace, reply, session)

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from engineio import packet as eio_packet
-from socketio import packet
+from socketio import exceptions, packet
 
 from relio.binding import payload as payload_codec
 from relio.binding import wire
@@ -46,9 +45,9 @@ class ServerShell(Shell):
     # python-socketio's (the server class this is mixed into)
     manager: Any
     environ: dict
+    always_connect: bool
     # the server's own
     relio_registry: SessionRegistry
-    _relio_lock: AbstractContextManager
     #: environ entries of the connection itself (not the client): a suspended session keeps its
     #: environ without them
     _relio_connection_keys: frozenset[str] = frozenset()
@@ -106,6 +105,25 @@ class ServerShell(Shell):
         self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
         encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
         return channel, encoded
+
+    def _relio_refuse_connect(self, session: ServerSession, error: Exception | None):
+        """The application's ``connect`` handler refused a new session (returned False, or raised
+        ``error``): the session ends unused; returns python-socketio's packet that tells the client
+        (DISCONNECT after leaving the namespace with ``always_connect``, else CONNECT_ERROR)."""
+        if isinstance(error, exceptions.ConnectionRefusedError):
+            fail_reason = error.error_args
+        elif error is not None:
+            fail_reason = {"message": "Connection refused by server"}
+        else:
+            fail_reason = exceptions.ConnectionRefusedError().error_args
+        sid, namespace = session.sid, session.namespace
+        with self._relio_lock:
+            self.relio_registry.forget(session)
+        session.channel.close('connection refused')
+        if self.always_connect:
+            self.manager.pre_disconnect(sid, namespace)
+            return self.packet_class(packet.DISCONNECT, data=fail_reason, namespace=namespace)
+        return self.packet_class(packet.CONNECT_ERROR, data=fail_reason, namespace=namespace)
 
     # --- what relio takes from python-socketio -------------------------------------------------
     def _relio_namespace_served(self, namespace) -> bool:

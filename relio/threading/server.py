@@ -280,7 +280,7 @@ class Server(ServerShell, socketio.Server):
         if self.always_connect:
             self._send_connect(eio_sid, namespace, reply, session)
             self.manager.connect(sid, namespace)
-        fail_reason = exceptions.ConnectionRefusedError().error_args
+        refusal = None
         environ = self.environ.get(eio_sid, {})
         try:
             if auth:
@@ -293,23 +293,11 @@ class Server(ServerShell, socketio.Server):
                         success = self._trigger_event('connect', namespace, sid, environ)
                     except TypeError:
                         raise exc from None
-        except exceptions.ConnectionRefusedError as exc:
-            fail_reason = exc.error_args
-            success = False
-        except ConnectionRefusedError:
-            fail_reason = {"message": "Connection refused by server"}
+        except (exceptions.ConnectionRefusedError, ConnectionRefusedError) as exc:
+            refusal = exc
             success = False
         if success is False:
-            with self._relio_lock:
-                self.relio_registry.forget(session)
-            session.channel.close('connection refused')
-            if self.always_connect:
-                self.manager.pre_disconnect(sid, namespace)
-                self._send_packet(eio_sid, self.packet_class(
-                    packet.DISCONNECT, data=fail_reason, namespace=namespace))
-            else:
-                self._send_packet(eio_sid, self.packet_class(
-                    packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
+            self._send_packet(eio_sid, self._relio_refuse_connect(session, refusal))
             self.manager.disconnect(sid, namespace, ignore_queue=True)
         elif not self.always_connect:
             self._send_connect(eio_sid, namespace, reply, session)
