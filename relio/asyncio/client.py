@@ -3,7 +3,9 @@
 This module owns the client's socket.io plumbing: asking for relio in each namespace's CONNECT
 (:mod:`relio.binding.wire`), resuming the session on every reconnect, queueing emits while the
 connection is down, and dispatching delivered messages to handlers exactly as python-socketio
-would. Against a plain Socket.IO server it behaves like ``socketio.AsyncClient``.
+would (the decisions that never wait are :class:`~relio.binding.client_shell.ClientShell`'s,
+shared with the thread-based client: this module does the awaiting). Against a plain Socket.IO
+server it behaves like ``socketio.AsyncClient``.
 
 While a relio session lives, a dropped connection is not a disconnect for the application:
 ``disconnect`` is not fired (``relio_suspend`` is), ``emit``/``call`` keep working (the messages
@@ -19,15 +21,14 @@ import logging
 
 import engineio
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet
 
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import spawn
 from relio.asyncio.results import Delivery
 from relio.binding import events, wire
-from relio.binding import payload as payload_codec
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.client_shell import ClientSession, ClientShell
+from relio.config import Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 
@@ -61,28 +62,7 @@ class _EngineIOClient(engineio.AsyncClient):
         return _StopSafeQueue(*args, **kwargs)
 
 
-class ClientSession:
-    """One relio session of the client (one per namespace): its channel, the resume credential
-    the server gave (rotated on every resume) and the local expiry while suspended."""
-
-    __slots__ = ("channel", "credential", "ttl", "expiry_handle", "ended")
-
-    def __init__(self, channel: Channel, credential: str, ttl: float):
-        self.channel = channel
-        self.credential = credential
-        #: how long the server keeps the session after its connection drops (it says so)
-        self.ttl = ttl
-        self.expiry_handle: asyncio.TimerHandle | None = None
-        #: over: removed from the client, its disconnect fired or about to be
-        self.ended = False
-
-    def cancel_expiry(self) -> None:
-        if self.expiry_handle is not None:
-            self.expiry_handle.cancel()
-            self.expiry_handle = None
-
-
-class AsyncClient(socketio.AsyncClient):
+class AsyncClient(ClientShell, socketio.AsyncClient):
     """A Socket.IO client for asyncio with reliable delivery and resumable sessions.
 
     Takes every argument of ``socketio.AsyncClient`` (and of engine.io), plus:
@@ -99,21 +79,9 @@ class AsyncClient(socketio.AsyncClient):
 
     def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        #: the application payload codec (python-socketio's ``json`` module, bound once)
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        # msgpack or another binary serializer: its packets are binary engine.io messages too
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
-        self.relio_enabled = relio
-        self.reserved_events: list[str] = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
-        #: the relio sessions, by namespace
-        self.relio_sessions: dict[str, ClientSession] = {}
-        self._relio_connecting = False
+        self.relio_sessions: dict[str, ClientSession[Channel]]
+        self._relio_setup(relio_config, relio)
         self._relio_connect_task: asyncio.Task | None = None    # the task inside connect()
-        self._relio_reconnecting = False    # inside python-socketio's reconnect loop
-        self._relio_spoken = False
 
     # --- public API ------------------------------------------------------------------------------
     async def connect(self, url, headers={}, auth=None, transports=None,  # noqa: B006
@@ -125,17 +93,10 @@ class AsyncClient(socketio.AsyncClient):
         """
         if self.relio_enabled:
             url = wire.url_asking_for_relio(url)     # relio=1 in the query, not in auth
-            # python-socketio's choice of namespaces when none are given
-            wanted = [namespaces] if isinstance(namespaces, str) else namespaces
-            for n in wanted or (list(set(self.handlers) | set(self.namespace_handlers))
-                                or ['/']):
-                wire.check_namespace(n)
+            self._relio_check_namespaces(namespaces)
         self._relio_connecting = True
         self._relio_connect_task = asyncio.current_task()
-        if self._relio_reconnecting and self.relio_sessions:
-            # A resume: python-socketio's reconnect waits only 1 s for the answer, then drops the
-            # connection and tries again; give the server's resume handlers time to answer.
-            wait_timeout = max(wait_timeout, self.relio_config.resume_wait_timeout)
+        wait_timeout = self._relio_wait_timeout(wait_timeout)
         try:
             return await super().connect(url, headers=headers, auth=auth, transports=transports,
                                          namespaces=namespaces, socketio_path=socketio_path,
@@ -162,9 +123,7 @@ class AsyncClient(socketio.AsyncClient):
             delivery = Delivery()
             delivery.unconfirmed = 1
             return delivery
-        self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self.relio_codec)
+        encoded = self._relio_encode(event, data, namespace)
         delivery = Delivery()
         try:
             channel.send_nowait(encoded, event, delivery, callback)
@@ -193,9 +152,7 @@ class AsyncClient(socketio.AsyncClient):
         channel = self._relio_channel(namespace)
         if channel is None:
             return await super().call(event, data=data, namespace=namespace, timeout=timeout)
-        self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)],
-                                       self.relio_codec)
+        encoded = self._relio_encode(event, data, namespace)
         return await channel.call(encoded, event, timeout, block)
 
     async def disconnect(self, drain_timeout: float | None = None):
@@ -238,32 +195,13 @@ class AsyncClient(socketio.AsyncClient):
         await asyncio.gather(*(session.channel.drain(timeout)
                                for session in self.relio_sessions.values()))
 
-    def session_stats(self, namespace='/') -> dict | None:
-        """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
-        channel = self._relio_channel(namespace)
-        return None if channel is None else channel.stats
-
-    def _relio_channel(self, namespace: str) -> Channel | None:
-        session = self.relio_sessions.get(namespace)
-        return None if session is None else session.channel
-
     # --- handshake -------------------------------------------------------------------------------
     async def _handle_eio_connect(self):
         """Send each namespace's CONNECT, asking for (or resuming) a relio session."""
-        self.logger.info('Engine.IO connection established')
-        if isinstance(self.eio.queue, _StopSafeQueue):
-            self.eio.queue.stopping = False
-        self.sid = self.eio.sid
+        self._relio_connection_up()
         real_auth = await self._get_real_value(self.connection_auth) or {}
         for n in self.connection_namespaces:
-            data = real_auth
-            session = self.relio_sessions.get(n)
-            if self.relio_enabled and isinstance(real_auth, dict) and session is not None \
-                    and not session.channel.closed:
-                # A resume names its session in auth (a new session is asked for in the URL's
-                # query, so a plain server sees the application's auth unchanged).
-                data = wire.resume_auth(real_auth, session.channel.sid, session.credential,
-                                        session.channel.resume_state())
+            data = self._relio_connect_data(n, real_auth)
             await self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     async def _handle_connect(self, namespace, data):
@@ -276,12 +214,8 @@ class AsyncClient(socketio.AsyncClient):
                 await self._end_session(session, 'server does not support relio')
             return await super()._handle_connect(namespace, data)
         sid = data.get('sid')
-        if info.get('resumed') and session is not None and not session.channel.closed \
-                and session.channel.sid == sid:
+        if session is not None and self._relio_resumes(session, info, ttl, sid):
             channel = session.channel
-            session.credential = info['credential']
-            session.ttl = ttl
-            session.cancel_expiry()
             try:
                 peer_state = wire.decode_state(info.get('state'))
                 channel.attach(self._writer(namespace), peer_state)
@@ -300,29 +234,18 @@ class AsyncClient(socketio.AsyncClient):
         if session is not None:
             await self._end_session(session, info.get('refused') or 'session expired')
         loop = asyncio.get_running_loop()
-        # Batches sized for this connection's limit (the server's max_http_buffer_size; base64 in
-        # one POST when only long-polling is allowed), so that none is dropped for its size.
-        config = wire.fit_config(self.relio_config, info.get('max_payload'), namespace,
-                                 'websocket' not in (self.eio.transports or ('websocket',)))
+        config = self._relio_session_config(info, namespace)
         channel = Channel(Engine(config, now=loop.time()), self,
                           json=self.relio_codec, sid=sid, namespace=namespace,
                           recipient='the server')
-        self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)
-        self._relio_spoken = True       # from now on a raw binary message is a relio carrier
-        channel.attach(self._writer(namespace))
+        self._relio_add_session(ClientSession(channel, info['credential'], ttl),
+                                self._writer(namespace))
         await super()._handle_connect(namespace, data)
 
     async def _end_session(self, session: ClientSession, reason: str) -> None:
         """A session is over (refused on resume, closed): fail what is pending, fire disconnect."""
         channel = session.channel
-        if self.relio_sessions.get(channel.namespace) is session:
-            del self.relio_sessions[channel.namespace]
-        if session.ended:
-            return
-        session.ended = True
-        session.cancel_expiry()
-        channel.close(reason)
-        if channel.namespace not in self.namespaces:
+        if self._relio_end(session, reason):
             # Its disconnect was withheld when the connection dropped (or the application is
             # leaving): fire it now, and python-socketio's final one (AsyncSimpleClient waits
             # for it).
@@ -330,41 +253,16 @@ class AsyncClient(socketio.AsyncClient):
             await self._trigger_event('__disconnect_final', channel.namespace)
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        eio = self.eio
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            queue = eio.queue
-            if eio.state != 'connected' or eio.write_loop_task is None \
-                    or getattr(queue, 'stopping', False):
-                raise ConnectionError('not connected')
-            queue.put_nowait(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _engineio_client_class(self):
         return _EngineIOClient
 
     async def _handle_eio_message(self, data):
-        if data.__class__ is bytes and not self._binary_packet and self._relio_spoken \
-                and (not self._relio_binary_serializer or wire.is_carrier(data)):
-            try:
-                namespace, batch = wire.split_carrier(data)
-            except RemoteProtocolError as exc:
-                logger.warning('relio: invalid carrier message from the server: %s', exc.reason)
-                return
-            channel = self._relio_channel(namespace)
-            if channel is not None and channel.attached:
-                channel.receive(batch)
+        if self._relio_receive(data):
             return
         return await super()._handle_eio_message(data)
 
     async def _handle_eio_disconnect(self, reason):
-        # A reconnect attempt that failed (python-socketio drops its connection) is followed by
-        # another attempt: the sessions stay suspended; only giving up ends them.
-        will_reconnect = self.reconnection and (self.eio.state == 'connected'
-                                                or self._relio_reconnecting)
+        will_reconnect = self._relio_will_reconnect()
         suspended = []
         for namespace, session in list(self.relio_sessions.items()):
             was_attached = session.channel.attached
@@ -378,13 +276,7 @@ class AsyncClient(socketio.AsyncClient):
                 self.namespaces.pop(namespace, None)
                 await self._end_session(session, reason)
         await super()._handle_eio_disconnect(reason)
-        if self._relio_connecting and self._connect_event is not None:
-            # The connection died while connect() waits for the namespaces' answers (a resume in
-            # progress): fail this attempt now instead of at the end of its wait_timeout.
-            for n in self.connection_namespaces or ():
-                if n not in self.namespaces and n not in self.failed_namespaces:
-                    self.failed_namespaces.append(n)
-            self._connect_event.set()
+        self._relio_fail_connect_attempt()
         if suspended:
             self._arm_local_expiry()
         for namespace in suspended:
@@ -424,11 +316,7 @@ class AsyncClient(socketio.AsyncClient):
         namespace = namespace or '/'
         if namespace not in self.namespaces:
             return            # already ended by relio's CLOSE
-        session = self.relio_sessions.pop(namespace, None)
-        if session is not None:
-            session.ended = True
-            session.cancel_expiry()
-            session.channel.close('server disconnect')
+        self._relio_server_ended(namespace)
         await super()._handle_disconnect(namespace)
 
     async def _handle_error(self, namespace, data):
@@ -439,8 +327,7 @@ class AsyncClient(socketio.AsyncClient):
         await super()._handle_error(namespace, data)
 
     async def _handle_event(self, namespace, id, data):
-        if data and data[0] in wire.LIFECYCLE_EVENTS:
-            logger.warning('relio: dropped reserved event %r', data[0])
+        if self._relio_drops_event(data):
             return
         return await super()._handle_event(namespace, id, data)
 
@@ -448,20 +335,15 @@ class AsyncClient(socketio.AsyncClient):
     def on_message(self, channel: Channel, msg_id: bytes, items: list, request: bool) -> None:
         events.dispatch_client_message(self, channel, msg_id, items, request)
 
-    def on_reply(self, channel: Channel) -> None:
-        self.logger.info('Received ack [%s]', channel.namespace)
-
     def on_undelivered(self, channel: Channel, error: DeliveryError,
                        seen: bool = False) -> None:
-        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, channel.namespace)
-        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        self._relio_log_undelivered(channel, error, seen)
         spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, channel.namespace, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
-        session = self.relio_sessions.get(channel.namespace)
-        if session is None or session.channel is not channel or session.ended:
+        session = self._relio_closed(channel, reason)
+        if session is None:
             return
-        logger.info('relio: session [%s] closed (%s)', channel.namespace, reason)
         if by_peer:     # the server ended the session; its socket.io DISCONNECT follows
             spawn(self._close_namespace(session, self.reason.SERVER_DISCONNECT, False))
         else:           # we ended it (protocol error, delivery timeout): tell the server

@@ -134,6 +134,11 @@ class Delivery:
             if self._future is None:
                 self._future = asyncio.get_running_loop().create_future()
             yield from self._future.__await__()
+        self._raise_failures()
+
+    def _raise_failures(self) -> None:
+        """Once settled: raise what became of the failed copies (the one error, or a
+        :class:`relio.DeliveryError` listing them all); return if every copy was delivered."""
         if self.failures:
             if len(self.failures) == 1:
                 raise self.failures[0]

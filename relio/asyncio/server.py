@@ -3,7 +3,9 @@
 This module owns the server's socket.io plumbing: which connections speak relio (the handshake in
 :mod:`relio.binding.wire`), creating, suspending, resuming and ending sessions, routing emits to
 sessions and batches to connections, and turning delivered messages into handler calls exactly as
-python-socketio would make them. The protocol itself is the engine's; the asyncio glue is
+python-socketio would make them (the decisions that never wait are
+:class:`~relio.binding.server_shell.ServerShell`'s, shared with the thread-based server: this
+module does the awaiting). The protocol itself is the engine's; the asyncio glue is
 :class:`relio.asyncio.channel.Channel`; the session tables are
 :class:`~relio.asyncio.registry.SessionRegistry`'s; whatever keeps sessions beyond this process is
 the manager's :class:`~relio.asyncio.hosting.SessionHost`.
@@ -22,7 +24,6 @@ import asyncio
 import logging
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
 from relio.asyncio.channel import Channel
@@ -32,10 +33,10 @@ from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.asyncio.results import Delivery
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
+from relio.config import Config
 from relio.engine._engine import Engine
-from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.engine.errors import DeliveryError, RemoteProtocolError
 from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
@@ -47,7 +48,7 @@ logger = logging.getLogger("relio")
 FROM_ENCODED = object()
 
 
-class AsyncManager(socketio.AsyncManager):
+class AsyncManager(ManagerShell, socketio.AsyncManager):
     """python-socketio's in-process client manager, delivering to relio sessions through their
     channels (so a broadcast reaches connected and suspended relio sessions alike).
 
@@ -98,33 +99,15 @@ class AsyncManager(socketio.AsyncManager):
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        channel_of = server.relio_registry.channel
-        encoded = _encoded
-        plain = []
-        full = []
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid in skip_sid:
-                continue
-            channel = channel_of(sid)
-            if channel is None:
-                plain.append((sid, eio_sid))
-                continue
-            if encoded is None:
-                assert args is not None
-                encoded = payload_codec.encode([event, *args], server.relio_codec)
+        route = EmitRoute(delivery, args, _encoded)
+        for channel in self._relio_route(route, event, namespace,
+                                         self.get_participants(namespace, room), skip_sid,
+                                         callback, block, _msg_id):
             try:
-                try:
-                    channel.send_nowait(encoded, event, delivery, callback, _msg_id)
-                except QueueFull:
-                    server.relio_observer.queue_full(namespace)
-                    if not block:
-                        full.append(sid)
-                        continue
-                    # Waits for room; a session that ends meanwhile fails only its own delivery.
-                    await channel.send(encoded, event, delivery, callback, msg_id=_msg_id)
+                await channel.send(route.encoded, event, delivery, callback, msg_id=_msg_id)
             except DeliveryError as exc:
-                delivery._add()
-                delivery._settle(exc)
+                route.failed(exc)
+        plain = route.plain
         if not delivery.recipients and not plain:
             self._fail_if_ended(delivery, room, namespace, event)
         if plain:
@@ -133,41 +116,27 @@ class AsyncManager(socketio.AsyncManager):
                 args = payload_codec.decode(_encoded, server.relio_codec)[1:]
             delivery.unconfirmed = len(plain)
             await self._emit_plain(event, args, namespace, plain, callback)
-        if full:
-            raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
-                            "them (queued for the other recipients)")
+        route.raise_if_full()
         return delivery
 
-    def _fail_if_ended(self, delivery: Delivery, room, namespace, event) -> None:
-        """A message addressed to the sid of a relio session that has ended fails with why it
-        ended, instead of reaching nobody in silence."""
-        error = self.server.relio_ended_error(room, namespace, event)
-        if error is not None:
-            delivery._add()
-            delivery._settle(error)
-            self.server.on_undelivered(None, error)
+    def _relio_queue_full(self, namespace) -> None:
+        self.server.relio_observer.queue_full(namespace)
 
     async def _emit_plain(self, event, args, namespace, recipients, callback):
         """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""
         server = self.server
         if not callback:
-            pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
-            encoded = pkt.encode()
-            if not isinstance(encoded, list):
-                encoded = [encoded]
-            eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+            eio_pkts = self._plain_packets(event, args, namespace)
             for _, eio_sid in recipients:
                 for p in eio_pkts:
                     await server._send_eio_packet(eio_sid, p)
         else:
             for sid, eio_sid in recipients:
-                ack_id = self._generate_ack_id(sid, callback)
-                pkt = server.packet_class(packet.EVENT, namespace=namespace,
-                                          data=[event, *args], id=ack_id)
-                await server._send_packet(eio_sid, pkt)
+                await server._send_packet(
+                    eio_sid, self._plain_request(sid, event, args, namespace, callback))
 
 
-class AsyncServer(socketio.AsyncServer):
+class AsyncServer(ServerShell, socketio.AsyncServer):
     """A Socket.IO server for asyncio with reliable delivery and resumable sessions.
 
     Takes every argument of ``socketio.AsyncServer`` (and of engine.io), plus:
@@ -186,6 +155,10 @@ class AsyncServer(socketio.AsyncServer):
     when a message will never be delivered. ``connect`` and ``disconnect`` fire once per session.
     """
 
+    #: Suspended sessions keep the environ, not the dead connection's ASGI callables (they hold
+    #: the whole websocket object graph, ~18 KB per session).
+    _relio_connection_keys = frozenset({'asgi.receive', 'asgi.send'})
+
     def __init__(self, client_manager=None, logger=False, json=None, async_handlers=True,
                  namespaces=None, relio_config: Config | None = None, **kwargs):
         if client_manager is None:
@@ -195,14 +168,7 @@ class AsyncServer(socketio.AsyncServer):
                             "(relio.AsyncManager); got " + type(client_manager).__name__)
         super().__init__(client_manager=client_manager, logger=logger, json=json,
                          async_handlers=async_handlers, namespaces=namespaces, **kwargs)
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        #: the application payload codec (python-socketio's ``json`` module, bound once)
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        # msgpack or another binary serializer: its packets are binary engine.io messages too
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
-        self.reserved_events: list[str] = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
+        self._relio_setup(relio_config)
         #: every relio session of this server and the tables that find them
         self.relio_registry = SessionRegistry(self.relio_config, self._end,
                                               self._connection_unreferenced)
@@ -268,17 +234,10 @@ class AsyncServer(socketio.AsyncServer):
         Note: this method is a coroutine.
         """
         target = to or sid
-        if target is None:
-            raise ValueError('Cannot use call() to broadcast.')
-        channel = self.relio_registry.channel(target)
+        channel, encoded = self._relio_call_channel(event, data, target, namespace)
         if channel is None:
-            error = self.relio_ended_error(target, namespace or '/', event)
-            if error is not None:
-                raise error
             return await super().call(event, data=data, to=target, namespace=namespace,
                                       timeout=timeout, ignore_queue=ignore_queue)
-        self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
         return await channel.call(encoded, event, timeout, block)
 
     async def get_session(self, sid, namespace=None):
@@ -342,34 +301,6 @@ class AsyncServer(socketio.AsyncServer):
                                        server_id=server_id, namespace=namespace,
                                        server_stats_interval=server_stats_interval)
 
-    def session_stats(self, sid) -> dict | None:
-        """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
-        flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
-        session = self.relio_registry.get(sid)
-        if session is None:
-            return None
-        stats = session.channel.stats
-        stats["resumes"] = session.record.resumes
-        return stats
-
-    @property
-    def relio_sessions(self) -> int:
-        """relio sessions alive (connected or waiting to be resumed)."""
-        return len(self.relio_registry)
-
-    @property
-    def relio_parked_sessions(self) -> int:
-        """relio sessions whose connection dropped, waiting to be resumed."""
-        return self.relio_registry.parked
-
-    def relio_ended_error(self, sid, namespace, event) -> DeliveryError | None:
-        """The error for a message addressed to ``sid`` if that relio session recently ended."""
-        reason = self.relio_registry.ended_reason(sid)
-        if reason is None:
-            return None
-        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
-                             event=event)
-
     # --- connection handshake ------------------------------------------------------------------
     async def _handle_connect(self, eio_sid, namespace, data):
         namespace = namespace or '/'
@@ -389,8 +320,7 @@ class AsyncServer(socketio.AsyncServer):
     async def _connect_session(self, eio_sid, namespace, auth, refused):
         """python-socketio's ``_handle_connect``, creating a relio session for the new sid."""
         sid = None
-        if namespace in self.handlers or namespace in self.namespace_handlers \
-                or self.namespaces == '*' or namespace in self.namespaces:
+        if self._relio_namespace_served(namespace):
             sid = await self.manager.pre_connect(eio_sid, namespace)
         if sid is None:
             await self._send_packet(eio_sid, self.packet_class(
@@ -402,7 +332,7 @@ class AsyncServer(socketio.AsyncServer):
         if self.always_connect:
             await self._send_connect(eio_sid, namespace, reply, session)
             await self.manager.connect(sid, namespace)
-        fail_reason = exceptions.ConnectionRefusedError().error_args
+        refusal = None
         environ = self.environ.get(eio_sid, {})
         try:
             if auth:
@@ -415,22 +345,11 @@ class AsyncServer(socketio.AsyncServer):
                         success = await self._trigger_event('connect', namespace, sid, environ)
                     except TypeError:
                         raise exc from None
-        except exceptions.ConnectionRefusedError as exc:
-            fail_reason = exc.error_args
-            success = False
-        except ConnectionRefusedError:
-            fail_reason = {"message": "Connection refused by server"}
+        except (exceptions.ConnectionRefusedError, ConnectionRefusedError) as exc:
+            refusal = exc
             success = False
         if success is False:
-            self.relio_registry.forget(session)
-            session.channel.close('connection refused')
-            if self.always_connect:
-                self.manager.pre_disconnect(sid, namespace)
-                await self._send_packet(eio_sid, self.packet_class(
-                    packet.DISCONNECT, data=fail_reason, namespace=namespace))
-            else:
-                await self._send_packet(eio_sid, self.packet_class(
-                    packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
+            await self._send_packet(eio_sid, self._relio_refuse_connect(session, refusal))
             await self.manager.disconnect(sid, namespace, ignore_queue=True)
         elif not self.always_connect:
             await self._send_connect(eio_sid, namespace, reply, session)
@@ -470,28 +389,11 @@ class AsyncServer(socketio.AsyncServer):
             if refused is not None:
                 logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, refused)
                 return refused
-        try:
-            if not isinstance(sid, str):
-                raise ResumeRefused(UNKNOWN_SESSION)
-            session = registry.resume(sid, hello.get('credential'), loop.time())
-        except ResumeRefused as exc:
-            logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
-            return str(exc)
+        resumable = self._relio_resumable(eio_sid, namespace, hello, loop.time())
+        if isinstance(resumable, str):
+            return resumable
+        session, peer_state = resumable
         channel = session.channel
-        if session.namespace != namespace:
-            self._end(session, 'resume refused', 'resumed on another namespace')
-            return UNKNOWN_SESSION
-        current = self.manager.sid_from_eio_sid(eio_sid, namespace)
-        if current is not None and current != sid:
-            # This connection already holds another session of the namespace (one per connection,
-            # as in Socket.IO): refuse, and leave the session as it was (suspended or connected).
-            if not channel.attached:
-                registry.park(session, loop.time())
-            return 'the connection already has a session in this namespace'
-        try:
-            peer_state = wire.decode_state(hello.get('state'))
-        except RemoteProtocolError as exc:
-            return self._refuse_resume(session, f'protocol error: {exc.reason}')
         environ = self.environ.get(eio_sid, {})
         try:
             allowed = await self._trigger_event(wire.RESUME_EVENT, namespace, sid, environ,
@@ -508,15 +410,7 @@ class AsyncServer(socketio.AsyncServer):
             channel.engine.resume(peer_state, loop.time())
         except RemoteProtocolError as exc:
             return self._refuse_resume(session, f'protocol error: {exc.reason}')
-        # Re-point every room entry (and the "connected" room None) at the new connection.
-        rooms = self.manager.rooms.get(namespace, {})
-        for room in [None, *self.manager.get_rooms(sid, namespace)]:
-            if room in rooms and sid in rooms[room]:
-                rooms[room][sid] = eio_sid
-        registry.move(session, eio_sid)
-        session.unconfirmed_resume = True
-        reply = wire.resume_reply(sid, session.credential, self.relio_config,
-                                  self.eio.max_http_buffer_size, channel.resume_state())
+        reply = self._relio_move(session, eio_sid)
         await self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
         self._relio_host.resumed(session)     # the new credential, for other nodes
@@ -526,70 +420,31 @@ class AsyncServer(socketio.AsyncServer):
             spawn(self.eio.disconnect(old_eio))
         return None
 
-    def _refuse_resume(self, session: ServerSession, reason: str) -> str:
-        self._end(session, reason)
-        return reason
-
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, eio_sid, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        sockets = self.eio.sockets
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            sock = sockets.get(eio_sid)
-            if sock is None or sock.closed:
-                raise ConnectionError('connection closed')
-            sock.queue.put_nowait(Packet(MESSAGE, prefix + batch))
-        return write
-
     async def _handle_eio_message(self, eio_sid, data):
-        registry = self.relio_registry
-        if data.__class__ is bytes and eio_sid not in self._binary_packet \
-                and registry.carries_relio(eio_sid) \
-                and (not self._relio_binary_serializer or wire.is_carrier(data)):
+        if self._relio_is_carrier(eio_sid, data):
             try:
-                namespace, batch = wire.split_carrier(data)
+                self._relio_receive(eio_sid, data)
             except RemoteProtocolError as exc:
                 logger.warning('relio: closing %s: %s', eio_sid, exc.reason)
                 await self.eio.disconnect(eio_sid)
-                return
-            session = registry.bound(eio_sid, namespace)
-            if session is not None:
-                if session.unconfirmed_resume:
-                    # The client uses the resumed connection, so it got the new credential.
-                    registry.confirm(session)
-                session.channel.receive(batch)
             return
         return await super()._handle_eio_message(eio_sid, data)
 
     async def _handle_event(self, eio_sid, namespace, id, data):
-        if self.relio_registry.bound(eio_sid, namespace or '/') is not None:
-            # A relio session's events come through its engine only: a plain EVENT packet on its
-            # connection would bypass ordering and exactly-once (and could fake 'disconnect').
-            logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
-                           eio_sid)
-            return
-        # A plain client may not fire relio's lifecycle events (all else is python-socketio's).
-        if data and data[0] in wire.LIFECYCLE_EVENTS:
-            logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
+        if self._relio_drops_event(eio_sid, namespace, data):
             return
         return await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _send_packet(self, eio_sid, pkt):
-        if self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
+        if self._relio_connection_gone(eio_sid):
             return       # a suspended session's connection is gone; nothing to tell it
         await super()._send_packet(eio_sid, pkt)
 
     async def _handle_eio_disconnect(self, eio_sid, reason):
         registry = self.relio_registry
         registry.connection_closed(eio_sid)
-        environ = self.environ.get(eio_sid)
-        if environ is not None and registry.references(eio_sid):
-            # Suspended sessions keep the environ, not the dead connection's ASGI callables
-            # (they hold the whole websocket object graph, ~18 KB per session).
-            self.environ[eio_sid] = {k: v for k, v in environ.items()
-                                     if k not in ('asgi.receive', 'asgi.send')}
+        self._relio_keep_environ(eio_sid)
         for namespace in list(self.manager.get_namespaces()):
             session = registry.bound(eio_sid, namespace)
             if session is not None and not session.channel.closed:
@@ -624,11 +479,6 @@ class AsyncServer(socketio.AsyncServer):
         self._relio_host.suspended(session)
         self._relio_observer.suspended(session, reason)
         spawn(self._trigger_event(wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
-
-    def _connection_unreferenced(self, eio_sid: str) -> None:
-        """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
-        if eio_sid not in self.eio.sockets:
-            self.environ.pop(eio_sid, None)
 
     def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
         """End a session for ``reason``: its pending messages fail (with ``close_reason``, by
@@ -716,29 +566,17 @@ class AsyncServer(socketio.AsyncServer):
             self._relio_observer.message_received(channel.namespace, items[0])
         events.dispatch_server_message(self, channel, msg_id, items, request)
 
-    def on_reply(self, channel: Channel) -> None:
-        self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)
-
     def on_undelivered(self, channel: Channel | None, error: DeliveryError,
                        seen: bool = False) -> None:
-        namespace = error.namespace or '/'
-        # WARNING only for what nobody handles: the application awaited the Delivery or the call,
-        # or it has a relio_delivery_error handler, so it knows (a chat server's logs would fill
-        # with every emit to a client that just left).
-        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
-        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        namespace = self._relio_log_undelivered(error, seen)
         self._relio_observer.delivery_failed(namespace, error.reason)
         spawn(self._trigger_event(wire.DELIVERY_ERROR_EVENT, namespace, error.sid, error))
 
     def on_closed(self, channel: Channel, reason: str, by_peer: bool) -> None:
-        session = self.relio_registry.get(channel.sid)
-        if session is None or session.channel is not channel:
+        closed = self._relio_closed(channel, reason, by_peer)
+        if closed is None:
             return                      # already removed (ended, refused, moved away)
-        logger.info('relio: session %s [%s] closed (%s)', channel.sid, channel.namespace,
-                    reason)
-        if by_peer:
-            # The client's CLOSE: python-socketio's reason for a client-initiated disconnect.
-            reason = self.reason.CLIENT_DISCONNECT
+        session, reason = closed
         self.relio_registry.forget(session, reason)
         spawn(self._finish_session(session, reason))
 

@@ -3,7 +3,8 @@
 The socket.io plumbing of :mod:`relio.asyncio.client` without ``await`` (asking for relio in each
 namespace's CONNECT, resuming the session on every reconnect, queueing emits while the connection
 is down, dispatching delivered messages as python-socketio would), on the shared pieces: the
-engine, :class:`~relio.threading.channel.ThreadChannel`, the wire helpers, the dispatch of
+decisions that never wait (:class:`~relio.binding.client_shell.ClientShell`), the engine,
+:class:`~relio.threading.channel.ThreadChannel`, the wire helpers, the dispatch of
 :mod:`relio.binding.events`. Against a plain Socket.IO server it behaves like
 ``socketio.Client``.
 
@@ -25,16 +26,15 @@ from typing import Any
 
 import engineio
 import socketio
-from engineio import packet as eio_packet
 from socketio import packet
 
 from relio.binding import events, wire
-from relio.binding import payload as payload_codec
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.client_shell import ClientSession, ClientShell
+from relio.config import Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 from relio.threading.channel import ThreadChannel
-from relio.threading.driver import DRIVER, Handle
+from relio.threading.driver import DRIVER
 from relio.threading.results import Delivery
 
 logger = logging.getLogger("relio")
@@ -93,26 +93,7 @@ class _EngineIOClient(engineio.Client):
                     pass
 
 
-class ClientSession:
-    """One relio session of the client (one per namespace): its channel, the resume credential
-    (rotated on every resume) and the local expiry while suspended."""
-
-    __slots__ = ("channel", "credential", "ttl", "expiry_handle", "ended")
-
-    def __init__(self, channel: ThreadChannel, credential: str, ttl: float):
-        self.channel = channel
-        self.credential = credential
-        self.ttl = ttl
-        self.expiry_handle: Handle | None = None
-        self.ended = False
-
-    def cancel_expiry(self) -> None:
-        if self.expiry_handle is not None:
-            self.expiry_handle.cancel()
-            self.expiry_handle = None
-
-
-class Client(socketio.Client):
+class Client(ClientShell, socketio.Client):
     """A Socket.IO client (thread-based) with reliable delivery and resumable sessions.
 
     Takes every argument of ``socketio.Client`` (and of engine.io), plus:
@@ -129,20 +110,10 @@ class Client(socketio.Client):
 
     def __init__(self, *args, relio_config: Config | None = None, relio: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
-        self.relio_enabled = relio
-        self.reserved_events: list[str] = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)
-        #: the relio sessions, by namespace
-        self.relio_sessions: dict[str, ClientSession] = {}
+        self.relio_sessions: dict[str, ClientSession[ThreadChannel]]
+        self._relio_setup(relio_config, relio)
         self._relio_lock = threading.RLock()
-        self._relio_connecting = False
         self._relio_connect_thread: Any = None     # the thread inside connect()
-        self._relio_reconnecting = False
-        self._relio_spoken = False
 
     # --- public API ------------------------------------------------------------------------------
     def connect(self, url, headers={}, auth=None, transports=None,  # noqa: B006
@@ -151,14 +122,10 @@ class Client(socketio.Client):
         """Connect to a Socket.IO server (python-socketio's arguments and behaviour)."""
         if self.relio_enabled:
             url = _url_asking_for_relio(url)
-            wanted = [namespaces] if isinstance(namespaces, str) else namespaces
-            for n in wanted or (list(set(self.handlers) | set(self.namespace_handlers))
-                                or ['/']):
-                wire.check_namespace(n)
+            self._relio_check_namespaces(namespaces)
         self._relio_connecting = True
         self._relio_connect_thread = threading.current_thread()
-        if self._relio_reconnecting and self.relio_sessions:
-            wait_timeout = max(wait_timeout, self.relio_config.resume_wait_timeout)
+        wait_timeout = self._relio_wait_timeout(wait_timeout)
         try:
             return super().connect(url, headers=headers, auth=auth, transports=transports,
                                    namespaces=namespaces, socketio_path=socketio_path,
@@ -183,8 +150,7 @@ class Client(socketio.Client):
             delivery = Delivery()
             delivery.unconfirmed = 1
             return delivery
-        self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        encoded = self._relio_encode(event, data, namespace)
         delivery = Delivery()
         try:
             channel.send_nowait(encoded, event, delivery, callback)
@@ -211,8 +177,7 @@ class Client(socketio.Client):
         channel = self._relio_channel(namespace)
         if channel is None:
             return super().call(event, data=data, namespace=namespace, timeout=timeout)
-        self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        encoded = self._relio_encode(event, data, namespace)
         return channel.call(encoded, event, timeout, block)
 
     def disconnect(self, drain_timeout: float | None = None):
@@ -253,30 +218,13 @@ class Client(socketio.Client):
                     q.all_tasks_done.wait(deadline - time.monotonic())
         self.eio.disconnect()
 
-    def session_stats(self, namespace='/') -> dict | None:
-        """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
-        channel = self._relio_channel(namespace)
-        return None if channel is None else channel.stats
-
-    def _relio_channel(self, namespace: str) -> ThreadChannel | None:
-        session = self.relio_sessions.get(namespace)
-        return None if session is None else session.channel
-
     # --- handshake -------------------------------------------------------------------------------
     def _handle_eio_connect(self):
         """Send each namespace's CONNECT, asking for (or resuming) a relio session."""
-        self.logger.info('Engine.IO connection established')
-        if isinstance(self.eio.queue, _StopSafeQueue):
-            self.eio.queue.stopping = False
-        self.sid = self.eio.sid
+        self._relio_connection_up()
         real_auth = self._get_real_value(self.connection_auth) or {}
         for n in self.connection_namespaces:
-            data = real_auth
-            session = self.relio_sessions.get(n)
-            if self.relio_enabled and isinstance(real_auth, dict) and session is not None \
-                    and not session.channel.closed:
-                data = wire.resume_auth(real_auth, session.channel.sid, session.credential,
-                                        session.channel.resume_state())
+            data = self._relio_connect_data(n, real_auth)
             self._send_packet(self.packet_class(packet.CONNECT, data=data, namespace=n))
 
     def _handle_connect(self, namespace, data):
@@ -288,12 +236,8 @@ class Client(socketio.Client):
                 self._end_session(session, 'server does not support relio')
             return super()._handle_connect(namespace, data)
         sid = data.get('sid')
-        if info.get('resumed') and session is not None and not session.channel.closed \
-                and session.channel.sid == sid:
+        if session is not None and self._relio_resumes(session, info, ttl, sid):
             channel = session.channel
-            session.credential = info['credential']
-            session.ttl = ttl
-            session.cancel_expiry()
             try:
                 peer_state = wire.decode_state(info.get('state'))
                 with channel.lock:
@@ -311,71 +255,36 @@ class Client(socketio.Client):
             return
         if session is not None:
             self._end_session(session, info.get('refused') or 'session expired')
-        config = wire.fit_config(self.relio_config, info.get('max_payload'), namespace,
-                                 'websocket' not in (self.eio.transports or ('websocket',)))
+        config = self._relio_session_config(info, namespace)
         channel = ThreadChannel(Engine(config, now=DRIVER.time()), self,
                                 start_task=self.start_background_task, json=self.relio_codec,
                                 sid=sid, namespace=namespace, recipient='the server',
                                 linger=self.relio_config.handler_thread_linger)
-        self.relio_sessions[namespace] = ClientSession(channel, info['credential'], ttl)
-        self._relio_spoken = True       # from now on a raw binary message is a relio carrier
-        channel.attach(self._writer(namespace))
+        self._relio_add_session(ClientSession(channel, info['credential'], ttl),
+                                self._writer(namespace))
         super()._handle_connect(namespace, data)
 
     def _end_session(self, session: ClientSession, reason: str) -> None:
         """A session is over (refused on resume, closed): fail what is pending, fire disconnect
         (in the session's handler thread, after its handlers)."""
         channel = session.channel
-        with self._relio_lock:
-            if self.relio_sessions.get(channel.namespace) is session:
-                del self.relio_sessions[channel.namespace]
-            if session.ended:
-                return
-            session.ended = True
-        session.cancel_expiry()
-        channel.close(reason)
-        if channel.namespace not in self.namespaces:
+        if self._relio_end(session, reason):
             # Its disconnect was withheld when the connection dropped (or the application is
             # leaving): fire it now, and python-socketio's final one (SimpleClient waits for it).
             channel.runner.run(self._trigger_event, ('disconnect', channel.namespace, reason))
             channel.runner.run(self._trigger_event, ('__disconnect_final', channel.namespace))
 
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        eio = self.eio
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            q = eio.queue
-            if eio.state != 'connected' or eio.write_loop_task is None \
-                    or getattr(q, 'stopping', False):
-                raise ConnectionError('not connected')
-            q.put(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _engineio_client_class(self):
         return _EngineIOClient
 
     def _handle_eio_message(self, data):
-        if data.__class__ is bytes and not self._binary_packet and self._relio_spoken \
-                and (not self._relio_binary_serializer or wire.is_carrier(data)):
-            try:
-                namespace, batch = wire.split_carrier(data)
-            except RemoteProtocolError as exc:
-                logger.warning('relio: invalid carrier message from the server: %s', exc.reason)
-                return
-            channel = self._relio_channel(namespace)
-            if channel is not None and channel.attached:
-                channel.receive(batch)
+        if self._relio_receive(data):
             return
         return super()._handle_eio_message(data)
 
     def _handle_eio_disconnect(self, reason):
-        # A reconnect attempt that failed is followed by another attempt: the sessions stay
-        # suspended; only giving up ends them.
-        will_reconnect = self.reconnection and (self.eio.state == 'connected'
-                                                or self._relio_reconnecting)
+        will_reconnect = self._relio_will_reconnect()
         suspended = []
         ended = []
         with self._relio_lock:
@@ -391,13 +300,7 @@ class Client(socketio.Client):
         for session in ended:
             self._end_session(session, reason)
         super()._handle_eio_disconnect(reason)
-        if self._relio_connecting and self._connect_event is not None:
-            # The connection died while connect() waits for the namespaces' answers: fail this
-            # attempt now instead of at the end of its wait_timeout.
-            for n in self.connection_namespaces or ():
-                if n not in self.namespaces and n not in self.failed_namespaces:
-                    self.failed_namespaces.append(n)
-            self._connect_event.set()
+        self._relio_fail_connect_attempt()
         for session in suspended:
             namespace = session.channel.namespace
             logger.info('relio: session [%s] suspended (%s)', namespace, reason)
@@ -430,13 +333,8 @@ class Client(socketio.Client):
         namespace = namespace or '/'
         if namespace not in self.namespaces:
             return            # already ended by relio's CLOSE
-        with self._relio_lock:
-            session = self.relio_sessions.pop(namespace, None)
-            if session is not None:
-                session.ended = True
+        session = self._relio_server_ended(namespace)
         if session is not None:
-            session.cancel_expiry()
-            session.channel.close('server disconnect')
             session.channel.idle()      # its handlers first, then `disconnect`
         super()._handle_disconnect(namespace)
 
@@ -448,8 +346,7 @@ class Client(socketio.Client):
         super()._handle_error(namespace, data)
 
     def _handle_event(self, namespace, id, data):
-        if data and data[0] in wire.LIFECYCLE_EVENTS:
-            logger.warning('relio: dropped reserved event %r', data[0])
+        if self._relio_drops_event(data):
             return
         return super()._handle_event(namespace, id, data)
 
@@ -458,21 +355,16 @@ class Client(socketio.Client):
                    request: bool) -> None:
         events.dispatch_client_message(self, channel, msg_id, items, request)
 
-    def on_reply(self, channel: ThreadChannel) -> None:
-        self.logger.info('Received ack [%s]', channel.namespace)
-
     def on_undelivered(self, channel: ThreadChannel, error: DeliveryError,
                        seen: bool = False) -> None:
-        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, channel.namespace)
-        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        self._relio_log_undelivered(channel, error, seen)
         channel.runner.run(self._trigger_event,
                            (wire.DELIVERY_ERROR_EVENT, channel.namespace, error))
 
     def on_closed(self, channel: ThreadChannel, reason: str, by_peer: bool) -> None:
-        session = self.relio_sessions.get(channel.namespace)
-        if session is None or session.channel is not channel or session.ended:
+        session = self._relio_closed(channel, reason)
+        if session is None:
             return
-        logger.info('relio: session [%s] closed (%s)', channel.namespace, reason)
         if by_peer:     # the server ended the session; its socket.io DISCONNECT follows
             channel.runner.run(self._close_namespace,
                                (session, self.reason.SERVER_DISCONNECT, False))

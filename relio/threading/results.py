@@ -65,12 +65,7 @@ class Delivery(results.Delivery):
                 self._event.set()
         if not self._event.wait(timeout):
             raise SocketIOTimeoutError()
-        if self.failures:
-            if len(self.failures) == 1:
-                raise self.failures[0]
-            first = self.failures[0]
-            raise DeliveryError(first.reason, first.msg_id, event=first.event,
-                                failures=list(self.failures))
+        self._raise_failures()
 
     def __await__(self):
         raise TypeError("a thread-based relio Delivery is not awaitable: call its wait()")

@@ -4,8 +4,9 @@ The socket.io plumbing of :mod:`relio.asyncio.server` (the handshake, creating, 
 resuming and ending sessions, routing emits to sessions and batches to connections, turning
 delivered messages into handler calls) without ``await``: python-socketio's ``Server`` calls it
 from its transport threads (``async_mode='threading'``, or gevent's greenlets). What it shares
-with the asyncio server is all below the socket.io layer: the engine, the session table and
-registry (:class:`~relio.asyncio.registry.SessionRegistry`), the channel code
+with the asyncio server: the decisions that never wait
+(:class:`~relio.binding.server_shell.ServerShell`), the engine, the session table and registry
+(:class:`~relio.asyncio.registry.SessionRegistry`), the channel code
 (:class:`~relio.threading.channel.ThreadChannel`), the wire helpers and the payload codec.
 
 Threads: each session has its lock (the channel's); the server has one lock (``_relio_lock``)
@@ -25,16 +26,16 @@ from collections.abc import Callable
 from typing import cast
 
 import socketio
-from engineio import packet as eio_packet
 from socketio import exceptions, packet
 
 from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.sessions import UNKNOWN_SESSION, ResumeRefused
-from relio.config import DEFAULT_CONFIG, Config
+from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
+from relio.binding.sessions import UNKNOWN_SESSION
+from relio.config import Config
 from relio.engine._engine import Engine
-from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
+from relio.engine.errors import DeliveryError, RemoteProtocolError
 from relio.threading.channel import ThreadChannel
 from relio.threading.driver import DRIVER, Handle
 from relio.threading.results import Delivery
@@ -71,7 +72,7 @@ class _LockedTimers:
         return DRIVER.call_at(when, locked)
 
 
-class Manager(socketio.Manager):
+class Manager(ManagerShell, socketio.Manager):
     """python-socketio's in-process client manager, delivering to relio sessions through their
     channels (so a broadcast reaches connected and suspended relio sessions alike)."""
 
@@ -81,78 +82,44 @@ class Manager(socketio.Manager):
         (thread-based: ``delivery.wait()``)."""
         delivery = Delivery()
         room = to or room
-        server = self.server
         args = payload_codec.as_args(data)
         if namespace not in self.rooms:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        channel_of = server.relio_registry.channel
-        encoded = None
-        plain = []
-        full = []
-        for sid, eio_sid in list(self.get_participants(namespace, room)):
-            if sid in skip_sid:
-                continue
-            channel = channel_of(sid)
-            if channel is None:
-                plain.append((sid, eio_sid))
-                continue
-            if encoded is None:
-                encoded = payload_codec.encode([event, *args], server.relio_codec)
+        route = EmitRoute(delivery, args, None)
+        for channel in self._relio_route(route, event, namespace,
+                                         list(self.get_participants(namespace, room)), skip_sid,
+                                         callback, block):
             try:
-                try:
-                    channel.send_nowait(encoded, event, delivery, callback)
-                except QueueFull:
-                    if not block:
-                        full.append(sid)
-                        continue
-                    # Waits for room; a session that ends meanwhile fails only its own delivery.
-                    channel.send(encoded, event, delivery, callback)
+                channel.send(route.encoded, event, delivery, callback)
             except DeliveryError as exc:
-                delivery._add()
-                delivery._settle(exc)
+                route.failed(exc)
+        plain = route.plain
         if not delivery.recipients and not plain:
             self._fail_if_ended(delivery, room, namespace, event)
         if plain:
             delivery.unconfirmed = len(plain)
             self._emit_plain(event, args, namespace, plain, callback)
-        if full:
-            raise QueueFull(f"outbox full for {', '.join(full)}: the message was not queued for "
-                            "them (queued for the other recipients)")
+        route.raise_if_full()
         return delivery
-
-    def _fail_if_ended(self, delivery: Delivery, room, namespace, event) -> None:
-        """A message addressed to the sid of a relio session that has ended fails with why it
-        ended, instead of reaching nobody in silence."""
-        error = self.server.relio_ended_error(room, namespace, event)
-        if error is not None:
-            delivery._add()
-            delivery._settle(error)
-            self.server.on_undelivered(None, error)
 
     def _emit_plain(self, event, args, namespace, recipients, callback):
         """python-socketio's own emit, for the plain Socket.IO clients among the recipients."""
         server = self.server
         if not callback:
-            pkt = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args])
-            encoded = pkt.encode()
-            if not isinstance(encoded, list):
-                encoded = [encoded]
-            eio_pkts = [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+            eio_pkts = self._plain_packets(event, args, namespace)
             for _, eio_sid in recipients:
                 for p in eio_pkts:
                     server._send_eio_packet(eio_sid, p)
         else:
             for sid, eio_sid in recipients:
-                ack_id = self._generate_ack_id(sid, callback)
-                pkt = server.packet_class(packet.EVENT, namespace=namespace,
-                                          data=[event, *args], id=ack_id)
-                server._send_packet(eio_sid, pkt)
+                server._send_packet(
+                    eio_sid, self._plain_request(sid, event, args, namespace, callback))
 
 
-class Server(socketio.Server):
+class Server(ServerShell, socketio.Server):
     """A Socket.IO server (thread-based) with reliable delivery and resumable sessions.
 
     Takes every argument of ``socketio.Server`` (and of engine.io), plus:
@@ -171,6 +138,10 @@ class Server(socketio.Server):
     ``relio_suspend(sid, reason)``, ``relio_delivery_error(sid, error)``.
     """
 
+    #: Suspended sessions keep the environ, not the dead connection's socket and streams (they
+    #: would keep its file descriptor open until the session ends).
+    _relio_connection_keys = _CONNECTION_KEYS
+
     def __init__(self, client_manager=None, logger=False, serializer='default', json=None,
                  async_handlers=True, always_connect=False, namespaces=None,
                  relio_config: Config | None = None, **kwargs):
@@ -187,13 +158,7 @@ class Server(socketio.Server):
         super().__init__(client_manager=client_manager, logger=logger, serializer=serializer,
                          json=json, async_handlers=async_handlers,
                          always_connect=always_connect, namespaces=namespaces, **kwargs)
-        self.relio_config = relio_config or DEFAULT_CONFIG
-        #: the application payload codec (python-socketio's ``json`` module, bound once)
-        self.relio_codec = payload_codec.JsonCodec(self.packet_class.json)
-        self._relio_binary_serializer = wire.binary_serializer(self.packet_class)
-        self.reserved_events: list[str] = list(self.reserved_events) + [
-            e for e in sorted(wire.LIFECYCLE_EVENTS) if e not in self.reserved_events]
-        wire.redact_credentials(self.logger, self.eio.logger)   # credentials are never logged
+        self._relio_setup(relio_config)
         #: around the session tables and the room entries of relio sessions (see the module)
         self._relio_lock = threading.RLock()
         #: every relio session of this server and the tables that find them
@@ -234,17 +199,10 @@ class Server(socketio.Server):
         stops the wait. A chained reply returns a :class:`relio.Question`.
         """
         target = to or sid
-        if target is None:
-            raise ValueError('Cannot use call() to broadcast.')
-        channel = self.relio_registry.channel(target)
+        channel, encoded = self._relio_call_channel(event, data, target, namespace)
         if channel is None:
-            error = self.relio_ended_error(target, namespace or '/', event)
-            if error is not None:
-                raise error
             return super().call(event, data=data, to=target, namespace=namespace,
                                 timeout=timeout, ignore_queue=ignore_queue)
-        self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
         return channel.call(encoded, event, timeout, block)
 
     def get_session(self, sid, namespace=None):
@@ -293,34 +251,6 @@ class Server(socketio.Server):
             self._finish_session(session, 'server shutdown')
         super().shutdown()
 
-    def session_stats(self, sid) -> dict | None:
-        """Counters of a relio session (sent, delivered, retransmitted, duplicates dropped, in
-        flight, outbox depth, RTT...), or None if ``sid`` is not a relio session."""
-        session = self.relio_registry.get(sid)
-        if session is None:
-            return None
-        stats = session.channel.stats
-        stats["resumes"] = session.record.resumes
-        return stats
-
-    @property
-    def relio_sessions(self) -> int:
-        """relio sessions alive (connected or waiting to be resumed)."""
-        return len(self.relio_registry)
-
-    @property
-    def relio_parked_sessions(self) -> int:
-        """relio sessions whose connection dropped, waiting to be resumed."""
-        return self.relio_registry.parked
-
-    def relio_ended_error(self, sid, namespace, event) -> DeliveryError | None:
-        """The error for a message addressed to ``sid`` if that relio session recently ended."""
-        reason = self.relio_registry.ended_reason(sid)
-        if reason is None:
-            return None
-        return DeliveryError(f'the session ended ({reason})', None, sid=sid, namespace=namespace,
-                             event=event)
-
     # --- connection handshake ------------------------------------------------------------------
     def _handle_connect(self, eio_sid, namespace, data):
         namespace = namespace or '/'
@@ -337,8 +267,7 @@ class Server(socketio.Server):
     def _connect_session(self, eio_sid, namespace, auth, refused):
         """python-socketio's ``_handle_connect``, creating a relio session for the new sid."""
         sid = None
-        if namespace in self.handlers or namespace in self.namespace_handlers \
-                or self.namespaces == '*' or namespace in self.namespaces:
+        if self._relio_namespace_served(namespace):
             sid = self.manager.pre_connect(eio_sid, namespace)
         if sid is None:
             self._send_packet(eio_sid, self.packet_class(
@@ -351,7 +280,7 @@ class Server(socketio.Server):
         if self.always_connect:
             self._send_connect(eio_sid, namespace, reply, session)
             self.manager.connect(sid, namespace)
-        fail_reason = exceptions.ConnectionRefusedError().error_args
+        refusal = None
         environ = self.environ.get(eio_sid, {})
         try:
             if auth:
@@ -364,23 +293,11 @@ class Server(socketio.Server):
                         success = self._trigger_event('connect', namespace, sid, environ)
                     except TypeError:
                         raise exc from None
-        except exceptions.ConnectionRefusedError as exc:
-            fail_reason = exc.error_args
-            success = False
-        except ConnectionRefusedError:
-            fail_reason = {"message": "Connection refused by server"}
+        except (exceptions.ConnectionRefusedError, ConnectionRefusedError) as exc:
+            refusal = exc
             success = False
         if success is False:
-            with self._relio_lock:
-                self.relio_registry.forget(session)
-            session.channel.close('connection refused')
-            if self.always_connect:
-                self.manager.pre_disconnect(sid, namespace)
-                self._send_packet(eio_sid, self.packet_class(
-                    packet.DISCONNECT, data=fail_reason, namespace=namespace))
-            else:
-                self._send_packet(eio_sid, self.packet_class(
-                    packet.CONNECT_ERROR, data=fail_reason, namespace=namespace))
+            self._send_packet(eio_sid, self._relio_refuse_connect(session, refusal))
             self.manager.disconnect(sid, namespace, ignore_queue=True)
         elif not self.always_connect:
             self._send_connect(eio_sid, namespace, reply, session)
@@ -408,28 +325,11 @@ class Server(socketio.Server):
         registry = self.relio_registry
         sid = hello.get('sid')
         with self._relio_lock:
-            try:
-                if not isinstance(sid, str):
-                    raise ResumeRefused(UNKNOWN_SESSION)
-                session = registry.resume(sid, hello.get('credential'), DRIVER.time())
-            except ResumeRefused as exc:
-                logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, exc)
-                return str(exc)
-            channel = session.channel
-            if session.namespace != namespace:
-                self._end(session, 'resume refused', 'resumed on another namespace')
-                return UNKNOWN_SESSION
-            current = self.manager.sid_from_eio_sid(eio_sid, namespace)
-            if current is not None and current != sid:
-                # This connection already holds another session of the namespace: refuse, and
-                # leave the session as it was (suspended or connected).
-                if not channel.attached:
-                    registry.park(session, DRIVER.time())
-                return 'the connection already has a session in this namespace'
-            try:
-                peer_state = wire.decode_state(hello.get('state'))
-            except RemoteProtocolError as exc:
-                return self._refuse_resume(session, f'protocol error: {exc.reason}')
+            resumable = self._relio_resumable(eio_sid, namespace, hello, DRIVER.time())
+        if isinstance(resumable, str):
+            return resumable
+        session, peer_state = resumable
+        channel = session.channel
         environ = self.environ.get(eio_sid, {})
         try:
             allowed = self._trigger_event(wire.RESUME_EVENT, namespace, sid, environ,
@@ -450,15 +350,7 @@ class Server(socketio.Server):
                     channel.engine.resume(peer_state, DRIVER.time())
                 except RemoteProtocolError as exc:
                     return self._refuse_resume(session, f'protocol error: {exc.reason}')
-            # Re-point every room entry (and the "connected" room None) at the new connection.
-            rooms = self.manager.rooms.get(namespace, {})
-            for room in [None, *self.manager.get_rooms(sid, namespace)]:
-                if room in rooms and sid in rooms[room]:
-                    rooms[room][sid] = eio_sid
-            registry.move(session, eio_sid)
-            session.unconfirmed_resume = True
-            reply = wire.resume_reply(sid, session.credential, self.relio_config,
-                                      self.eio.max_http_buffer_size, channel.resume_state())
+            reply = self._relio_move(session, eio_sid)
             unreferenced = old_eio != eio_sid and not registry.references(old_eio)
         self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
@@ -466,57 +358,24 @@ class Server(socketio.Server):
             self.start_background_task(self.eio.disconnect, old_eio)
         return None
 
-    def _refuse_resume(self, session: ServerSession, reason: str) -> str:
-        self._end(session, reason)
-        return reason
-
     # --- transport -------------------------------------------------------------------------
-    def _writer(self, eio_sid, namespace):
-        prefix = wire.carrier_prefix(namespace)
-        sockets = self.eio.sockets
-        Packet, MESSAGE = eio_packet.Packet, eio_packet.MESSAGE
-
-        def write(batch: bytes) -> None:
-            sock = sockets.get(eio_sid)
-            if sock is None or sock.closed:
-                raise ConnectionError('connection closed')
-            sock.queue.put(Packet(MESSAGE, prefix + batch))
-        return write
-
     def _handle_eio_message(self, eio_sid, data):
-        registry = self.relio_registry
-        if data.__class__ is bytes and eio_sid not in self._binary_packet \
-                and registry.carries_relio(eio_sid) \
-                and (not self._relio_binary_serializer or wire.is_carrier(data)):
+        if self._relio_is_carrier(eio_sid, data):
             try:
-                namespace, batch = wire.split_carrier(data)
+                self._relio_receive(eio_sid, data)
             except RemoteProtocolError as exc:
                 logger.warning('relio: closing %s: %s', eio_sid, exc.reason)
                 self.eio.disconnect(eio_sid)
-                return
-            session = registry.bound(eio_sid, namespace)
-            if session is not None:
-                if session.unconfirmed_resume:
-                    # The client uses the resumed connection, so it got the new credential.
-                    with self._relio_lock:
-                        registry.confirm(session)
-                session.channel.receive(batch)
             return
         return super()._handle_eio_message(eio_sid, data)
 
     def _handle_event(self, eio_sid, namespace, id, data):
-        if self.relio_registry.bound(eio_sid, namespace or '/') is not None:
-            # A relio session's events come through its engine only.
-            logger.warning('relio: dropped a plain Socket.IO event on relio session %s',
-                           eio_sid)
-            return
-        if data and data[0] in wire.LIFECYCLE_EVENTS:
-            logger.warning('relio: dropped reserved event %r from %s', data[0], eio_sid)
+        if self._relio_drops_event(eio_sid, namespace, data):
             return
         return super()._handle_event(eio_sid, namespace, id, data)
 
     def _send_packet(self, eio_sid, pkt):
-        if self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
+        if self._relio_connection_gone(eio_sid):
             return       # a suspended session's connection is gone; nothing to tell it
         super()._send_packet(eio_sid, pkt)
 
@@ -525,12 +384,7 @@ class Server(socketio.Server):
         plain = []
         with self._relio_lock:
             registry.connection_closed(eio_sid)
-            environ = self.environ.get(eio_sid)
-            if environ is not None and registry.references(eio_sid):
-                # Suspended sessions keep the environ, not the dead connection's socket and
-                # streams (they would keep its file descriptor open until the session ends).
-                self.environ[eio_sid] = {k: v for k, v in environ.items()
-                                         if k not in _CONNECTION_KEYS}
+            self._relio_keep_environ(eio_sid)
             for namespace in list(self.manager.get_namespaces()):
                 session = registry.bound(eio_sid, namespace)
                 if session is not None and not session.channel.closed:
@@ -563,11 +417,6 @@ class Server(socketio.Server):
         self.relio_registry.park(session, DRIVER.time())
         session.channel.runner.run(self._trigger_event,
                                    (wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
-
-    def _connection_unreferenced(self, eio_sid: str) -> None:
-        """No session refers to ``eio_sid`` any more: its environ goes with its connection."""
-        if eio_sid not in self.eio.sockets:
-            self.environ.pop(eio_sid, None)
 
     def _end(self, session: ServerSession, reason: str, close_reason: str | None = None) -> None:
         """End a session for ``reason``: its pending messages fail (with ``close_reason``, by
@@ -602,14 +451,9 @@ class Server(socketio.Server):
                    request: bool) -> None:
         events.dispatch_server_message(self, channel, msg_id, items, request)
 
-    def on_reply(self, channel: ThreadChannel) -> None:
-        self.logger.info('received ack from %s [%s]', channel.sid, channel.namespace)
-
     def on_undelivered(self, channel: ThreadChannel | None, error: DeliveryError,
                        seen: bool = False) -> None:
-        namespace = error.namespace or '/'
-        handled = seen or wire.has_handler(self, wire.DELIVERY_ERROR_EVENT, namespace)
-        logger.log(logging.INFO if handled else logging.WARNING, 'relio: %s', error)
+        namespace = self._relio_log_undelivered(error, seen)
         args = (wire.DELIVERY_ERROR_EVENT, namespace, error.sid, error)
         if channel is not None:
             channel.runner.run(self._trigger_event, args)
@@ -617,14 +461,10 @@ class Server(socketio.Server):
             self.start_background_task(self._trigger_event, *args)
 
     def on_closed(self, channel: ThreadChannel, reason: str, by_peer: bool) -> None:
-        session = self.relio_registry.get(channel.sid)
-        if session is None or session.channel is not channel:
+        closed = self._relio_closed(channel, reason, by_peer)
+        if closed is None:
             return                      # already removed (ended, refused)
-        logger.info('relio: session %s [%s] closed (%s)', channel.sid, channel.namespace,
-                    reason)
-        if by_peer:
-            # The client's CLOSE: python-socketio's reason for a client-initiated disconnect.
-            reason = self.reason.CLIENT_DISCONNECT
+        session, reason = closed
         # The server's lock is never taken under a session's lock: the rest goes on in the
         # session's handler thread, after its handlers.
         channel.runner.run(self._closed, (session, reason))
