@@ -36,7 +36,7 @@ from relio.binding import payload as payload_codec
 from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
 from relio.config import Config
 from relio.engine._engine import Engine
-from relio.engine.errors import DeliveryError, RemoteProtocolError
+from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
@@ -97,6 +97,23 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
         if namespace not in self.rooms:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
+        if skip_sid is None and type(room) is str:
+            # The common case, an emit to one client's sid: straight into its session's outbox
+            # (what the routing below does for a one-member room, without its bookkeeping). Any
+            # trouble (a full outbox, an ended session) goes the general way, which handles it.
+            members = self.rooms[namespace].get(room)
+            if members is not None and len(members) == 1:
+                channel = server.relio_registry.channel(next(iter(members)))
+                if channel is not None:
+                    encoded = _encoded
+                    if encoded is None:
+                        assert args is not None
+                        encoded = payload_codec.encode([event, *args], server.relio_codec)
+                    try:
+                        channel.send_nowait(encoded, event, delivery, callback, _msg_id)
+                        return delivery
+                    except (QueueFull, DeliveryError):
+                        _encoded = encoded
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
         route = EmitRoute(delivery, args, _encoded)
