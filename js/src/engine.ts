@@ -9,8 +9,8 @@
 
 import { Config, DEFAULT_CONFIG, PROTOCOL } from "./config.js";
 import {
-  AckFrame, DataFrame, Reader, checkBatchHeader, dataHeaderSize, encodeAck, encodeClose,
-  readAckBody, readFrame, writeData,
+  AckFrame, DataFrame, Reader, checkBatchHeader, dataHeaderSize, encodeAck, encodeBatch,
+  encodeClose, readAckBody, readFrame, writeData,
 } from "./frames.js";
 import { IdSet, ResponseCache, idKey } from "./caches.js";
 import { LocalProtocolError, QueueFull, RemoteProtocolError } from "./errors.js";
@@ -460,7 +460,7 @@ export class Engine {
     if (this.pendingClose !== null) {
       const close = this.pendingClose;
       this.pendingClose = null;
-      return this.connected ? [concatBatch([this.ackFrame(0), close])] : [];
+      return this.connected ? [encodeBatch([this.ackFrame(0), close])] : [];
     }
     if (this.closed || !this.connected) return [];
     const c = this.config;
@@ -469,7 +469,7 @@ export class Engine {
     let size = 1;
     let hasData = false;
     const flush = () => {
-      if (parts.length) batches.push(concatBatch(parts));
+      if (parts.length) batches.push(encodeBatch(parts));
       parts = [];
       size = 1;
       hasData = false;
@@ -808,19 +808,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
   for (const p of parts) {
     out.set(p, pos);
     pos += p.length;
-  }
-  return out;
-}
-
-function concatBatch(frames: Uint8Array[]): Uint8Array {
-  let size = 1;
-  for (const f of frames) size += f.length;
-  const out = new Uint8Array(size);
-  out[0] = PROTOCOL.version;
-  let pos = 1;
-  for (const f of frames) {
-    out.set(f, pos);
-    pos += f.length;
   }
   return out;
 }

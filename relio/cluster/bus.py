@@ -157,6 +157,25 @@ class EmitHeaders:
         return b"".join((prefix, msg_id.hex().encode(), b'"}'))
 
 
+def publisher_identity(channel: str) -> tuple[str, bytes, str, str]:
+    """A new publisher on ``channel``'s bus: its random id (hex), the origin every entry it appends
+    carries, the stream's key, and the key keeping its last entry number (see
+    :data:`_APPEND_SCRIPT`)."""
+    host_id = os.urandom(16).hex()
+    return (host_id, host_id.encode(), f"relio:{channel}:bus",
+            f"relio:{channel}:pub:{host_id}")
+
+
+def client_options(redis_options: dict | None) -> dict[str, Any]:
+    """redis-py client options for the bus (the application's ``redis_options`` on top)."""
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
+                               # relio retries itself (in order, deduplicated): no hidden
+                               # retries underneath.
+                               "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
+    options.update(redis_options or {})
+    return options
+
+
 #: What the bus hands each entry of another node to: ``apply(header, fields, entry_id)``.
 Apply = Callable[[dict, dict, bytes], Awaitable[None]]
 
@@ -180,15 +199,9 @@ class RedisBus:
         self._config = config
         self._log = log
         #: this node's id on the bus (random per process start)
-        self.host_id = os.urandom(16).hex()
-        self._origin = self.host_id.encode()
-        self.stream_key = f"relio:{channel}:bus"
-        self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
-                   # relio retries itself (in order, deduplicated): no hidden retries underneath.
-                   "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
-        options.update(redis_options or {})
-        self._redis_options = options
+        self.host_id, self._origin, self.stream_key, self._publisher_key = publisher_identity(
+            channel)
+        self._redis_options = client_options(redis_options)
         self._redis: Any = None
         self._script: Any = None
         self._queue: deque[_Entry] = deque()

@@ -22,10 +22,8 @@ from __future__ import annotations
 import itertools
 import json as stdlib_json
 import logging
-import os
 import threading
 import time
-from typing import Any
 
 import socketio
 
@@ -39,7 +37,9 @@ from relio.cluster.bus import (
     PUBLISHER_ID_TTL,
     RETRY_DELAY,
     RETRY_DELAY_MAX,
+    client_options,
     emit_header,
+    publisher_identity,
     relayed_msg_id,
 )
 from relio.config import DEFAULT_CONFIG, Config
@@ -48,8 +48,6 @@ from relio.threading.results import Delivery
 
 try:                                        # optional: pip install "relio-socketio[redis]"
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError:                         # pragma: no cover - exercised without redis installed
     redis = None  # type: ignore[assignment]
 
@@ -88,14 +86,9 @@ class RedisManager(socketio.Manager):
         self.config = relio_config or DEFAULT_CONFIG
         self._codec = payload_codec.JsonCodec(json or stdlib_json)
         #: this publisher's id on the bus (random per instance)
-        self.host_id = os.urandom(16).hex()
-        self._origin = self.host_id.encode()
-        self.stream_key = f"relio:{channel}:bus"
-        self._publisher_key = f"relio:{channel}:pub:{self.host_id}"
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0,
-                                   "retry": Retry(NoBackoff(), 0), "retry_on_timeout": False}
-        options.update(redis_options or {})
-        self._redis = redis.Redis.from_url(url, **options)
+        self.host_id, self._origin, self.stream_key, self._publisher_key = publisher_identity(
+            channel)
+        self._redis = redis.Redis.from_url(url, **client_options(redis_options))
         self._script = self._redis.register_script(_APPEND_SCRIPT)
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
