@@ -33,6 +33,7 @@ import relio
 from relio.demo.faultproxy import FaultProxy, Schedule
 from tests.support.servers import start_asgi
 from tests.support.wsgi import LoopThread, serve_sync_socketio, wait_for
+from tests.test_e2e_faults import _faults_bit, _summary  # the same report and fault checks
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -334,19 +335,6 @@ def run_workload(lib: Any, server_kind: type, client_kind: type, seed: int = SEE
     r['expected_big_down'] = hashlib.sha256(blob_down).hexdigest()
     del r['deliveries']
     return r
-
-
-def _summary(r: dict) -> dict:
-    return {k: (len(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()
-            if k not in ('server_stats', 'client_stats', 'expected_big_up', 'expected_big_down')}
-
-
-def _faults_bit(r: dict) -> None:
-    """The proxy's counters: connections were cut and the blackholes caught real bytes."""
-    p = r['proxy']
-    assert r['schedule'].get('cut', 0) >= 1 and r['schedule'].get('blackhole', 0) >= 1, r
-    assert p['connections_cut'] >= 1, p
-    assert p['dropped_up'] + p['dropped_down'] + p['held_up'] + p['held_down'] > 0, p
 
 
 def _assert_exactly_once(rel: dict) -> None:
