@@ -66,6 +66,13 @@ class Config:
     #: 50 MiB upload waited ``max_ack_delay`` per 1 MiB window and ran at 0.65x python-socketio).
     ack_every_bytes: int = 256 * KiB
 
+    #: Received messages handled in one turn of the event loop when their handlers produce
+    #: something to send (answers to calls, emits). After that many, what they produced is written
+    #: at once and the rest waits for the next turn, so that the peer works on the first answers
+    #: while this side handles the rest (pipelining): without it 64 concurrent calls keep the two
+    #: sides taking turns, one idle while the other works.
+    events_per_turn: int = 16
+
     #: The peer's requests (``call``/emit with callback) delivered to the application and not yet
     #: answered or declined, at once. Beyond it new requests are not acknowledged (the peer sends
     #: them again later): a peer cannot start unbounded numbers of handlers. Requests nobody
@@ -172,9 +179,9 @@ class Config:
                      "id_set_capacity", "response_cache_entries", "response_cache_bytes",
                      "max_ack_ranges", "ack_every", "max_reassemblies", "max_frames_per_batch",
                      "fast_retransmit_threshold", "coalesce_bytes", "max_parked_sessions",
-                     "max_pending_requests", "ack_every_bytes", "relay_queue_messages",
-                     "relay_batch", "relay_read_count", "relay_stream_maxlen",
-                     "durable_id_tail"):
+                     "max_pending_requests", "ack_every_bytes", "events_per_turn",
+                     "relay_queue_messages", "relay_batch", "relay_read_count",
+                     "relay_stream_maxlen", "durable_id_tail"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 

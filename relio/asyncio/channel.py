@@ -86,6 +86,8 @@ class Channel:
         self.runner = HandlerRunner(self.decline)
         self._write: Callable[[bytes], Any] | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._drain_handle: asyncio.Handle | None = None
+        self._events_per_turn = engine.config.events_per_turn
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         # msg_id -> (Delivery or None, event name) for our messages not yet acknowledged
@@ -379,12 +381,36 @@ class Channel:
         self._flush()
 
     def _drain_events(self) -> None:
+        """Act on the engine's events in order. When ``events_per_turn`` of them have produced
+        something to send (their handlers' answers, emits), that is written at once and the rest
+        waits for the next loop turn (:meth:`_next_turn`): the peer starts on the first answers
+        while this side handles the rest, and other sessions get the loop in between."""
         engine = self.engine
+        budget = self._events_per_turn
         event = engine.next_event()
         while event is not None:
             if not self._handle_event(event):
                 return
+            budget -= 1
+            if budget <= 0 and self._flush_handle is not None and engine.events_pending:
+                self._yield_turn()
+                return
             event = engine.next_event()
+
+    def _yield_turn(self) -> None:
+        self._flush_handle.cancel()              # type: ignore[union-attr]
+        self._flush_handle = None
+        write = self._write
+        if write is not None:
+            self._write_batches(write, self.engine.data_to_send(self.loop.time()))
+        if self._drain_handle is None:
+            self._drain_handle = self.loop.call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._drain_handle = None
+        if not self.closed:
+            self._drain_events()
+            self._arm_timer()
 
     def _handle_event(self, event) -> bool:
         """Act on one engine event; False stops (the session was closed for a protocol error)."""

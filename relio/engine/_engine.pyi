@@ -41,6 +41,9 @@ class Engine:
     def decline(self, request_id: bytes) -> None:
         """Leave the peer's request unanswered (frees its ``max_pending_requests`` slot)."""
     def next_event(self) -> Event | None: ...
+    @property
+    def events_pending(self) -> int:
+        """How many events :meth:`next_event` has still to give."""
     def events(self) -> list[Event]: ...
     def receive(self, data: bytes, now: float) -> None:
         """Process one batch from the peer (RemoteProtocolError closes the session)."""

@@ -74,6 +74,7 @@ class ThreadChannel(Channel):
     flush = _locked("flush")
     _flush = _locked("_flush")
     _on_timer = _locked("_on_timer")
+    _next_turn = _locked("_next_turn")
     protocol_error = _locked("protocol_error")
     abandon = _locked("abandon")
     close = _locked("close")

@@ -418,6 +418,11 @@ cdef class Engine:
             return self._events.popleft()
         return None
 
+    @property
+    def events_pending(self):
+        """How many events :meth:`next_event` has still to give."""
+        return len(self._events)
+
     def events(self):
         """Take every pending event, oldest first, as a list."""
         cdef list out = list(self._events)
