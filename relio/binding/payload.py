@@ -41,10 +41,12 @@ _NO_ATTACHMENTS = b"\x00"
 class JsonCodec:
     """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
 
-    __slots__ = ("dumps", "loads", "refuses_bytes")
+    __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes")
 
     dumps: Callable[[Any], str]
     loads: Callable[[bytes], Any]
+    #: ``loads(data[1:])`` (the JSON of a payload after its one-byte tag), without the copy
+    loads_after_tag: Callable[[bytes], Any]
     #: ``dumps`` raises TypeError for ``bytes`` anywhere in the data (the standard library's
     #: encoder without ``default``): binary can be looked for only when it does.
     refuses_bytes: bool
@@ -58,6 +60,7 @@ class JsonCodec:
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
             self.loads = _bound_stdlib_loads(decoder)
+            self.loads_after_tag = _bound_stdlib_loads(decoder, start=1)
             self.refuses_bytes = True
         else:
             module_dumps = json_module.dumps
@@ -65,8 +68,14 @@ class JsonCodec:
             def dumps(obj: Any) -> str:
                 return module_dumps(obj, separators=(",", ":"))
 
+            module_loads = json_module.loads
+
+            def loads_after_tag(data: bytes) -> Any:
+                return module_loads(data[1:])
+
             self.dumps = dumps
-            self.loads = json_module.loads
+            self.loads = module_loads
+            self.loads_after_tag = loads_after_tag
             self.refuses_bytes = _refuses_binary(dumps)
 
 
@@ -112,23 +121,25 @@ def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], st
     return dumps
 
 
-def _bound_stdlib_loads(decoder: _stdlib_json.JSONDecoder) -> Callable[[bytes], Any]:
-    """``decoder.decode`` of UTF-8 bytes, same result: the scanner is called directly on text
-    that starts with a value and ends with it (what every JSON encoder writes), skipping the two
-    whitespace regexes ``decode`` runs per call; anything else (whitespace around the value,
-    extra data, invalid JSON) goes through ``decoder.decode`` for the standard library's own
-    result or error."""
+def _bound_stdlib_loads(decoder: _stdlib_json.JSONDecoder,
+                        start: int = 0) -> Callable[[bytes], Any]:
+    """``decoder.decode`` of UTF-8 bytes from byte ``start`` on (an ASCII tag before it), same
+    result: the scanner is called directly, at ``start`` of the whole text (no copy of the rest),
+    on text that starts with a value there and ends with it (what every JSON encoder writes),
+    skipping the two whitespace regexes ``decode`` runs per call; anything else (whitespace
+    around the value, extra data, invalid JSON) goes through ``decoder.decode`` for the
+    standard library's own result or error."""
     scan_once = decoder.scan_once  # type: ignore[attr-defined]  # set in JSONDecoder.__init__
     decode = decoder.decode
 
     def loads(data: bytes) -> Any:
         text = data.decode()
         try:
-            obj, end = scan_once(text, 0)
+            obj, end = scan_once(text, start)
         except StopIteration:
-            return decode(text)
+            return decode(text[start:])
         if end != len(text):
-            return decode(text)
+            return decode(text[start:])
         return obj
 
     return loads
@@ -191,8 +202,8 @@ def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
     :raises RemoteProtocolError: the payload is not a valid relio application payload.
     """
     try:
-        if payload[:1] == _NO_ATTACHMENTS:
-            items = codec.loads(payload[1:])
+        if payload[0] == 0:                       # no attachments (the common case)
+            items = codec.loads_after_tag(payload)
         else:
             view = memoryview(payload)
             count, pos = _read_varint(view, 0)
@@ -207,7 +218,7 @@ def decode(payload: bytes, codec: JsonCodec = DEFAULT_CODEC) -> list:
     except RemoteProtocolError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, RecursionError,
-            UnicodeDecodeError) as exc:
+            UnicodeDecodeError) as exc:         # (IndexError: an empty payload too)
         raise RemoteProtocolError(f"invalid application payload: {exc}") from None
     if not isinstance(items, list):
         raise RemoteProtocolError("invalid application payload: not a list")
