@@ -387,15 +387,19 @@ class Channel:
         while this side handles the rest, and other sessions get the loop in between."""
         engine = self.engine
         budget = self._events_per_turn
-        event = engine.next_event()
+        next_event = engine.next_event
+        event = next_event()
         while event is not None:
-            if not self._handle_event(event):
+            if type(event) is MessageReceived:          # the common case, without a call more
+                if not self._deliver(event.msg_id, event.payload, event.request):
+                    return
+            elif not self._handle_event(event):
                 return
             budget -= 1
             if budget <= 0 and self._flush_handle is not None and engine.events_pending:
                 self._yield_turn()
                 return
-            event = engine.next_event()
+            event = next_event()
 
     def _yield_turn(self) -> None:
         self._flush_handle.cancel()              # type: ignore[union-attr]

@@ -140,7 +140,9 @@ class HandlerRunner:
             if self._consumer is None:
                 self._consumer = spawn(self._consume())
             return
-        kind = handler_kind(fn)
+        kind = _kinds.get(fn)
+        if kind is None:
+            kind = handler_kind(fn)
         if kind == ASYNC_TASK or self._unstarted:
             # A handler that may suspend gets its own task. Until every task spawned so far has
             # started, later handlers go through tasks too, so that handlers start in delivery

@@ -32,7 +32,8 @@ def dispatch_server_message(server: Any, channel: Any, msg_id: bytes, items: lis
             channel.answer(msg_id, None)
         return
     namespace, sid = channel.namespace, channel.sid
-    server.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
+    if server.logger.isEnabledFor(logging.INFO):
+        server.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
     args = (sid, *items[1:])
     then = None
     if request:
@@ -69,7 +70,8 @@ def dispatch_client_message(client: Any, channel: Any, msg_id: bytes, items: lis
         channel.protocol_error(RemoteProtocolError("event without a name"))
         return
     event, namespace = items[0], channel.namespace
-    client.logger.info('Received event "%s" [%s]', event, namespace)
+    if client.logger.isEnabledFor(logging.INFO):
+        client.logger.info('Received event "%s" [%s]', event, namespace)
     then = None
     if request:
         def then(result, channel=channel, msg_id=msg_id):
