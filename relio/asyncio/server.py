@@ -102,8 +102,8 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
             # (what the routing below does for a one-member room, without its bookkeeping). Any
             # trouble (a full outbox, an ended session) goes the general way, which handles it.
             members = self.rooms[namespace].get(room)
-            if members is not None and len(members) == 1:
-                channel = server.relio_registry.channel(next(iter(members)))
+            if members is not None and len(members) == 1 and room in members:
+                channel = server.relio_registry.channel(room)
                 if channel is not None:
                     encoded = _encoded
                     if encoded is None:
@@ -229,7 +229,8 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         """
         namespace = namespace or '/'
         room = to or room
-        self.logger.info('emitting event "%s" to %s [%s]', event, room or 'all', namespace)
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info('emitting event "%s" to %s [%s]', event, room or 'all', namespace)
         return await self.manager.emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                        callback=callback, ignore_queue=ignore_queue, block=block)
 

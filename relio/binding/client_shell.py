@@ -96,7 +96,8 @@ class ClientShell(Shell):
     def _relio_encode(self, event, data, namespace) -> bytes:
         """An emit's message for the relio session of ``namespace`` (logged as python-socketio
         logs it)."""
-        self.logger.info('Emitting event "%s" [%s]', event, namespace)
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info('Emitting event "%s" [%s]', event, namespace)
         return payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
 
     def session_stats(self, namespace='/') -> dict | None:

@@ -179,7 +179,8 @@ class Server(ServerShell, socketio.Server):
         """
         namespace = namespace or '/'
         room = to or room
-        self.logger.info('emitting event "%s" to %s [%s]', event, room or 'all', namespace)
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info('emitting event "%s" to %s [%s]', event, room or 'all', namespace)
         return self.manager.emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                  callback=callback, ignore_queue=ignore_queue, block=block)
 
