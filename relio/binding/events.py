@@ -34,7 +34,8 @@ def dispatch_server_message(server: Any, channel: Any, msg_id: bytes, items: lis
     namespace, sid = channel.namespace, channel.sid
     if server.logger.isEnabledFor(logging.INFO):
         server.logger.info('received event "%s" from %s [%s]', event, sid, namespace)
-    args = (sid, *items[1:])
+    items[0] = sid                  # the decoded list is ours: (sid, *args) without a slice
+    args = tuple(items)
     then = None
     if request:
         not_handled = server.not_handled
