@@ -348,9 +348,12 @@ class RelioRun:
 
 
 @contextlib.asynccontextmanager
-async def relio_cluster(tmp_path, redis_mode: str = 'default'):
+async def relio_cluster(tmp_path, redis_mode: str = 'default', node_mode: str = 'relio',
+                        count: int = 3):
+    """Redis, ``count`` relio nodes (``node_mode``: 'relio' asyncio, 'relio-sync' thread-based)
+    behind the balancer, and a :class:`RelioRun`."""
     async with run_redis() as redis, \
-            run_nodes(redis.url, 3, mode='relio', datadir=tmp_path,
+            run_nodes(redis.url, count, mode=node_mode, datadir=tmp_path,
                       redis_mode=redis_mode) as nodes, \
             Balancer([n.port for n in nodes]) as lb:
         run = RelioRun(redis.url, lb, nodes)

@@ -3,6 +3,7 @@ tests.
 
     node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
     node = Node(redis.url, mode='relio', redis_mode='fast'|'durable'|'default', ...)
+    node = Node(redis.url, mode='relio-sync'|'flask', ...)   # thread-based (werkzeug) nodes
     node.port; node.url                      # 'http://127.0.0.1:<port>'
     node.pause(); node.resume()              # SIGSTOP / SIGCONT
     await node.kill()                        # SIGKILL (no goodbye: sockets reset by the kernel)
@@ -54,8 +55,8 @@ class Node(ManagedProcess):
                  datadir: str | os.PathLike, port: int | None = None,
                  startup_timeout: float = 20.0, extra_env: dict | None = None,
                  redis_mode: str = 'default') -> None:
-        if mode not in ('relio', 'socketio'):
-            raise ValueError(f'mode must be relio or socketio, not {mode!r}')
+        if mode not in ('relio', 'relio-sync', 'flask', 'socketio'):
+            raise ValueError(f'mode must be relio, relio-sync, flask or socketio, not {mode!r}')
         if redis_mode not in ('fast', 'durable', 'default'):
             raise ValueError(f'redis_mode must be fast, durable or default, not {redis_mode!r}')
         self.redis_mode = redis_mode
@@ -106,7 +107,8 @@ class Node(ManagedProcess):
         await self.start()
 
     async def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM (uvicorn graceful shutdown), wait up to ``timeout``, then SIGKILL."""
+        """SIGTERM (graceful shutdown: uvicorn's, or the thread-based node's), wait up to
+        ``timeout``, then SIGKILL."""
         await super().stop(timeout)
 
     _KEYWORDS = ('call', 'connect', 'disconnect', 'resume')
