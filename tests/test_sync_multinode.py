@@ -278,12 +278,14 @@ async def test_mixed_async_and_thread_nodes(tmp_path):
         assert exactly_once_in_order(got['y'], expected), got['y']
         # graceful hand-over, asyncio node -> thread-based node
         await node_a.stop()
+        assert node_a.final_stats()[-1]['handed_over'] == 1, node_a.final_stats()
         await until(lambda: resumes['x'], 20, 'x resumed on the thread-based node')
         assert await x.call('where', timeout=20) == ['sync', ['all'], {'joined': 'all'}]
         assert x.get_sid() == sids['x']
         # and back: thread-based node -> asyncio node (both clients move)
         await node_a.start()
         await node_s.stop()
+        assert node_s.final_stats()[-1]['handed_over'] == 2, node_s.final_stats()
         await until(lambda: len(resumes['x']) >= 2 and resumes['y'], 20,
                     'both clients resumed on the asyncio node')
         assert await x.call('where', timeout=20) == ['async', ['all'], {'joined': 'all'}]

@@ -16,7 +16,9 @@ mode 'socketio': socketio.AsyncServer(async_mode='asgi',
 The asyncio modes are served by uvicorn on 127.0.0.1:P (wsproto, no uvicorn ws pings, no
 per-message-deflate), see tests/support/servers.py; the thread-based ones by werkzeug's threaded
 server (with simple-websocket), as tests/support/wsgi.py does, and SIGTERM stops serving, then
-``sio.shutdown()`` (graceful: the sessions are handed over). Event handlers (namespace '/'):
+``sio.shutdown()`` (graceful: the sessions are handed over). After shutdown a relio node prints
+its manager's counters to stderr as one line ``relio-stats <json>`` (``Node.final_stats()``).
+Event handlers (namespace '/'):
 
     join(sid, room)          -> await sio.enter_room(sid, room);
                                 await sio.save_session(sid, {'joined': room}); returns the node name
@@ -167,8 +169,16 @@ def serve_sync(sio, app, log, port: int) -> None:
         sio.shutdown()
     except Exception as exc:  # pragma: no cover - diagnostics only
         print(f'sio.shutdown() failed: {exc!r}', file=sys.stderr)
+    print_stats(sio)
     server.server_close()
     log.close()
+
+
+def print_stats(sio) -> None:
+    import json
+    stats = getattr(sio.manager, 'relio_cluster_stats', None)
+    if stats is not None:
+        print('relio-stats ' + json.dumps(stats), file=sys.stderr, flush=True)
 
 
 def build_server(mode: str, redis_url: str, name: str, datadir: str,
@@ -248,9 +258,29 @@ def build_server(mode: str, redis_url: str, name: str, datadir: str,
     return sio, app, log
 
 
+def _graceful_server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM once it has stopped serving, which would end the process
+        before ``sio.shutdown()`` (the graceful hand-over): here the signal only stops serving."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            yield
+    return GracefulServer
+
+
 async def amain(args) -> None:
     import uvicorn
 
+    _GracefulServer = _graceful_server_class()
     sio, app, log = build_server(args.mode, args.redis, args.name, args.datadir,
                                  args.redis_mode)
     config = uvicorn.Config(
@@ -258,7 +288,7 @@ async def amain(args) -> None:
         ws='wsproto', ws_ping_interval=None, ws_ping_timeout=None,
         ws_per_message_deflate=False, lifespan='off', log_level='warning',
         access_log=False, timeout_graceful_shutdown=2, timeout_keep_alive=5)
-    server = uvicorn.Server(config)  # installs SIGINT/SIGTERM handlers -> graceful exit
+    server = _GracefulServer(config)
     try:
         await server.serve()
     finally:
@@ -266,6 +296,7 @@ async def amain(args) -> None:
             await asyncio.wait_for(sio.shutdown(), 5)
         except Exception as exc:  # pragma: no cover - diagnostics only
             print(f'sio.shutdown() failed: {exc!r}', file=sys.stderr)
+        print_stats(sio)
         log.close()
 
 

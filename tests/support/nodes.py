@@ -13,6 +13,7 @@ tests.
     node.calls()                             # [(sid, n), ...] lines the `work` handler logged
     node.events('connect'|'disconnect'|'resume')   # [sid, ...] lifecycle lines logged
     node.stderr_text()                       # the node's captured stdout+stderr
+    node.final_stats()                       # a relio node's manager counters, printed at shutdown
 
     async with run_nodes(redis.url, 3, mode='socketio', datadir=tmp_path) as nodes: ...
 
@@ -135,6 +136,13 @@ class Node(ManagedProcess):
     def events(self, kind: str) -> list[str]:
         """Sids of the lifecycle lines ``kind`` ('connect', 'disconnect', 'resume') logged."""
         return [p[1] for p in self.log_lines() if len(p) == 2 and p[0] == kind]
+
+    def final_stats(self) -> list[dict]:
+        """The manager counters a relio node printed after each graceful shutdown (``relio-stats
+        <json>`` lines of its stderr), oldest first."""
+        import json
+        return [json.loads(line[len('relio-stats '):])
+                for line in self.stderr_text().splitlines() if line.startswith('relio-stats ')]
 
     def stderr_text(self) -> str:
         try:
