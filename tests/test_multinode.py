@@ -443,7 +443,8 @@ async def test_relio_node_pause(tmp_path, node_mode):
         stale_lines = holder.log_lines()[lines_at_pause:]
         fenced = holder.stderr_text().count('owned by another node now')
         assert holder.running, 'the paused node died'
-    print(f'\nRELIO node pause ({node_mode}): froze {holder.name} at m#{paused_at}, cut, resumed on '
+    print(f'\nRELIO node pause ({node_mode}): froze {holder.name} at m#{paused_at}, cut, '
+          f'resumed on '
           f'{where[0]} after {resume_s:.2f}s; epoch {epoch_before} -> {moved.get("epoch")} '
           f'(end {after.get("epoch")}); woke at m#{woke_at}; stale node logged '
           f'{len(stale_lines)} lines after the pause {stale_lines[:5]}, logged "owned by another node '
@@ -471,7 +472,8 @@ async def test_relio_redis_restart(tmp_path, node_mode):
         where = await run.where()
         assert where[1:] == [['all'], {'joined': 'all'}], where
         stats = await run.finish()
-    print(f'\nRELIO redis restart ({node_mode}): Redis down {outage:.2f}s (m#,b# {down_at} -> {up_at}); '
+    print(f'\nRELIO redis restart ({node_mode}): Redis down {outage:.2f}s '
+          f'(m#,b# {down_at} -> {up_at}); '
           f'client on {where[0]}, resumes {len(run.resumes)}; {stats}; lost 0, handlers re-run after the fault '
           f'{stats["rerun_after_fault"]}; '
           f'test took {time.monotonic() - t_begin:.1f}s')

@@ -246,7 +246,7 @@ async def test_mixed_async_and_thread_nodes(tmp_path):
         stack.push_async_callback(node_s.close)
         lb = await stack.enter_async_context(Balancer([node_a.port, node_s.port]))
         clients, got, resumes = {}, {}, {}
-        for name in ('x', 'y'):                  # round robin: x on the asyncio node, y on the other
+        for name in ('x', 'y'):          # round robin: x on the asyncio node, y on the other
             client = relio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5,
                                        randomization_factor=0, handle_sigint=False)
             got[name], resumes[name] = [], []

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+logger = logging.getLogger("relio")
 
 
 class ClusterLoop:
@@ -35,6 +38,8 @@ class ClusterLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._posted: list[tuple[Callable[..., object], tuple]] = []
+        self._post_scheduled = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -62,6 +67,32 @@ class ClusterLoop:
     def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
         """Call ``fn(*args)`` in the loop's thread."""
         self.loop.call_soon_threadsafe(fn, *args)
+
+    def post(self, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)`` in the loop's thread, after everything posted or submitted before,
+        without waiting. Calls posted before the loop gets to them run in one batch, for one
+        wake-up of the loop (``call_soon_threadsafe`` writes to the loop's self-pipe each time)."""
+        with self._lock:
+            self._posted.append((fn, args))
+            if self._post_scheduled:
+                return
+            self._post_scheduled = True
+        self.loop.call_soon_threadsafe(self._run_posted)
+
+    @property
+    def posted(self) -> int:
+        """Calls posted that have not started yet."""
+        return len(self._posted)
+
+    def _run_posted(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+            self._post_scheduled = False
+        for fn, args in posted:
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("relio: cluster loop: %r raised", fn)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         """Run ``coro`` on the loop and wait for its result (never from the loop's own thread,

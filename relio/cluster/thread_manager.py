@@ -11,7 +11,8 @@ It is the thread-based twin of :mod:`relio.cluster.redis_manager`, on the same c
 the asyncio bus, session store and python-socketio bridge run unchanged on the process's cluster
 loop (:mod:`relio.cluster.loop`, one thread per process). This module is the crossing: an emit
 delivers to this node's sessions in the calling thread and waits only until its entry is queued
-for Redis (in order, bounded by ``relay_timeout``); entries of other nodes are applied on the
+for Redis (in order; without waiting while the relay queue has room, else bounded by
+``relay_timeout``); entries of other nodes are applied on the
 cluster loop without waiting (blocking work, such as a disconnect or an emit's callback, goes to a
 background task of the server). The session host is
 :class:`~relio.cluster.thread_host.ThreadRedisHost`.
@@ -28,7 +29,7 @@ import contextlib
 import logging
 
 from relio.binding import payload as payload_codec
-from relio.cluster.bus import CLOSE_ROOM, DISCONNECT, ENTER_ROOM, LEAVE_ROOM
+from relio.cluster.bus import CLOSE_ROOM, DISCONNECT, ENTER_ROOM, LEAVE_ROOM, count_relayed
 from relio.cluster.loop import CLUSTER_LOOP, ClusterLoop
 from relio.cluster.node import READER_READY_WAIT, RedisNode
 from relio.cluster.redis_emitter import RedisEmitter
@@ -131,7 +132,8 @@ class RedisManager(RedisNode, Manager):
 
     # --- what the server calls ---------------------------------------------------------------
     def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
-             to=None, block=True, ignore_queue=False, **kwargs):
+             to=None, block=True, _encoded: bytes | None = None, _msg_id: bytes | None = None,
+             ignore_queue=False, **kwargs):
         """Emit to one client, a room or a namespace, on every node.
 
         The local recipients get it at once; the other nodes through Redis (this returns once
@@ -203,14 +205,18 @@ class RedisManager(RedisNode, Manager):
         self._relay(self._entry(CLOSE_ROOM, namespace, r=room))
 
     def _relay(self, header, payload: bytes = b"", delivery=None, block: bool = True) -> None:
-        """Queue one entry for the bus and wait until it is queued (bounded by relay_timeout;
-        :raises QueueFull: with ``block=False``; :raises RelayError:). The wait keeps each
-        thread's entries in the order it emitted them."""
-        relay = self.bus.relay(header, payload, delivery, block)
-        if self.cluster.in_loop():           # (applying an entry: nothing there waits)
-            self.schedule(relay)
+        """Queue one entry for the bus, in this thread's order. With room in the relay queue it
+        is handed to the cluster loop without waiting (the delivery counts it at once);
+        otherwise this waits, as :meth:`relio.AsyncRedisManager.emit` does, for room (bounded by
+        relay_timeout; :raises QueueFull: with ``block=False``; :raises RelayError:)."""
+        bus = self.bus
+        # (on the loop itself, applying an entry, nothing may wait)
+        if bus.has_room(self.cluster.posted) or self.cluster.in_loop():
+            if delivery is not None:
+                count_relayed(delivery)
+            self.cluster.post(bus.enqueue, header, payload, delivery)
             return
-        self.cluster.run(relay)
+        self.cluster.run(bus.relay(header, payload, delivery, block))
 
     # --- RedisNode's hooks (on the cluster loop) -----------------------------------------------
     async def emit_here(self, event, data, namespace, room=None, skip_sid=None, callback=None,
