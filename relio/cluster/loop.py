@@ -50,6 +50,7 @@ class ClusterLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 self._pid = os.getpid()
+                self._posted, self._post_scheduled = [], False   # (a fork's were the parent's)
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(target=self._loop.run_forever,
                                                 name=self._name, daemon=True)
@@ -72,12 +73,13 @@ class ClusterLoop:
         """Call ``fn(*args)`` in the loop's thread, after everything posted or submitted before,
         without waiting. Calls posted before the loop gets to them run in one batch, for one
         wake-up of the loop (``call_soon_threadsafe`` writes to the loop's self-pipe each time)."""
+        loop = self.loop
         with self._lock:
             self._posted.append((fn, args))
             if self._post_scheduled:
                 return
             self._post_scheduled = True
-        self.loop.call_soon_threadsafe(self._run_posted)
+        loop.call_soon_threadsafe(self._run_posted)
 
     @property
     def posted(self) -> int:
