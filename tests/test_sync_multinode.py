@@ -19,8 +19,9 @@ test_thread_nodes_node_kill_sync_client
 test_mixed_async_and_thread_nodes
     One ``relio.AsyncServer`` + ``relio.AsyncRedisManager`` node and one ``relio.Server`` +
     ``relio.RedisManager`` node on one channel: room emits from each node reach the other's
-    clients exactly once and in order; a session moves by graceful hand-over from the asyncio node
-    to the thread-based one, then back.
+    clients exactly once and in order; a server's ``call()`` to a client of the other node gets its
+    answer; a session moves by graceful hand-over from the asyncio node to the thread-based one,
+    then back.
 test_flask_socketio_nodes_share_the_message_queue
     Two Flask-SocketIO processes with ``message_queue=``: an emit on one reaches a client of the
     other, and so do python-socketio's ``socketio.RedisManager(write_only=True)`` emitter (bridged)
@@ -251,6 +252,7 @@ async def test_mixed_async_and_thread_nodes(tmp_path):
                                        randomization_factor=0, handle_sigint=False)
             got[name], resumes[name] = [], []
             client.on('nb', got[name].append)
+            client.on('question', lambda asker, name=name: f'{name} answers {asker}')
             client.on('relio_resume', lambda name=name: resumes[name].append(1))
             await client.connect(lb.url, transports=WS, wait_timeout=10)
             stack.push_async_callback(client.disconnect)
@@ -272,6 +274,9 @@ async def test_mixed_async_and_thread_nodes(tmp_path):
                 [n for n in seen if n < 1000] == sorted(n for n in seen if n < 1000) and \
                 [n for n in seen if n >= 1000] == sorted(n for n in seen if n >= 1000)
 
+        # an emit with a callback to a client of the other node: the answer crosses back
+        assert await x.call('ask', sids['y'], timeout=15) == 'y answers async'
+        assert await y.call('ask', sids['x'], timeout=15) == 'x answers sync'
         expected = await broadcasts(0)
         await until(lambda: len(got['x']) >= 60 and len(got['y']) >= 60, 10, 'room emits')
         assert exactly_once_in_order(got['x'], expected), got['x']

@@ -159,6 +159,10 @@ class Server(ServerShell, socketio.Server):
     thread of the session (``start_background_task``), never in the transport's thread.
     Events relio adds: ``relio_resume(sid, environ, auth)`` (return False to refuse),
     ``relio_suspend(sid, reason)``, ``relio_delivery_error(sid, error)``.
+
+    Several server processes share emits, rooms and sessions with
+    ``client_manager=relio.RedisManager(url)`` (see ``docs/SCALING.md``); ``shutdown()`` then
+    hands every session over to the other nodes instead of ending it.
     """
 
     #: Suspended sessions keep the environ, not the dead connection's socket and streams (they

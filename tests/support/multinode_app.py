@@ -29,6 +29,8 @@ Event handlers (namespace '/'):
     broadcast(sid, room, n[, event])  -> await sio.emit(event (default 'b'), n, room=room)
                                 (crosses nodes via the manager); returns n
     whoami(sid)              -> the node name
+    ask(sid, target)         -> sio.call('question', name, to=target) (a client of any node:
+                                the answer crosses back through the manager); returns it
 
 Lifecycle lines in the same log: "connect <sid>", "disconnect <sid>" and (relio mode)
 "resume <sid>" (the server's relio_resume event).  Every line is written with one write() and
@@ -107,6 +109,10 @@ def build_sync_server(redis_url: str, name: str, datadir: str, redis_mode: str =
     @sio.event
     def whoami(sid):
         return name
+
+    @sio.event
+    def ask(sid, target):
+        return sio.call('question', name, to=target, timeout=10)
 
     return sio, relio.WSGIApp(sio), log
 
@@ -254,6 +260,10 @@ def build_server(mode: str, redis_url: str, name: str, datadir: str,
     @sio.event
     async def whoami(sid):
         return name
+
+    @sio.event
+    async def ask(sid, target):
+        return await sio.call('question', name, to=target, timeout=10)
 
     return sio, app, log
 
