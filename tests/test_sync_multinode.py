@@ -351,3 +351,73 @@ async def test_flask_socketio_nodes_share_the_message_queue(tmp_path):
         await asyncio.to_thread(relio_external_emitter)
         await until(lambda: 'end' in got, 10, "the external emitter's emits")
         assert got == [*range(20), 'from python-socketio', 'from a worker', 'end'], got
+
+
+# --- in one process, each mode -------------------------------------------------------------------
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('mode', ['fast', 'durable'])
+def test_thread_nodes_in_one_process_hand_over_on_shutdown(mode):
+    """Two thread-based nodes in this process (two managers on the one cluster loop) behind the
+    balancer: numbered emits both ways across ``shutdown()`` of the node holding the session, in
+    either mode; the session moves with its sid, rooms and data, exactly once and in order."""
+    from tests.support.redis_server import RedisServer
+    from tests.support.wsgi import LoopThread, serve_sync_socketio, serve_wsgi, wait_for
+
+    def node(url: str, name: str, got: list) -> relio.Server:
+        sio = relio.Server(async_mode='threading',
+                           client_manager=relio.RedisManager(url, channel='inproc', mode=mode))
+        sio.on('m', lambda sid, n: got.append((name, n)))
+
+        @sio.on('join')
+        def join(sid, room):
+            sio.enter_room(sid, room)
+            sio.save_session(sid, {'joined': room})
+            return name
+
+        @sio.on('where')
+        def where(sid):
+            return [name, sorted(r for r in sio.rooms(sid) if r != sid), sio.get_session(sid)]
+        return sio
+
+    with LoopThread() as lt:
+        redis = RedisServer()
+        lt.run(redis.__aenter__())
+        try:
+            got: list = []
+            a, b = node(redis.url, 'a', got), node(redis.url, 'b', got)
+            with serve_sync_socketio(b) as port_b, \
+                    contextlib.ExitStack() as stack:
+                port_a = stack.enter_context(serve_wsgi(relio.WSGIApp(a)))   # shut down below
+                lb = lt.run(Balancer([port_a, port_b]).__aenter__())
+                stack.callback(lambda: lt.run(lb.__aexit__(None, None, None)))
+                client = relio.Client(reconnection_delay=0.1, reconnection_delay_max=0.5,
+                                      randomization_factor=0, handle_sigint=False)
+                b_got: list = []
+                resumed: list = []
+                client.on('b', b_got.append)
+                client.on('relio_resume', lambda: resumed.append(1))
+                client.connect(lb.url, transports=WS, wait_timeout=10)
+                stack.callback(client.disconnect)
+                sid = client.get_sid()
+                assert client.call('join', 'all', timeout=10) == 'a'
+                for n in range(100):
+                    client.emit('m', n)
+                    b.emit('b', n, room='all')          # crosses the bus to node a
+                assert wait_for(lambda: len(got) >= 100 and len(b_got) >= 100, 15)
+                a.shutdown()                            # hands the session over
+                assert a.manager.stats['handed_over'] == 1, a.manager.stats
+                assert wait_for(lambda: resumed, 20)
+                assert client.call('where', timeout=10) == ['b', ['all'], {'joined': 'all'}]
+                assert client.get_sid() == sid
+                deliveries = []
+                for n in range(100, 200):
+                    deliveries.append(client.emit('m', n))
+                    deliveries.append(b.emit('b', n, room='all'))   # local to node b now
+                for delivery in deliveries:
+                    delivery.wait(10)
+                assert wait_for(lambda: len(got) >= 200 and len(b_got) >= 200, 15)
+        finally:
+            lt.run(redis.__aexit__(None, None, None))
+    assert [n for _, n in got] == list(range(200)), got
+    assert {name for name, n in got if n >= 100} == {'b'}
+    assert b_got == list(range(200)), b_got
