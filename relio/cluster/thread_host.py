@@ -14,6 +14,8 @@ block the calling thread (the server calls them holding no lock); in durable mod
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from relio.cluster.loop import ClusterLoop
@@ -26,8 +28,12 @@ if TYPE_CHECKING:
     from relio.asyncio.registry import ServerSession
     from relio.engine import Engine
 
+logger = logging.getLogger("relio")
+
 #: How long a shutdown waits for its sessions to be handed over (each waits for its running
-#: handlers at most HANDOVER_HANDLER_WAIT, then one save), seconds.
+#: handlers at most HANDOVER_HANDLER_WAIT, then one save, bounded by the Redis client's socket
+#: timeout), seconds; past it the shutdown goes on (logged) and what was not saved is taken over
+#: from the last save.
 HAND_OVER_ALL_WAIT = HANDOVER_HANDLER_WAIT + 10.0
 
 
@@ -69,7 +75,15 @@ class ThreadRedisHost(ThreadSessionHost):
         return self.cluster.run(self.store.claim(sid, namespace, eio_sid, credential))
 
     def hand_over_all(self) -> None:
-        self.cluster.run(self.store.hand_over_all(), HAND_OVER_ALL_WAIT)
+        self._wait(self.store.hand_over_all(), "handing the sessions over")
 
     def close(self) -> None:
-        self.cluster.run(self.store.close(), HAND_OVER_ALL_WAIT)
+        self._wait(self.store.close(), "closing the session store")
+
+    def _wait(self, coro: Coroutine[Any, Any, Any], what: str) -> None:
+        """Shutdown steps: bounded, and a slow one does not stop the shutdown."""
+        try:
+            self.cluster.run(coro, HAND_OVER_ALL_WAIT)
+        except concurrent.futures.TimeoutError:
+            logger.warning("relio: %s took longer than %g s; shutting down anyway", what,
+                           HAND_OVER_ALL_WAIT)
