@@ -22,6 +22,9 @@ test_mixed_async_and_thread_nodes
     clients exactly once and in order; a server's ``call()`` to a client of the other node gets its
     answer; a session moves by graceful hand-over from the asyncio node to the thread-based one,
     then back.
+test_mixed_node_kill_taken_over_by_the_other_kind
+    test_multinode's traffic; SIGKILL of the thread-based node holding the session: the asyncio node
+    takes it over from the thread-based node's last durable save, nothing lost or duplicated.
 test_flask_socketio_nodes_share_the_message_queue
     Two Flask-SocketIO processes with ``message_queue=``: an emit on one reaches a client of the
     other, and so do python-socketio's ``socketio.RedisManager(write_only=True)`` emitter (bridged)
@@ -47,6 +50,7 @@ from tests.support.waiting import until
 from tests.test_multinode import (
     INTERRUPTED_M,
     WS,
+    RelioRun,
     call_numbers,
     flat,
     m_numbers,
@@ -307,6 +311,38 @@ async def test_mixed_async_and_thread_nodes(tmp_path):
         assert got['x'] == got['y'] == list(range(60, 70))
     print(f'\nMIXED nodes: room emits from each node reached the other node\'s client once and in '
           f'order; hand-over asyncio -> thread-based -> asyncio kept sids {sids}; '
+          f'test took {time.monotonic() - t_begin:.1f}s')
+
+
+@pytest.mark.timeout(120)
+async def test_mixed_node_kill_taken_over_by_the_other_kind(tmp_path):
+    """test_multinode's traffic through a thread-based and an asyncio node: SIGKILL of the
+    thread-based node holding the session; the asyncio node takes it over from its last durable
+    save (written by the thread-based node) and nothing is lost or duplicated."""
+    t_begin = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        redis = await stack.enter_async_context(run_redis())
+        nodes = []
+        for name, mode in (('n1', 'relio-sync'), ('n2', 'relio')):   # the client lands on n1
+            node = await start_node(redis.url, mode=mode, name=name, datadir=tmp_path)
+            stack.push_async_callback(node.close)
+            nodes.append(node)
+        lb = await stack.enter_async_context(Balancer([n.port for n in nodes]))
+        run = RelioRun(redis.url, lb, nodes)
+        stack.push_async_callback(run.close)
+        await run.setup()
+        holder = run.holder()
+        assert holder.mode == 'relio-sync', holder
+        t = run.traffic
+        await holder.kill()
+        killed_at, t_kill = t.m_sent, time.monotonic()
+        await until(lambda: len(run.resumes) >= 1, 30, 'the session resumed on the asyncio node')
+        where = await run.where()
+        assert where == ['n2', ['all'], {'joined': 'all'}], where
+        await t.wait_steps(m=150, b=150, what='traffic after the resume')
+        stats = await run.finish(faulted=holder)
+    print(f'\nMIXED kill: killed the thread-based {holder.name} at m#{killed_at}, resumed on the '
+          f'asyncio node after {run.resumes[0] - t_kill:.2f}s (sid kept); {stats}; '
           f'test took {time.monotonic() - t_begin:.1f}s')
 
 
