@@ -10,11 +10,11 @@ It is the thread-based twin of :mod:`relio.cluster.redis_manager`, on the same c
 :class:`~relio.cluster.node.RedisNode` decides what is local and applies other nodes' entries, and
 the asyncio bus, session store and python-socketio bridge run unchanged on the process's cluster
 loop (:mod:`relio.cluster.loop`, one thread per process). This module is the crossing: an emit
-delivers to this node's sessions in the calling thread and waits only until its entry is queued
-for Redis (in order; without waiting while the relay queue has room, else bounded by
-``relay_timeout``); entries of other nodes are applied on the
-cluster loop without waiting (blocking work, such as a disconnect or an emit's callback, goes to a
-background task of the server). The session host is
+delivers to this node's sessions in the calling thread and hands its bus entry to the cluster loop
+in the thread's order, without waiting while the relay queue has room (else it waits for room,
+bounded by ``relay_timeout``, as the asyncio manager does); entries of other nodes are applied on
+the cluster loop without waiting (blocking work, such as a disconnect or an emit's callback, goes
+to a background task of the server). The session host is
 :class:`~relio.cluster.thread_host.ThreadRedisHost`.
 
 ``write_only=True`` (a Celery or cron emitter, or Flask-SocketIO's ``SocketIO(message_queue=...)``
