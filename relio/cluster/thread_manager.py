@@ -136,8 +136,10 @@ class RedisManager(RedisNode, Manager):
              ignore_queue=False, **kwargs):
         """Emit to one client, a room or a namespace, on every node.
 
-        The local recipients get it at once; the other nodes through Redis (this returns once
-        the entry is queued for Redis, in order). Returns a :class:`relio.Delivery`.
+        The local recipients get it at once; the other nodes through Redis (the entry is handed
+        to the cluster loop in this thread's order; this waits only while the relay queue is
+        full). Returns a :class:`relio.Delivery` (``wait()``: the local recipients have it and
+        Redis holds the entry).
         """
         namespace = namespace or "/"
         room = to or room
