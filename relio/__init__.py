@@ -12,7 +12,8 @@ Layers, each in its own subpackage (aioquic's ``quic/`` / ``asyncio/`` split is 
 * :mod:`relio.asyncio`: the asyncio shell (``AsyncServer``, ``AsyncClient``);
 * :mod:`relio.threading`: the thread-based shell (``Server``, ``Client``, ``SimpleClient``), on the
   same engine, channel and session code;
-* :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``);
+* :mod:`relio.cluster`: several server nodes through Redis (``AsyncRedisManager``,
+  ``RedisManager``);
 * :mod:`relio.observe`: metrics (Prometheus, OpenTelemetry), health, graceful shutdown, Admin UI;
 * :mod:`relio.demo`: ``python -m relio demo``.
 """
@@ -75,7 +76,7 @@ def __getattr__(name):
         from relio.cluster.redis_manager import AsyncRedisManager
         return AsyncRedisManager
     if name == "RedisManager":
-        from relio.cluster.redis_emitter import RedisManager
+        from relio.cluster.thread_manager import RedisManager
         return RedisManager
     raise AttributeError(f"module 'relio' has no attribute {name!r}")
 

@@ -11,13 +11,16 @@ relio's guarantees; any other Socket.IO client is served as plain Socket.IO.
 The module-level helpers (``emit``, ``send``, ``join_room``...) are re-exported from
 ``flask_socketio``, so ``from relio.flask import SocketIO, emit, join_room`` works too.
 
-``message_queue='redis://...'`` without an app (an external emitter: a Celery worker, a script)
-uses :class:`relio.RedisManager` (``write_only=True``), whose emits reach the clients of
-``relio.AsyncRedisManager`` nodes on the same channel exactly once. With an app (a serving node
-sharing a queue) it raises :class:`ValueError`: the thread-based relio has no multi-node server yet,
-and a python-socketio queue manager would deliver at most once (use ``relio.AsyncServer`` with
-``relio.AsyncRedisManager`` for several nodes). Needs the ``flask`` extra:
-``pip install relio-socketio[flask]``.
+``message_queue='redis://...'`` is :class:`relio.RedisManager` on Flask-SocketIO's channel
+(``channel=``, default ``'flask-socketio'``): with an app, the app is one node of several (emits,
+rooms and disconnects reach every node's clients exactly once, sessions move between nodes, durable
+by default; asyncio nodes with ``relio.AsyncRedisManager`` on the same channel join in); without an
+app (an external emitter: a Celery worker, a script) it is ``write_only=True``. python-socketio's
+own emitters on that channel (``socketio.RedisManager(url, channel='flask-socketio',
+write_only=True)``) reach the clients too, through the bridge (at most once on that hop). Other
+queues (Kafka, Kombu, ZeroMQ) raise :class:`ValueError`: their python-socketio managers deliver at
+most once. See ``docs/SCALING.md``. Needs the ``flask`` extra (and ``redis`` for a queue):
+``pip install relio-socketio[flask,redis]``.
 """
 
 from __future__ import annotations
@@ -48,24 +51,20 @@ class SocketIO(flask_socketio.SocketIO):
         options = {**self.server_options, **kwargs}
         url = options.get('message_queue')
         if url and 'client_manager' not in kwargs:
-            if app is not None or not url.startswith(('redis://', 'rediss://')):
+            if not url.startswith(('redis://', 'rediss://')):
                 raise ValueError(
-                    "relio.flask.SocketIO supports message_queue= only for an external emitter "
-                    "(SocketIO(message_queue='redis://...') without an app, a relio.RedisManager "
-                    "with write_only=True): the thread-based relio has no multi-node server yet, "
-                    "and python-socketio's queue managers deliver at most once. Run one server "
-                    "process, or relio.AsyncServer with relio.AsyncRedisManager for several nodes.")
-            from relio.cluster.redis_emitter import RedisManager
+                    "relio.flask.SocketIO supports message_queue='redis://...' (relio's Redis "
+                    "manager); python-socketio's other queue managers deliver at most once")
+            from relio.cluster.thread_manager import RedisManager
             kwargs['client_manager'] = RedisManager(
-                url, channel=options.get('channel', 'flask-socketio'), write_only=True)
+                url, channel=options.get('channel', 'flask-socketio'), write_only=app is None)
             self.server_options.pop('channel', None)
             kwargs.pop('channel', None)
             options = {**self.server_options, **kwargs}
         client_manager = options.get('client_manager')
-        if client_manager is not None and not isinstance(client_manager, Manager) \
-                and not getattr(client_manager, 'write_only', False):
+        if client_manager is not None and not isinstance(client_manager, Manager):
             raise ValueError("relio.flask.SocketIO needs a relio client manager "
-                             "(relio.Manager, or relio.RedisManager with write_only=True); got "
+                             "(relio.Manager or relio.RedisManager); got "
                              + type(client_manager).__name__)
         # Flask-SocketIO builds a socketio.Server in init_app; the relio server takes its place
         # with the same options, handlers and namespaces, behind the same middleware.

@@ -83,10 +83,17 @@ def test_relio_app_server_is_relio():
     assert isinstance(socketio.server, relio.Server)
 
 
-def test_message_queue_is_refused_clearly():
+def test_message_queue_is_relio_redis_manager():
+    """A serving app's message_queue= is a relio node on Flask-SocketIO's channel; a queue relio
+    cannot make reliable is refused with the reason."""
     from flask import Flask
+    socketio = relio.flask.SocketIO(Flask(__name__), message_queue='redis://127.0.0.1:1')
+    manager = socketio.server.manager
+    assert isinstance(manager, relio.RedisManager) and not manager.write_only
+    assert manager.channel == 'flask-socketio' and manager.mode == 'durable'
+    assert manager.session_store.server is socketio.server
     with pytest.raises(ValueError, match='message_queue'):
-        relio.flask.SocketIO(Flask(__name__), message_queue='redis://127.0.0.1:1')
+        relio.flask.SocketIO(Flask(__name__), message_queue='kafka://127.0.0.1:1')
 
 
 # --- served for real ---------------------------------------------------------------------------

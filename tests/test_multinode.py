@@ -20,6 +20,8 @@ test_relio_node_kill
     SIGKILL the node holding the session mid-stream. The client reconnects through the balancer
     to another node, which takes the session over from Redis: same sid, ``connect`` fired once
     (client and node logs), ``relio_resume`` seen, rooms and session data intact (``where``).
+test_relio_node_pause, test_relio_redis_restart: also on thread-based nodes ('relio-sync':
+    ``relio.Server`` + ``relio.RedisManager``; their node kill is in tests/test_sync_multinode.py).
 test_relio_node_pause
     SIGSTOP the node holding the session, cut the client's connection (the balancer takes the
     paused node out of rotation, as a health check would), wait until the session resumed on
@@ -348,9 +350,12 @@ class RelioRun:
 
 
 @contextlib.asynccontextmanager
-async def relio_cluster(tmp_path, redis_mode: str = 'default'):
+async def relio_cluster(tmp_path, redis_mode: str = 'default', node_mode: str = 'relio',
+                        count: int = 3):
+    """Redis, ``count`` relio nodes (``node_mode``: 'relio' asyncio, 'relio-sync' thread-based)
+    behind the balancer, and a :class:`RelioRun`."""
     async with run_redis() as redis, \
-            run_nodes(redis.url, 3, mode='relio', datadir=tmp_path,
+            run_nodes(redis.url, count, mode=node_mode, datadir=tmp_path,
                       redis_mode=redis_mode) as nodes, \
             Balancer([n.port for n in nodes]) as lb:
         run = RelioRun(redis.url, lb, nodes)
@@ -401,9 +406,10 @@ async def test_relio_node_kill(tmp_path):
 
 
 @pytest.mark.timeout(90)
-async def test_relio_node_pause(tmp_path):
+@pytest.mark.parametrize('node_mode', ['relio', 'relio-sync'])
+async def test_relio_node_pause(tmp_path, node_mode):
     t_begin = time.monotonic()
-    async with relio_cluster(tmp_path) as (redis, nodes, lb, run):
+    async with relio_cluster(tmp_path, node_mode=node_mode) as (redis, nodes, lb, run):
         await run.setup()
         holder = run.holder()
         t = run.traffic
@@ -437,7 +443,8 @@ async def test_relio_node_pause(tmp_path):
         stale_lines = holder.log_lines()[lines_at_pause:]
         fenced = holder.stderr_text().count('owned by another node now')
         assert holder.running, 'the paused node died'
-    print(f'\nRELIO node pause: froze {holder.name} at m#{paused_at}, cut, resumed on '
+    print(f'\nRELIO node pause ({node_mode}): froze {holder.name} at m#{paused_at}, cut, '
+          f'resumed on '
           f'{where[0]} after {resume_s:.2f}s; epoch {epoch_before} -> {moved.get("epoch")} '
           f'(end {after.get("epoch")}); woke at m#{woke_at}; stale node logged '
           f'{len(stale_lines)} lines after the pause {stale_lines[:5]}, logged "owned by another node '
@@ -449,9 +456,10 @@ async def test_relio_node_pause(tmp_path):
 
 
 @pytest.mark.timeout(90)
-async def test_relio_redis_restart(tmp_path):
+@pytest.mark.parametrize('node_mode', ['relio', 'relio-sync'])
+async def test_relio_redis_restart(tmp_path, node_mode):
     t_begin = time.monotonic()
-    async with relio_cluster(tmp_path) as (redis, nodes, lb, run):
+    async with relio_cluster(tmp_path, node_mode=node_mode) as (redis, nodes, lb, run):
         await run.setup()
         t = run.traffic
         await redis.stop()
@@ -464,7 +472,8 @@ async def test_relio_redis_restart(tmp_path):
         where = await run.where()
         assert where[1:] == [['all'], {'joined': 'all'}], where
         stats = await run.finish()
-    print(f'\nRELIO redis restart: Redis down {outage:.2f}s (m#,b# {down_at} -> {up_at}); '
+    print(f'\nRELIO redis restart ({node_mode}): Redis down {outage:.2f}s '
+          f'(m#,b# {down_at} -> {up_at}); '
           f'client on {where[0]}, resumes {len(run.resumes)}; {stats}; lost 0, handlers re-run after the fault '
           f'{stats["rerun_after_fault"]}; '
           f'test took {time.monotonic() - t_begin:.1f}s')

@@ -6,6 +6,7 @@ here) of an asyncio node; the emitter's room changes apply on the node; its Deli
 Redis holds each entry (``relayed == 1``); with Redis away an emit fails with ``relio.RelayError``
 after ``relay_timeout`` instead of vanishing; ``write_only=False`` is refused with the reason;
 Flask-SocketIO's external emitter (``SocketIO(message_queue=...)`` without an app) on relio uses it.
+(The serving ``relio.RedisManager``: tests/test_sync_multinode.py.)
 """
 
 from __future__ import annotations
@@ -81,8 +82,3 @@ def test_thread_based_emitter_reaches_async_redis_nodes():
             lt.run(srv.stop(), 10)
         finally:
             lt.run(redis_server.__aexit__(None, None, None))
-
-
-def test_thread_based_redis_manager_is_write_only():
-    with pytest.raises(ValueError, match='write_only'):
-        relio.RedisManager('redis://127.0.0.1:1/0')

@@ -20,6 +20,7 @@ events) and :meth:`_on_handled` (a handler of a received message has finished).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -64,6 +65,9 @@ class Channel:
     _future_type: Any = asyncio.Future
     #: what a call whose reply asks for an answer returns
     question_class: type = Question
+    #: what guards the engine against other threads: nothing here (one loop); the thread-based
+    #: channel's session lock. Whoever reads the session from outside its shell holds it.
+    lock: Any = contextlib.nullcontext()
 
     def __init__(self, engine: Engine, handler: ChannelHandler, *,
                  json: payload_codec.JsonCodec | Any = None,

@@ -13,9 +13,8 @@ nothing is lost; a handler interrupted by the death may run twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import Done
@@ -28,6 +27,14 @@ Capture = Callable[["DurableChannel"], Any]
 Persist = Callable[["DurableChannel", Any], Awaitable[bool]]
 
 
+class PersistStep(NamedTuple):
+    """One save: the state taken, and the batches and engine events that wait for it."""
+
+    state: Any
+    batches: list
+    events: list
+
+
 class DurableChannel(Channel):
     """A channel whose batches and events wait for ``persist`` of the state that includes them."""
 
@@ -36,7 +43,8 @@ class DurableChannel(Channel):
         self._capture = capture
         self._persist = persist
         self._held_batches: list[bytes] = []
-        self._persist_task: asyncio.Task | None = None
+        self._persisting = False             # a save of this session is under way
+        self._persist_task: Any = None        # (referenced: asyncio keeps tasks weakly)
         self._persist_again = False
         self._dirty = False                  # state changed since the last save
         #: received messages whose handler has not finished, msg_id -> (payload, request)
@@ -72,44 +80,63 @@ class DurableChannel(Channel):
         return lambda: self._handler_done(msg_id)
 
     # --- saving ------------------------------------------------------------------------------
+    # One save at a time per session: _persist_begin takes the state and what it includes,
+    # _persist_end lets that out once saved. The asyncio channel runs them in a task; the
+    # thread-based one (relio.threading.durable) from the save's future.
     def _request_persist(self) -> None:
-        task = self._persist_task
-        if task is None or task.done():
-            self._persist_task = self.loop.create_task(self._persist_loop())
-        else:
+        if self._persisting:
             self._persist_again = True
+        else:
+            self._persisting = True
+            self._persist_task = self.loop.create_task(self._persist_loop())
 
     async def _persist_loop(self) -> None:
-        while not self.closed:
-            self._persist_again = False
-            batches, self._held_batches = self._held_batches, []
-            events = []
+        try:
+            while not self.closed:
+                step = self._persist_begin()
+                if step is None:
+                    return
+                await self._persist(self, step.state)
+                if not self._persist_end(step):
+                    return
+        finally:
+            self._persisting = False
+
+    def _persist_begin(self) -> PersistStep | None:
+        """Take the session's state and the batches and events it includes (None: nothing to
+        save)."""
+        self._persist_again = False
+        batches, self._held_batches = self._held_batches, []
+        events = []
+        event = self.engine.next_event()
+        while event is not None:              # the events this state includes, no later ones
+            events.append(event)
             event = self.engine.next_event()
-            while event is not None:          # the events this state includes, no later ones
-                events.append(event)
-                event = self.engine.next_event()
-            if not batches and not events and not self._dirty:
-                return
-            self._dirty = False
-            for event in events:
-                if type(event) is MessageReceived:
-                    # Saved as "handler not finished" until it has: a node that takes the session
-                    # over after this one died runs it (at least once, never lost).
-                    self.running[event.msg_id] = (event.payload, event.request)
-            await self._persist(self, self._capture(self))
-            if self.closed and not self.engine.closed:
-                return                         # moved away meanwhile (fenced): nothing goes out
-            if self._write is not None and batches:
-                self._write_batches(self._write, batches)
-            for event in events:
-                if type(event) is MessageReceived:
-                    if not self._dispatch_tracked(event.msg_id, event.payload, event.request):
-                        break
-                elif not self._handle_event(event):
+        if not batches and not events and not self._dirty:
+            return None
+        self._dirty = False
+        for event in events:
+            if type(event) is MessageReceived:
+                # Saved as "handler not finished" until it has: a node that takes the session
+                # over after this one died runs it (at least once, never lost).
+                self.running[event.msg_id] = (event.payload, event.request)
+        return PersistStep(self._capture(self), batches, events)
+
+    def _persist_end(self, step: PersistStep) -> bool:
+        """The state of ``step`` is saved (or could not be: the session goes on as in fast mode):
+        let its batches out and its events reach the handlers. Whether to save again."""
+        if self.closed and not self.engine.closed:
+            return False                      # moved away meanwhile (fenced): nothing goes out
+        if self._write is not None and step.batches:
+            self._write_batches(self._write, step.batches)
+        for event in step.events:
+            if type(event) is MessageReceived:
+                if not self._dispatch_tracked(event.msg_id, event.payload, event.request):
                     break
-            self._arm_timer()
-            if not self._persist_again and not self._held_batches:
-                return
+            elif not self._handle_event(event):
+                break
+        self._arm_timer()
+        return self._persist_again or bool(self._held_batches)
 
     def _dispatch_tracked(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
         """Hand a received message to its handler; it stays in ``running`` until the handler has

@@ -3,7 +3,8 @@
 A server asks its client manager for a :class:`SessionHost` (``manager.session_host``). The default,
 here, keeps every session on this node: nothing is saved, nothing moves, a resume of a sid this node
 does not have is refused. ``relio.AsyncRedisManager`` gives a host that saves sessions in Redis and
-moves them between nodes (:mod:`relio.cluster.store`).
+moves them between nodes (:mod:`relio.cluster.store`). The thread-based server's twin, with the same
+methods blocking where these are coroutines, is :mod:`relio.threading.hosting`.
 
 What a host may call on the server is public and documented there: ``server.relio_registry`` (the
 live sessions), :meth:`~relio.asyncio.server.AsyncServer.relio_export`,

@@ -33,19 +33,13 @@ from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.asyncio.results import Delivery
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
+from relio.binding.server_shell import FROM_ENCODED, EmitRoute, ManagerShell, ServerShell
 from relio.config import Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, QueueFull, RemoteProtocolError
 from relio.observe.hooks import NULL_OBSERVER, Observer, Observers
 
 logger = logging.getLogger("relio")
-
-
-#: ``AsyncManager.emit(event, FROM_ENCODED, ..., _encoded=payload)``: the arguments are in the
-#: encoded payload; it is decoded only if a plain Socket.IO client is among the recipients (a
-#: message relayed between nodes arrives encoded, and relio sessions take it as it is).
-FROM_ENCODED = object()
 
 
 class AsyncManager(ManagerShell, socketio.AsyncManager):
@@ -532,31 +526,17 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         """What another node needs to carry ``session`` on: the socket.io layer's part (rooms,
         the application's session dict) and the engine snapshot (``max_ids``: of the id set, only
         the newest). Taken synchronously."""
-        channel = session.channel
-        snapshot = channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
-        rooms = [r for r in self.manager.get_rooms(session.sid, session.namespace)
-                 if r != session.sid]
-        return {'v': 1, 'sid': session.sid, 'ns': session.namespace, 'rooms': rooms,
-                'session': session.data}, snapshot
+        snapshot = session.channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
+        return self._relio_session_meta(session), snapshot
 
     def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> ServerSession:
         """Register a session moved here from another node (parked on ``eio_sid`` until the resume
         that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
-        if meta.get('ns') != namespace or meta.get('sid') != sid:
-            raise ValueError('the record is for another session or namespace')
+        self._relio_check_record(sid, namespace, meta)
         now = asyncio.get_running_loop().time()
         engine = Engine.restore(snapshot, self.relio_config, now=now)
-        data = meta.get('session')
         channel = self._new_channel(engine, sid, namespace)
-        session = self.relio_registry.adopt(sid, namespace, channel, eio_sid, credential,
-                                            data if isinstance(data, dict) else {}, now)
-        manager = self.manager
-        manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
-        manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
-        for room in meta.get('rooms') or ():
-            if isinstance(room, (str, int)) and room != sid:
-                manager.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        return session
+        return self._relio_adopted(sid, namespace, eio_sid, credential, meta, channel, now)
 
     def relio_release(self, session: ServerSession, reason: str | None) -> None:
         """The session now lives on another node: drop it here without ending it (no

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("relio")
 
+#: ``manager.emit(event, FROM_ENCODED, ..., _encoded=payload)``: the arguments are in the encoded
+#: payload; it is decoded only if a plain Socket.IO client is among the recipients (a message
+#: relayed between nodes arrives encoded, and relio sessions take it as it is).
+FROM_ENCODED = object()
+
 
 class ServerShell(Shell):
     """The await-free half of a relio server (see the module); mixed in before python-socketio's
@@ -244,6 +249,37 @@ class ServerShell(Shell):
     def _refuse_resume(self, session: ServerSession, reason: str) -> str:
         self._end(session, reason)
         return reason
+
+    # --- for session hosts (sessions moving between nodes) --------------------------------------
+    def _relio_session_meta(self, session: ServerSession) -> dict:
+        """The socket.io layer's part of a session that moves to another node: its rooms (read
+        from a copy of the room table, which another thread may be changing) and the
+        application's session dict."""
+        sid, namespace = session.sid, session.namespace
+        table = self.manager.rooms.get(namespace) or {}
+        rooms = [name for name, members in list(table.items())
+                 if name is not None and name != sid and sid in members]
+        return {'v': 1, 'sid': sid, 'ns': namespace, 'rooms': rooms, 'session': session.data}
+
+    def _relio_adopted(self, sid, namespace, eio_sid, credential, meta, channel,
+                       now: float) -> ServerSession:
+        """Register a session moved here (its channel made from the record) and put it back in
+        its rooms, parked on ``eio_sid``."""
+        data = meta.get('session')
+        session = self.relio_registry.adopt(sid, namespace, channel, eio_sid, credential,
+                                            data if isinstance(data, dict) else {}, now)
+        manager = self.manager
+        manager.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+        manager.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+        for room in meta.get('rooms') or ():
+            if isinstance(room, (str, int)) and room != sid:
+                manager.basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        return session
+
+    @staticmethod
+    def _relio_check_record(sid, namespace, meta) -> None:
+        if meta.get('ns') != namespace or meta.get('sid') != sid:
+            raise ValueError('the record is for another session or namespace')
 
     # --- ChannelHandler ------------------------------------------------------------------------
     def on_reply(self, channel) -> None:

@@ -157,6 +157,12 @@ class EmitHeaders:
         return b"".join((prefix, msg_id.hex().encode(), b'"}'))
 
 
+def count_relayed(delivery: Any) -> None:
+    """``delivery`` waits for one more part: the entry that carries it to the other nodes."""
+    delivery._add()
+    delivery.relayed += 1
+
+
 def publisher_identity(channel: str) -> tuple[str, bytes, str, str]:
     """A new publisher on ``channel``'s bus: its random id (hex), the origin every entry it appends
     carries, the stream's key, and the key keeping its last entry number (see
@@ -318,12 +324,30 @@ class RedisBus:
                 except asyncio.TimeoutError:
                     pass
         if delivery is not None:
-            delivery._add()
-            delivery.relayed += 1
+            count_relayed(delivery)
+        self.enqueue(header, payload, delivery)
+
+    def has_room(self, coming: int = 0) -> bool:
+        """The relay queue has room now, with ``coming`` more entries on their way to
+        :meth:`enqueue` (may be asked from any thread: a thread-based emitter that finds room
+        hands its entry over without waiting)."""
+        return not self._closed and \
+            len(self._queue) + coming < self._config().relay_queue_messages
+
+    def enqueue(self, header: dict | bytes, payload: bytes = b"",
+                delivery: Delivery | None = None) -> None:
+        """Append one entry to the relay queue now, without a room check (on the bus's loop; the
+        caller checked :meth:`has_room`, and counted ``delivery`` with :func:`count_relayed`).
+        On a closed bus the entry fails its delivery."""
         if not isinstance(header, bytes):
             header = stdlib_json.dumps(header, separators=(",", ":")).encode()
-        queue.append(_Entry(next(self._seq), header, payload, delivery,
-                            loop.time() + cfg.relay_timeout))
+        loop = asyncio.get_running_loop()
+        entry = _Entry(next(self._seq), header, payload, delivery,
+                       loop.time() + self._config().relay_timeout)
+        if self._closed:
+            self._fail(entry, "the manager is closed")
+            return
+        self._queue.append(entry)
         self._queue_changed.set()
         publisher = self._publisher
         if publisher is None or publisher.done():

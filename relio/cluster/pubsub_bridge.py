@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from socketio.packet import Packet
 
 if TYPE_CHECKING:
-    from relio.cluster.redis_manager import AsyncRedisManager
+    from relio.cluster.node import RedisNode
 
 #: Reconnect delays while Redis is unreachable (seconds): first, and the cap of the doubling.
 RETRY_DELAY, RETRY_DELAY_MAX = 0.1, 5.0
@@ -37,7 +37,7 @@ RETRY_DELAY, RETRY_DELAY_MAX = 0.1, 5.0
 class PubSubBridge:
     """Subscribes to python-socketio's channel and applies its messages on this node."""
 
-    def __init__(self, manager: AsyncRedisManager, channel: str,
+    def __init__(self, manager: RedisNode, channel: str,
                  log: Callable[[], logging.Logger]):
         self.manager = manager
         self.channel = channel
@@ -100,7 +100,7 @@ class PubSubBridge:
             elif method == "disconnect":
                 sid = message.get("sid")
                 if manager.is_connected(sid, namespace):
-                    await server.disconnect(sid, namespace=namespace, ignore_queue=True)
+                    await manager.disconnect_here(sid, namespace)
             elif method == "enter_room":
                 if manager.is_connected(message.get("sid"), namespace):
                     manager.basic_enter_room(message["sid"], namespace, message.get("room"))
@@ -131,9 +131,9 @@ class PubSubBridge:
     def _return_callback(self, host_id: Any, sid: str, namespace: str, callback_id: Any,
                          *args: Any) -> None:
         """The client answered an emit made with a callback: publish the answer back to the
-        python-socketio node that asked, as python-socketio's managers do."""
+        python-socketio node that asked, as python-socketio's managers do (called where the
+        callback runs: the manager schedules the publish on the bus's loop)."""
         payload = stdlib_json.dumps({"method": "callback", "host_id": host_id, "sid": sid,
                                      "namespace": namespace, "id": callback_id,
                                      "args": list(args)})
-        asyncio.get_running_loop().create_task(
-            self.manager.bus.client().publish(self.channel, payload))
+        self.manager.schedule(self.manager.bus.client().publish(self.channel, payload))

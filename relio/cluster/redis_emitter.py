@@ -1,7 +1,9 @@
-"""``relio.RedisManager``: the thread-based Redis manager, for processes that only emit.
+"""``relio.RedisManager(write_only=True)``'s publisher: :class:`RedisEmitter`, for processes that
+only emit.
 
-A Celery task, a cron job or a Flask view outside a Socket.IO server emits to the clients of
-``relio.AsyncRedisManager`` nodes the way python-socketio's ``RedisManager(write_only=True)`` does::
+A Celery task, a cron job or a Flask view outside a Socket.IO server emits to the clients of relio
+nodes (``relio.AsyncRedisManager`` or ``relio.RedisManager``) the way python-socketio's
+``RedisManager(write_only=True)`` does::
 
     external = relio.RedisManager('redis://', write_only=True)
     external.emit('report', {'done': True}, room='user:42').wait()
@@ -12,9 +14,10 @@ in order, and relio sessions drop a second copy. The append happens in the emitt
 a time per manager, in order): retried until ``relay_timeout`` while Redis is away, the same
 publisher number each time, so a retry whose first reply was lost is not appended twice. The
 returned :class:`relio.Delivery` (thread-based) is settled when Redis holds the entry
-(``relayed == 1``) or failed with :class:`relio.RelayError`; nothing is dropped in silence.
+(``relayed == 1``) or failed with :class:`relio.RelayError`; nothing is dropped in silence. No
+thread and no event loop: a forked worker can use it at once.
 
-A thread-based server on several nodes (``write_only=False``) is not supported yet.
+A serving node (``write_only=False``) is :mod:`relio.cluster.thread_manager`'s.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import json as stdlib_json
 import logging
 import threading
 import time
-
-import socketio
 
 from relio.binding import payload as payload_codec
 from relio.cluster.bus import (
@@ -54,33 +55,23 @@ except ImportError:                         # pragma: no cover - exercised witho
 logger = logging.getLogger("relio")
 
 
-class RedisManager(socketio.Manager):
-    """A write-only Redis client manager for the thread-based API (emitters such as Celery or
-    cron workers), interoperable with :class:`relio.AsyncRedisManager` nodes.
+class RedisEmitter:
+    """The publisher of a write-only ``relio.RedisManager`` (emitters such as Celery or cron
+    workers), interoperable with every relio node on ``channel``.
 
     :param url: the Redis connection URL.
     :param channel: the channel name the nodes use (python-socketio's ``channel``).
-    :param write_only: must be True (a thread-based server on several nodes is not supported).
     :param logger: a logger to use instead of relio's.
     :param json: a JSON module for the payloads (the nodes decode them with theirs).
     :param redis_options: options for ``redis.Redis.from_url``.
     :param relio_config: a :class:`relio.Config` (``relay_timeout``, ``relay_stream_maxlen``).
     """
 
-    name = "relio-redis"
-
-    def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socketio",
-                 write_only: bool = False, logger: logging.Logger | None = None, json=None,
+    def __init__(self, url: str, channel: str, logger: logging.Logger | None = None, json=None,
                  redis_options: dict | None = None, relio_config: Config | None = None):
-        if not write_only:
-            raise ValueError("relio.RedisManager supports write_only=True only (processes that "
-                             "emit); for several server nodes use relio.AsyncServer with "
-                             "relio.AsyncRedisManager")
         if redis is None:
             raise RuntimeError('relio.RedisManager needs redis-py: '
                                'pip install "relio-socketio[redis]"')
-        super().__init__()
-        self.write_only = True
         self.channel = channel
         self.logger = logger
         self.config = relio_config or DEFAULT_CONFIG
@@ -171,4 +162,4 @@ class RedisManager(socketio.Manager):
             delivery._settle(None)
 
 
-__all__ = ["RedisManager"]
+__all__ = ["RedisEmitter"]

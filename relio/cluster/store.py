@@ -141,7 +141,7 @@ class RedisSessionStore(SessionHost):
                      namespace: str) -> Channel:
         if self.mode == DURABLE:
             return DurableChannel(engine, handler, json=json, sid=sid, namespace=namespace,
-                                  capture=self._capture, persist=self._persist)
+                                  capture=self.capture, persist=self.persist)
         return Channel(engine, handler, json=json, sid=sid, namespace=namespace)
 
     def suspended(self, session: ServerSession) -> None:
@@ -168,13 +168,14 @@ class RedisSessionStore(SessionHost):
 
     def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple[bytes, str, str]:
         """The session's record state, taken now (synchronously, with the bus position it
-        includes), and its credential hashes."""
-        meta, snapshot = self.server.relio_export(session, max_ids)
-        meta["bus"] = self.bus.applied_id.decode()
-        running = getattr(session.channel, "running", None)
-        if running:
-            meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
-                               for msg_id, (payload, request) in running.items()]
+        includes, under the session's lock), and its credential hashes."""
+        with session.channel.lock:
+            meta, snapshot = self.server.relio_export(session, max_ids)
+            meta["bus"] = self.bus.applied_id.decode()
+            running = getattr(session.channel, "running", None)
+            if running:
+                meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
+                                   for msg_id, (payload, request) in running.items()]
         cred = records.credential_hash(session.record.credential)
         prev = records.credential_hash(session.record.previous_credential)
         try:
@@ -190,14 +191,14 @@ class RedisSessionStore(SessionHost):
         session = self.server.relio_registry.get(channel.sid)
         return session if session is not None and session.channel is channel else None
 
-    def _capture(self, channel: DurableChannel):
-        """Durable mode: the session's state now (see :meth:`_persist`)."""
+    def capture(self, channel: DurableChannel):
+        """Durable mode: the session's state now (see :meth:`persist`)."""
         session = self._session_of(channel)
         if session is None:
             return None
         return self._state_of(session, self.config.durable_id_tail)
 
-    async def _persist(self, channel: DurableChannel, state) -> bool:
+    async def persist(self, channel: DurableChannel, state) -> bool:
         """Durable mode: save ``state`` before what it includes leaves or reaches a handler."""
         session = self._session_of(channel)
         if session is None or state is None:

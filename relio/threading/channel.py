@@ -33,8 +33,9 @@ from relio.threading.results import Question
 from relio.threading.runner import ThreadRunner
 
 
-def _locked(name: str):
-    method = getattr(Channel, name)
+def _locked(name: str, base: type = Channel):
+    """``base``'s method ``name``, called under the session's lock."""
+    method = getattr(base, name)
 
     def locked(self, *args, **kwargs):
         with self.lock:
@@ -53,11 +54,11 @@ class ThreadChannel(Channel):
     def __init__(self, engine: Engine, handler: ChannelHandler, *,
                  start_task: Callable[..., Any], json: Any = None, sid: str | None = None,
                  namespace: str = "/", recipient: str | None = None, driver: Driver = DRIVER,
-                 linger: float = 0.0):
+                 linger: float = 0.0, **kwargs: Any):
         #: the session's lock: held around every use of the engine, never while a handler runs
         self.lock = threading.RLock()
         super().__init__(engine, handler, json=json, sid=sid, namespace=namespace,
-                         recipient=recipient, loop=driver)
+                         recipient=recipient, loop=driver, **kwargs)
         self.runner = ThreadRunner(self.decline, start_task,  # type: ignore[assignment]
                                    linger)
 

@@ -14,8 +14,10 @@ around its tables and the manager's room entries of relio sessions. The server's
 while a session's lock is taken, never the reverse: what a channel reports under its lock
 (``on_closed``, ``on_undelivered``) goes on in a handler thread.
 
-This server keeps its sessions in this process (python-socketio's ``Manager``); the only Redis
-manager it takes is :class:`relio.RedisManager` with ``write_only=True`` (an emitter process).
+Where sessions live beyond this process is the manager's
+:class:`~relio.threading.hosting.ThreadSessionHost`: this process only with :class:`Manager`, Redis
+with :class:`relio.RedisManager` (several server nodes; :mod:`relio.cluster.thread_host`). The
+server never waits for the host while it holds its lock or a session's.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from socketio import exceptions, packet
 from relio.asyncio.registry import ServerSession, SessionRegistry
 from relio.binding import events, wire
 from relio.binding import payload as payload_codec
-from relio.binding.server_shell import EmitRoute, ManagerShell, ServerShell
+from relio.binding.server_shell import FROM_ENCODED, EmitRoute, ManagerShell, ServerShell
 from relio.binding.sessions import UNKNOWN_SESSION
 from relio.config import Config
 from relio.engine._engine import Engine
 from relio.engine.errors import DeliveryError, RemoteProtocolError
 from relio.threading.channel import ThreadChannel
 from relio.threading.driver import DRIVER, Handle
+from relio.threading.hosting import ThreadSessionHost
 from relio.threading.results import Delivery
 
 logger = logging.getLogger("relio")
@@ -74,32 +77,52 @@ class _LockedTimers:
 
 class Manager(ManagerShell, socketio.Manager):
     """python-socketio's in-process client manager, delivering to relio sessions through their
-    channels (so a broadcast reaches connected and suspended relio sessions alike)."""
+    channels (so a broadcast reaches connected and suspended relio sessions alike).
+
+    ``session_host`` is where the server's sessions live beyond this process: a
+    :class:`relio.threading.hosting.ThreadSessionHost` (this node only) unless a subclass gives
+    another.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.session_host: ThreadSessionHost = ThreadSessionHost()
+
+    def set_server(self, server):
+        super().set_server(server)
+        self.session_host.bind(server)
 
     def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None,
-             to=None, block=True, **kwargs):
+             to=None, block=True, _encoded: bytes | None = None, _msg_id: bytes | None = None,
+             **kwargs):
         """Emit to one client, a room or a namespace; returns a :class:`relio.Delivery`
-        (thread-based: ``delivery.wait()``)."""
+        (thread-based: ``delivery.wait()``).
+
+        (``_encoded``, ``_msg_id``: the payload already encoded and the message's id, as a message
+        relayed between nodes arrives; ``data`` is then ``FROM_ENCODED``.)"""
         delivery = Delivery()
         room = to or room
-        args = payload_codec.as_args(data)
+        args = None if data is FROM_ENCODED else payload_codec.as_args(data)
         if namespace not in self.rooms:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        route = EmitRoute(delivery, args, None)
+        route = EmitRoute(delivery, args, _encoded)
         for channel in self._relio_route(route, event, namespace,
                                          list(self.get_participants(namespace, room)), skip_sid,
-                                         callback, block):
+                                         callback, block, _msg_id):
             try:
-                channel.send(route.encoded, event, delivery, callback)
+                channel.send(route.encoded, event, delivery, callback, msg_id=_msg_id)
             except DeliveryError as exc:
                 route.failed(exc)
         plain = route.plain
         if not delivery.recipients and not plain:
             self._fail_if_ended(delivery, room, namespace, event)
         if plain:
+            if args is None:
+                assert _encoded is not None
+                args = payload_codec.decode(_encoded, self.server.relio_codec)[1:]
             delivery.unconfirmed = len(plain)
             self._emit_plain(event, args, namespace, plain, callback)
         route.raise_if_full()
@@ -136,6 +159,10 @@ class Server(ServerShell, socketio.Server):
     thread of the session (``start_background_task``), never in the transport's thread.
     Events relio adds: ``relio_resume(sid, environ, auth)`` (return False to refuse),
     ``relio_suspend(sid, reason)``, ``relio_delivery_error(sid, error)``.
+
+    Several server processes share emits, rooms and sessions with
+    ``client_manager=relio.RedisManager(url)`` (see ``docs/SCALING.md``); ``shutdown()`` then
+    hands every session over to the other nodes instead of ending it.
     """
 
     #: Suspended sessions keep the environ, not the dead connection's socket and streams (they
@@ -147,14 +174,10 @@ class Server(ServerShell, socketio.Server):
                  relio_config: Config | None = None, **kwargs):
         if client_manager is None:
             client_manager = Manager()
-        elif not isinstance(client_manager, Manager) and not (
-                getattr(client_manager, 'name', None) == 'relio-redis'
-                and getattr(client_manager, 'write_only', False)):
+        elif not isinstance(client_manager, Manager):
             raise TypeError("relio.Server needs a relio client manager (relio.Manager, or "
-                            "relio.RedisManager(write_only=True) for an emitter); got "
-                            + type(client_manager).__name__ + " (several server nodes need "
-                            "relio.AsyncServer with relio.AsyncRedisManager: the thread-based "
-                            "relio has no multi-node server yet)")
+                            "relio.RedisManager for several nodes); got "
+                            + type(client_manager).__name__)
         super().__init__(client_manager=client_manager, logger=logger, serializer=serializer,
                          json=json, async_handlers=async_handlers,
                          always_connect=always_connect, namespaces=namespaces, **kwargs)
@@ -165,6 +188,7 @@ class Server(ServerShell, socketio.Server):
         self.relio_registry = SessionRegistry(self.relio_config, self._end,
                                               self._connection_unreferenced,
                                               loop=_LockedTimers(self._relio_lock))
+        self._relio_host: ThreadSessionHost = client_manager.session_host
 
     # --- public API additions and overrides ---------------------------------------------------
     def emit(self, event, data=None, to=None, room=None, skip_sid=None, namespace=None,
@@ -244,12 +268,19 @@ class Server(ServerShell, socketio.Server):
         ``server shutdown``)."""
         with self._relio_lock:
             self.relio_registry.close()
+        # Several nodes: the sessions live on; their clients resume them on another node.
+        self._relio_host.hand_over_all()
+        with self._relio_lock:
             sessions = list(self.relio_registry)
             for session in sessions:
                 self.relio_registry.forget(session)
         for session in sessions:
             session.channel.close('server shutdown')
             self._finish_session(session, 'server shutdown')
+        self._relio_host.close()
+        close = getattr(self.manager, 'close', None)
+        if close is not None:           # relio.RedisManager: stop its reader and publisher
+            close()
         super().shutdown()
 
     # --- connection handshake ------------------------------------------------------------------
@@ -313,11 +344,13 @@ class Server(ServerShell, socketio.Server):
                 session.channel.attach(self._writer(eio_sid, namespace))
                 self.relio_registry.bind(session)
 
+    def _new_channel(self, engine: Engine, sid: str, namespace: str) -> ThreadChannel:
+        return self._relio_host.make_channel(engine, self, json=self.relio_codec, sid=sid,
+                                             namespace=namespace)
+
     def _new_session(self, sid, namespace, eio_sid) -> ServerSession:
         engine = Engine(self.relio_config, now=DRIVER.time())
-        channel = ThreadChannel(engine, self, start_task=self.start_background_task,
-                                json=self.relio_codec, sid=sid, namespace=namespace,
-                                linger=self.relio_config.handler_thread_linger)
+        channel = self._new_channel(engine, sid, namespace)
         return self.relio_registry.create(sid, namespace, channel, eio_sid)
 
     def _resume_session(self, eio_sid, namespace, hello, auth) -> str | None:
@@ -325,6 +358,14 @@ class Server(ServerShell, socketio.Server):
         reason it was refused (the caller starts a new session and tells the client why)."""
         registry = self.relio_registry
         sid = hello.get('sid')
+        if isinstance(sid, str) and sid not in registry and self._relio_host.movable \
+                and self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+            # Not here: another node has it (or had it). Take it over (no lock held: the host
+            # waits for Redis and for the other node).
+            refused = self._relio_host.claim(sid, namespace, eio_sid, hello.get('credential'))
+            if refused is not None:
+                logger.info('relio: resume refused on %s [%s]: %s', eio_sid, namespace, refused)
+                return refused
         with self._relio_lock:
             resumable = self._relio_resumable(eio_sid, namespace, hello, DRIVER.time())
         if isinstance(resumable, str):
@@ -355,6 +396,7 @@ class Server(ServerShell, socketio.Server):
             unreferenced = old_eio != eio_sid and not registry.references(old_eio)
         self._send_connect(eio_sid, namespace, reply, session)
         logger.info('relio: session %s [%s] resumed on %s', sid, namespace, eio_sid)
+        self._relio_host.resumed(session)     # the new credential, for other nodes
         if unreferenced and old_eio in self.eio.sockets:
             self.start_background_task(self.eio.disconnect, old_eio)
         return None
@@ -416,6 +458,8 @@ class Server(ServerShell, socketio.Server):
         logger.info('relio: session %s [%s] suspended (%s)', session.sid, session.namespace,
                     reason)
         self.relio_registry.park(session, DRIVER.time())
+        # The client may come back through another node: leave the session where it can find it.
+        self._relio_host.suspended(session)
         session.channel.runner.run(self._trigger_event,
                                    (wire.SUSPEND_EVENT, session.namespace, session.sid, reason))
 
@@ -435,6 +479,8 @@ class Server(ServerShell, socketio.Server):
         sid, namespace = session.sid, session.namespace
         with self._relio_lock:
             self.relio_registry.remember_ended(sid, reason)
+        self._relio_host.ended(session, reason)
+        with self._relio_lock:
             if not self.manager.is_connected(sid, namespace):
                 return
             eio_sid = self.manager.pre_disconnect(sid, namespace)
@@ -446,6 +492,46 @@ class Server(ServerShell, socketio.Server):
             self.manager.disconnect(sid, namespace, ignore_queue=True)
             if not self.relio_registry.references(eio_sid) and eio_sid not in self.eio.sockets:
                 self.environ.pop(eio_sid, None)
+
+    # --- for session hosts (sessions moving between nodes) --------------------------------------
+    def relio_export(self, session: ServerSession, max_ids: int = -1) -> tuple[dict, bytes]:
+        """What another node needs to carry ``session`` on: the socket.io layer's part (rooms,
+        the application's session dict) and the engine snapshot (``max_ids``: of the id set, only
+        the newest). Taken under the session's lock."""
+        with _channel(session).lock:
+            snapshot = session.channel.engine.snapshot(DRIVER.time(), max_ids)
+            return self._relio_session_meta(session), snapshot
+
+    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> ServerSession:
+        """Register a session moved here from another node (parked on ``eio_sid`` until the resume
+        that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
+        self._relio_check_record(sid, namespace, meta)
+        now = DRIVER.time()
+        engine = Engine.restore(snapshot, self.relio_config, now=now)
+        with self._relio_lock:
+            channel = self._new_channel(engine, sid, namespace)
+            return self._relio_adopted(sid, namespace, eio_sid, credential, meta, channel, now)
+
+    def relio_release(self, session: ServerSession, reason: str | None) -> None:
+        """The session now lives on another node: drop it here without ending it (no
+        ``disconnect``; its record is not touched). ``reason``: this copy was stale (fenced)."""
+        with self._relio_lock:
+            if not self.relio_registry.forget(session):
+                return
+            sid, namespace, eio_sid = session.sid, session.namespace, session.eio_sid
+            session.channel.abandon(reason)
+            self.manager.basic_disconnect(sid, namespace)
+            still_used = self.relio_registry.references(eio_sid)
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and not still_used and not sock.closed:
+            # A connection the client left (or that shutdown will close): drop it *without*
+            # engine.io's CLOSE packet, which would tell the client not to reconnect.
+            if sock.upgraded:
+                sock.queue.put(None)              # the websocket writer exits and closes
+            else:
+                self.start_background_task(sock.close, wait=False, abort=True)
+        logger.info('relio: session %s [%s] left this node%s', sid, namespace,
+                    f' ({reason})' if reason else '')
 
     # --- ChannelHandler (called under the session's lock) --------------------------------------
     def on_message(self, channel: ThreadChannel, msg_id: bytes, items: list,

@@ -3,6 +3,7 @@ tests.
 
     node = await start_node(redis.url, mode='socketio', name='n1', datadir=tmp_path)
     node = Node(redis.url, mode='relio', redis_mode='fast'|'durable'|'default', ...)
+    node = Node(redis.url, mode='relio-sync'|'flask', ...)   # thread-based (werkzeug) nodes
     node.port; node.url                      # 'http://127.0.0.1:<port>'
     node.pause(); node.resume()              # SIGSTOP / SIGCONT
     await node.kill()                        # SIGKILL (no goodbye: sockets reset by the kernel)
@@ -12,6 +13,7 @@ tests.
     node.calls()                             # [(sid, n), ...] lines the `work` handler logged
     node.events('connect'|'disconnect'|'resume')   # [sid, ...] lifecycle lines logged
     node.stderr_text()                       # the node's captured stdout+stderr
+    node.final_stats()                       # a relio node's manager counters, printed at shutdown
 
     async with run_nodes(redis.url, 3, mode='socketio', datadir=tmp_path) as nodes: ...
 
@@ -54,8 +56,8 @@ class Node(ManagedProcess):
                  datadir: str | os.PathLike, port: int | None = None,
                  startup_timeout: float = 20.0, extra_env: dict | None = None,
                  redis_mode: str = 'default') -> None:
-        if mode not in ('relio', 'socketio'):
-            raise ValueError(f'mode must be relio or socketio, not {mode!r}')
+        if mode not in ('relio', 'relio-sync', 'flask', 'socketio'):
+            raise ValueError(f'mode must be relio, relio-sync, flask or socketio, not {mode!r}')
         if redis_mode not in ('fast', 'durable', 'default'):
             raise ValueError(f'redis_mode must be fast, durable or default, not {redis_mode!r}')
         self.redis_mode = redis_mode
@@ -106,7 +108,8 @@ class Node(ManagedProcess):
         await self.start()
 
     async def stop(self, timeout: float = 8.0) -> None:
-        """SIGTERM (uvicorn graceful shutdown), wait up to ``timeout``, then SIGKILL."""
+        """SIGTERM (graceful shutdown: uvicorn's, or the thread-based node's), wait up to
+        ``timeout``, then SIGKILL."""
         await super().stop(timeout)
 
     _KEYWORDS = ('call', 'connect', 'disconnect', 'resume')
@@ -133,6 +136,13 @@ class Node(ManagedProcess):
     def events(self, kind: str) -> list[str]:
         """Sids of the lifecycle lines ``kind`` ('connect', 'disconnect', 'resume') logged."""
         return [p[1] for p in self.log_lines() if len(p) == 2 and p[0] == kind]
+
+    def final_stats(self) -> list[dict]:
+        """The manager counters a relio node printed after each graceful shutdown (``relio-stats
+        <json>`` lines of its stderr), oldest first."""
+        import json
+        return [json.loads(line[len('relio-stats '):])
+                for line in self.stderr_text().splitlines() if line.startswith('relio-stats ')]
 
     def stderr_text(self) -> str:
         try:
