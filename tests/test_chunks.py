@@ -458,3 +458,62 @@ ReassemblerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_reassembler_agrees_with_model = ReassemblerMachine.TestCase
+
+
+# --- take_range: one part of a received payload handed over without a second buffer ---------------
+
+def _engine_delivery(payload_bytes):
+    """The MessageReceived event an engine makes for payload_bytes sent by another engine (chunked
+    when bigger than the default chunk size), as the asyncio shell gets it: nothing else holds its
+    payload."""
+    from relio.engine._engine import Engine
+    from relio.engine._events import MessageReceived
+    sender, receiver = Engine(now=0.0), Engine(now=0.0)
+    sender.send(payload_bytes, 0.0)
+    for _ in range(10_000):
+        for batch in sender.data_to_send(0.0):
+            receiver.receive(batch, 0.0)
+        for batch in receiver.data_to_send(0.0):
+            sender.receive(batch, 0.0)
+        event = receiver.next_event()
+        while event is not None:
+            if type(event) is MessageReceived:
+                return event
+            event = receiver.next_event()
+    raise AssertionError("not delivered")
+
+
+@pytest.mark.parametrize("size", [100, 65536 * 3 + 7])
+def test_take_range_moves_a_payload_only_the_event_holds_in_place(size):
+    from relio.engine._chunks import take_range
+    payload_bytes = bytes(random.Random(size).randbytes(size))
+    event = _engine_delivery(payload_bytes)
+    piece = take_range(event, 5, size - 3)
+    assert piece == payload_bytes[5:-3]
+    assert type(piece) is bytes
+    assert event.payload is None              # taken: the payload object became the piece
+    assert hash(piece) == hash(payload_bytes[5:-3])
+    with pytest.raises(ValueError, match="taken already"):
+        take_range(event, 0, 1)
+
+
+def test_take_range_copies_a_payload_someone_else_holds_too():
+    from relio.engine._chunks import take_range
+    from relio.engine._events import MessageReceived, ResponseReceived
+    held = bytes(random.Random(1).randbytes(1000))
+    hash(held)
+    for event in (MessageReceived(b"i" * 16, held), ResponseReceived(b"i" * 16, b"r" * 16, held)):
+        assert take_range(event, 10, 20) == held[10:20]
+        assert event.payload is held and held == bytes(random.Random(1).randbytes(1000))
+        assert hash(held) == hash(bytes(held))
+        assert take_range(event, 0, 1000) == held and take_range(event, 7, 7) == b""
+
+
+@pytest.mark.parametrize("start, stop", [(-1, 3), (3, 2), (0, 1001), (1001, 1002)])
+def test_take_range_refuses_ranges_outside_the_payload(start, stop):
+    from relio.engine._chunks import take_range
+    from relio.engine._events import MessageReceived
+    with pytest.raises(ValueError, match="not inside"):
+        take_range(MessageReceived(b"i" * 16, bytes(1000)), start, stop)
+    with pytest.raises(TypeError):
+        take_range(b"not an event", 0, 1)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relio.binding import payload, wire
+from relio.engine._events import MessageReceived, ResponseReceived
 from relio.engine.errors import RemoteProtocolError
 
 json_values = st.recursive(
@@ -228,3 +229,46 @@ def test_fit_config_sizes_batches_for_the_connection_limit():
         + polling.max_inflight_messages * wire.DATA_HEADER_BYTES
     assert in_flight * 4 // 3 + wire.POLLING_SLACK <= 1_000_000
     assert polling.max_batch_size * 4 // 3 < 1_000_000
+
+
+def _received(items):
+    """``payload.encode(items)`` delivered by an engine to another, as the event the asyncio shell
+    decodes (chunked when big)."""
+    from tests.test_chunks import _engine_delivery
+    return _engine_delivery(payload.encode(items))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(json_values, max_size=5))
+def test_decoding_the_engine_event_gives_what_decoding_its_bytes_gives(items):
+    event = _received(items)
+    assert payload.decode(bytes(event.payload)) == items
+    assert payload.decode(event) == items
+
+
+def test_the_biggest_attachment_of_a_received_payload_is_taken_without_a_copy():
+    big = bytes(range(256)) * 1000
+    items = ["upload", {"file": big, "thumb": b"small", "none": b""}, [big[:300]]]
+    event = _received(items)
+    assert payload.decode(event) == items
+    assert event.payload is None          # the payload's buffer became the biggest attachment
+    reply = ResponseReceived(b"i" * 16, b"r" * 16, payload.encode([big, 2]))
+    assert payload.decode_reply(reply) == [big, 2] and reply.payload is None
+
+
+def test_an_event_payload_held_elsewhere_is_decoded_by_copy():
+    encoded = payload.encode(["e", b"\x00" * 5000, b"x"])
+    event = MessageReceived(b"i" * 16, encoded)
+    assert payload.decode(event) == ["e", b"\x00" * 5000, b"x"]
+    assert event.payload is encoded
+    failure = ResponseReceived(b"i" * 16, b"r" * 16, payload.encode_failure("no handler"))
+    assert payload.decode_reply(failure) == "no handler"
+
+
+@pytest.mark.parametrize("bad", [b"\x01\x05ab", b"\x01", b"\x02\x01a\x01", b"\x01\x01a[1",
+                                 b"\x01\x01a{}", b"\x01\x01a\xff"])
+def test_malformed_event_payloads_raise_remote_protocol_error(bad):
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(MessageReceived(b"i" * 16, bad))
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(bad)

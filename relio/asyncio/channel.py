@@ -298,9 +298,11 @@ class Channel:
         """What to call when the handler now being started has finished (nothing here)."""
         return None
 
-    def _deliver(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
+    def _deliver(self, msg_id: bytes, payload: bytes | MessageReceived, request: bool) -> bool:
         """Decode a received message and hand it to the layer; False if the payload was
-        malformed (the session is closed)."""
+        malformed (the session is closed). ``payload``: the message, or the engine's event
+        carrying it, whose payload is then taken (a big binary attachment without a copy:
+        :func:`relio.binding.payload.decode_received`)."""
         try:
             items = payload_codec.decode(payload, self.json)
         except RemoteProtocolError as exc:
@@ -383,7 +385,7 @@ class Channel:
             if self._room_waiters:
                 self._wake_room_waiters()
         elif kind is MessageReceived:
-            return self._deliver(event.msg_id, event.payload, event.request)
+            return self._deliver(event.msg_id, event, event.request)
         elif kind is ResponseReceived:
             self._on_response(event)
         elif kind is MessageExpired:
@@ -395,7 +397,7 @@ class Channel:
     def _on_response(self, event: ResponseReceived) -> None:
         waiter = self._awaiting.pop(event.reply_to, None)
         try:
-            args = payload_codec.decode_reply(event.payload, self.json)
+            args = payload_codec.decode_reply(event, self.json)
         except RemoteProtocolError as exc:
             self.protocol_error(exc)
             return

@@ -19,16 +19,28 @@ transport.
   progress; the engine marks only one message at a time as head-of-line, which keeps memory below
   ``max_bytes + max_message_size``.
 * :func:`reassemble_into` is the same copy-and-count into memory the caller owns and reuses.
+* :func:`take_range` hands one part of a received message's payload (a big binary attachment) over
+  as a bytes object of its own without a second buffer: the payload's own buffer is moved and
+  shrunk in place when nobody but the engine's event holds it.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.string cimport memmove, memset
 
 from relio.engine._build cimport RELIO_DEBUG_BUILD
+from relio.engine._events cimport MessageReceived, ResponseReceived
+
+
+cdef extern from "Python.h":
+    Py_ssize_t _refcount "Py_REFCNT"(PyObject* o)
+    # Resizes a bytes object only one reference holds (it may move: *o is updated); on failure the
+    # object is freed, *o set to NULL and -1 returned with an exception set.
+    int _PyBytes_Resize(PyObject** o, Py_ssize_t newsize) except -1
 
 from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 
@@ -339,3 +351,52 @@ def reassemble_into(out, chunks):
         return message.received
     finally:
         PyBuffer_Release(&destination)
+
+
+def take_range(event, Py_ssize_t start, Py_ssize_t stop):
+    """Bytes ``[start, stop)`` of a received message's payload, taken from its engine event (a
+    ``MessageReceived`` or ``ResponseReceived``) without a copy when possible.
+
+    When the event holds the only reference to its payload (the engine's events do until someone
+    reads ``event.payload`` into a variable), the payload object itself becomes those bytes: they
+    are moved to the front of its buffer and the buffer is shrunk (``_PyBytes_Resize``: a
+    ``realloc``, which gives a big buffer's tail back to the system without copying). For a big
+    binary attachment this saves a second buffer of its size: a fresh 50 MiB buffer cost ~30 ms of
+    page faults on the development machine, the move ~3 ms. The event's payload is None afterwards:
+    read everything else you need from it first. A payload also held elsewhere is copied and the
+    event keeps it, so the result is the same either way: a new bytes object nobody else holds.
+    """
+    cdef PyObject* raw
+    cdef MessageReceived message = None
+    cdef ResponseReceived response = None
+    if type(event) is MessageReceived:
+        message = <MessageReceived>event
+        raw = <PyObject*>message.payload
+    elif type(event) is ResponseReceived:
+        response = <ResponseReceived>event
+        raw = <PyObject*>response.payload
+    else:
+        raise TypeError(f"take_range takes a MessageReceived or ResponseReceived event, "
+                        f"not {type(event).__name__}")
+    if raw == <PyObject*>None:
+        raise ValueError("the event's payload was taken already")
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(<object>raw)
+    if start < 0 or stop > size or start > stop:
+        raise ValueError(f"range [{start}, {stop}) is not inside the payload's {size} bytes")
+    cdef Py_ssize_t length = stop - start
+    if _refcount(raw) != 1 or length == 0 or length == size:
+        # Held elsewhere too (it must not change under its holders), or nothing to cut.
+        return PyBytes_FromStringAndSize(PyBytes_AS_STRING(<object>raw) + start, length)
+    # Take the event's reference: from here on this function holds the only one.
+    Py_INCREF(<object>raw)
+    if message is not None:
+        message.payload = None
+    else:
+        response.payload = None
+    cdef char* data = PyBytes_AS_STRING(<object>raw)
+    memmove(data, data + start, <size_t>length)
+    # Also invalidates the cached hash (a bytes object's hash may have been computed already).
+    _PyBytes_Resize(&raw, length)
+    cdef object piece = <object>raw
+    Py_DECREF(piece)
+    return piece
