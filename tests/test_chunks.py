@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 from relio.engine._chunks import Reassembler, reassemble_into, split
 from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 from tests.models import chunks_model as model
+from tests.support.delivery import engine_delivery
 
 PAYLOAD = bytes(range(256)) * 4  # 1024 bytes, every offset distinguishable modulo 256
 
@@ -462,32 +463,11 @@ test_reassembler_agrees_with_model = ReassemblerMachine.TestCase
 
 # --- take_range: one part of a received payload handed over without a second buffer ---------------
 
-def _engine_delivery(payload_bytes):
-    """The MessageReceived event an engine makes for payload_bytes sent by another engine (chunked
-    when bigger than the default chunk size), as the asyncio shell gets it: nothing else holds its
-    payload."""
-    from relio.engine._engine import Engine
-    from relio.engine._events import MessageReceived
-    sender, receiver = Engine(now=0.0), Engine(now=0.0)
-    sender.send(payload_bytes, 0.0)
-    for _ in range(10_000):
-        for batch in sender.data_to_send(0.0):
-            receiver.receive(batch, 0.0)
-        for batch in receiver.data_to_send(0.0):
-            sender.receive(batch, 0.0)
-        event = receiver.next_event()
-        while event is not None:
-            if type(event) is MessageReceived:
-                return event
-            event = receiver.next_event()
-    raise AssertionError("not delivered")
-
-
 @pytest.mark.parametrize("size", [100, 65536 * 3 + 7])
 def test_take_range_moves_a_payload_only_the_event_holds_in_place(size):
     from relio.engine._chunks import take_range
     payload_bytes = bytes(random.Random(size).randbytes(size))
-    event = _engine_delivery(payload_bytes)
+    event = engine_delivery(payload_bytes)
     piece = take_range(event, 5, size - 3)
     assert piece == payload_bytes[5:-3]
     assert type(piece) is bytes

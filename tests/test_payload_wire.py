@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relio.binding import payload, wire
+from relio.config import Config
 from relio.engine._events import MessageReceived, ResponseReceived
 from relio.engine.errors import RemoteProtocolError
+from tests.support.delivery import engine_delivery
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20)
@@ -234,8 +236,7 @@ def test_fit_config_sizes_batches_for_the_connection_limit():
 def _received(items):
     """``payload.encode(items)`` delivered by an engine to another, as the event the asyncio shell
     decodes (chunked when big)."""
-    from tests.test_chunks import _engine_delivery
-    return _engine_delivery(payload.encode(items))
+    return engine_delivery(payload.encode(items))
 
 
 @settings(max_examples=100, deadline=None)
@@ -272,3 +273,36 @@ def test_malformed_event_payloads_raise_remote_protocol_error(bad):
         payload.decode(MessageReceived(b"i" * 16, bad))
     with pytest.raises(RemoteProtocolError):
         payload.decode(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(json_values, max_size=5))
+def test_encode_parts_are_the_encoded_payload_in_parts(items):
+    parts = payload.encode_parts(items)
+    joined = parts if isinstance(parts, bytes) else b"".join(parts)
+    assert joined == payload.encode(items)
+    assert isinstance(parts, bytes) == (b"\x00" == joined[:1])   # in parts only with binary
+
+
+def test_encode_parts_keep_an_attachment_as_it_is():
+    blob = bytes(range(256)) * 100
+    parts = payload.encode_parts(["up", {"file": blob}])
+    assert any(part is blob for part in parts)
+
+
+def test_a_client_grows_its_chunks_to_what_a_relio_server_takes():
+    config = Config()
+    assert config.chunk_size == 64 * 1024 and config.upload_chunk_size == 256 * 1024
+    reply = wire.connect_reply("sid", "cred", config, 100 * 2**20)["__relio"]
+    assert reply["max_batch"] == config.max_batch_size
+    fitted = wire.fit_config(config, reply["max_payload"], "/", False, reply["max_batch"])
+    assert fitted.chunk_size == config.upload_chunk_size
+    assert fitted.largest_single_frame_batch <= reply["max_batch"]
+    # a server that does not say (relio before, or another implementation): chunks as before
+    assert wire.fit_config(config, 100 * 2**20, "/", False, None).chunk_size == 64 * 1024
+    # a server that takes less than upload_chunk_size: as big as it takes
+    small = wire.fit_config(config, 100 * 2**20, "/", False, 131072)
+    assert 64 * 1024 < small.chunk_size and small.largest_single_frame_batch <= 131072
+    # the connection's own limit still comes first
+    tight = wire.fit_config(config, 200_000, "/", False, reply["max_batch"])
+    assert tight.max_batch_size <= 200_000

@@ -162,8 +162,9 @@ class Channel:
         self.kick()
 
     # --- sending -----------------------------------------------------------------------------
-    def send_nowait(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                    callback: Any = None, msg_id: bytes | None = None) -> bytes:
+    def send_nowait(self, items_payload: payload_codec.Encoded, event: str | None,
+                    delivery: Delivery | None, callback: Any = None,
+                    msg_id: bytes | None = None) -> bytes:
         """Queue an encoded message; ``callback`` (a callable or Future) waits for its reply.
         ``msg_id``: the message's id when it has one already (a message relayed between nodes
         keeps its id, so a copy that reaches the client twice is dropped there).
@@ -183,8 +184,8 @@ class Channel:
             self._flush_handle = self.loop.call_soon(self._flush)
         return msg_id
 
-    async def send(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                   callback: Any = None, block: bool = True,
+    async def send(self, items_payload: payload_codec.Encoded, event: str | None,
+                   delivery: Delivery | None, callback: Any = None, block: bool = True,
                    msg_id: bytes | None = None) -> bytes:
         """Like :meth:`send_nowait`, but waits for room in the outbox (backpressure)."""
         while True:
@@ -195,8 +196,8 @@ class Channel:
                     raise
             await self._wait_for_room()
 
-    async def call(self, items_payload: bytes, event: str | None, timeout: float | None,
-                   block: bool = True) -> Any:
+    async def call(self, items_payload: payload_codec.Encoded, event: str | None,
+                   timeout: float | None, block: bool = True) -> Any:
         """Send a request and wait for its reply (python-socketio's ``call()`` semantics: the
         ``timeout`` is the only reason to give up while the session lives; a reconnect is not)."""
         future = self.loop.create_future()

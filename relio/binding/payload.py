@@ -36,6 +36,10 @@ from relio.engine._chunks import take_range
 from relio.engine._events import MessageReceived, ResponseReceived
 from relio.engine.errors import RemoteProtocolError
 
+#: A message's payload as :func:`encode_parts` gives it (and ``Engine.send`` takes it): bytes, or
+#: its consecutive parts.
+Encoded = bytes | tuple[bytes, ...]
+
 _PLACEHOLDER = "_placeholder"
 _NO_ATTACHMENTS = b"\x00"
 #: Bytes of the longest varint :func:`_read_varint` accepts.
@@ -148,6 +152,27 @@ def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
             return _NO_ATTACHMENTS + codec.dumps(items).encode()
         except TypeError:
             pass                      # binary inside (or an unencodable object: raised below)
+    encoded = _encode_separating_binary(items, codec)
+    return encoded if isinstance(encoded, bytes) else b"".join(encoded)
+
+
+def encode_parts(items: list, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:
+    """:func:`encode`, except that a payload with binary attachments is given as its consecutive
+    parts (a tuple of bytes, the attachments themselves among them) instead of joined: the engine
+    takes the tuple as one message (``Engine.send``) and copies each chunk straight from the
+    parts. A big attachment is then never copied into a payload-sized buffer first (for 50 MiB
+    that join was ~30 ms of page faults, spent before the first chunk could leave)."""
+    if codec.refuses_bytes:
+        try:
+            return _NO_ATTACHMENTS + codec.dumps(items).encode()
+        except TypeError:
+            pass                      # binary inside (or an unencodable object: raised below)
+    return _encode_separating_binary(items, codec)
+
+
+def _encode_separating_binary(items: list, codec: JsonCodec) -> Encoded:
+    """The payload of ``items`` with its binary taken out as attachments: bytes if there is
+    none, else its parts (count, then each attachment's length and bytes, then the JSON)."""
     attachments: list[bytes] = []
     items = _deconstruct(items, attachments)
     text = codec.dumps(items)
@@ -158,7 +183,7 @@ def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
         parts.append(_varint(len(blob)))
         parts.append(blob)
     parts.append(text.encode())
-    return b"".join(parts)
+    return tuple(parts)
 
 
 #: The most of a failure reason a reply carries.
