@@ -497,3 +497,19 @@ def test_take_range_refuses_ranges_outside_the_payload(start, stop):
         take_range(MessageReceived(b"i" * 16, bytes(1000)), start, stop)
     with pytest.raises(TypeError):
         take_range(b"not an event", 0, 1)
+
+
+@pytest.mark.parametrize("order", ["in order", "shuffled", "reversed"])
+def test_a_big_message_is_reassembled_whatever_the_chunk_order(order):
+    # 5 MiB: its buffer's pages are faulted in ahead of the chunks (in blocks, where the system
+    # can), which must not change what ends up in it.
+    payload = random.Random(5).randbytes(5 * 1024 * 1024 + 3)
+    pieces = chunked(payload, 65536)
+    if order == "shuffled":
+        random.Random(6).shuffle(pieces)
+    elif order == "reversed":
+        pieces.reverse()
+    r = Reassembler()
+    for offset, piece in pieces:
+        assert r.add(b"m" * 16, len(payload), offset, piece, head_of_line=True)
+    assert r.finish(b"m" * 16) == payload
