@@ -34,7 +34,9 @@ class Config:
     #: transport message costs a server a fixed ~50 µs in engine.io and the websocket layer besides
     #: relio's own work: a 50 MiB upload in 64 KiB chunks (800 messages) cost the server ~20% more
     #: CPU than in 256 KiB ones, and the server is what limits an upload's rate on a fast link.
-    #: Servers and their sessions keep ``chunk_size`` (a client does not say what it takes).
+    #: Servers and their sessions keep ``chunk_size`` (a client does not say what it takes). A
+    #: client that lowers ``chunk_size`` (for a heartbeat on a very slow link) lowers this too;
+    #: at or below ``chunk_size`` it changes nothing.
     upload_chunk_size: int = 256 * KiB
     #: Largest message (payload) accepted or sent, in bytes. A bigger ``send`` is refused locally;
     #: a peer announcing a bigger one is a protocol error.
