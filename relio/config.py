@@ -29,13 +29,24 @@ class Config:
     #: Largest payload carried by one frame; bigger payloads are split into chunks of this size so
     #: a heartbeat PONG never waits behind more than one chunk.
     chunk_size: int = 64 * KiB
+    #: A client's ``chunk_size`` towards a relio server that says it takes batches this big (its
+    #: ``max_batch_size``, in the CONNECT answer; towards any other server: ``chunk_size``). Each
+    #: transport message costs a server a fixed ~50 µs in engine.io and the websocket layer besides
+    #: relio's own work: a 50 MiB upload in 64 KiB chunks (800 messages) cost the server ~20% more
+    #: CPU than in 256 KiB ones, and the server is what limits an upload's rate on a fast link.
+    #: Servers and their sessions keep ``chunk_size`` (a client does not say what it takes). A
+    #: client that lowers ``chunk_size`` (for a heartbeat on a very slow link) lowers this too;
+    #: at or below ``chunk_size`` it changes nothing.
+    upload_chunk_size: int = 256 * KiB
     #: Largest message (payload) accepted or sent, in bytes. A bigger ``send`` is refused locally;
     #: a peer announcing a bigger one is a protocol error.
     max_message_size: int = 64 * MiB
     #: Largest batch (one transport message holding several frames) this side will decode. A
     #: sender closes a batch at ``coalesce_bytes`` unless its first frame alone is bigger (one chunk
-    #: plus an ACK), so this must be at least the larger of the two (checked below).
-    max_batch_size: int = 64 * KiB + 64 * KiB
+    #: plus an ACK), so this must be at least the larger of the two (checked below). A server says
+    #: it in the handshake; it holds one ``upload_chunk_size`` chunk (the 128 KiB of peers that do
+    #: not say theirs, the JavaScript client and relio before it said it, holds one of 64 KiB).
+    max_batch_size: int = 256 * KiB + 64 * KiB
     #: Most frames a single batch may hold (bounds the work one transport message can cause).
     max_frames_per_batch: int = 4096
     #: Target size of one outgoing batch when several small frames are ready (coalescing).
@@ -160,8 +171,8 @@ class Config:
             raise ValueError("receive_window must be a power of two")
         if not 0 < self.max_inflight_messages <= self.receive_window:
             raise ValueError("max_inflight_messages must be in 1..receive_window")
-        if self.chunk_size < 1:
-            raise ValueError("chunk_size must be positive")
+        if self.chunk_size < 1 or self.upload_chunk_size < 1:
+            raise ValueError("chunk_size and upload_chunk_size must be positive")
         if max(self.coalesce_bytes, self.largest_single_frame_batch) > self.max_batch_size:
             raise ValueError("max_batch_size must hold coalesce_bytes and one whole chunk frame "
                              f"with an ACK (needs {self.largest_single_frame_batch})")

@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 from relio.engine._chunks import Reassembler, reassemble_into, split
 from relio.engine.errors import LocalProtocolError, RemoteProtocolError
 from tests.models import chunks_model as model
+from tests.support.delivery import engine_delivery
 
 PAYLOAD = bytes(range(256)) * 4  # 1024 bytes, every offset distinguishable modulo 256
 
@@ -458,3 +459,57 @@ ReassemblerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_reassembler_agrees_with_model = ReassemblerMachine.TestCase
+
+
+# --- take_range: one part of a received payload handed over without a second buffer ---------------
+
+@pytest.mark.parametrize("size", [100, 65536 * 3 + 7])
+def test_take_range_moves_a_payload_only_the_event_holds_in_place(size):
+    from relio.engine._chunks import take_range
+    payload_bytes = bytes(random.Random(size).randbytes(size))
+    event = engine_delivery(payload_bytes)
+    piece = take_range(event, 5, size - 3)
+    assert piece == payload_bytes[5:-3]
+    assert type(piece) is bytes
+    assert event.payload is None              # taken: the payload object became the piece
+    assert hash(piece) == hash(payload_bytes[5:-3])
+    with pytest.raises(ValueError, match="taken already"):
+        take_range(event, 0, 1)
+
+
+def test_take_range_copies_a_payload_someone_else_holds_too():
+    from relio.engine._chunks import take_range
+    from relio.engine._events import MessageReceived, ResponseReceived
+    held = bytes(random.Random(1).randbytes(1000))
+    hash(held)
+    for event in (MessageReceived(b"i" * 16, held), ResponseReceived(b"i" * 16, b"r" * 16, held)):
+        assert take_range(event, 10, 20) == held[10:20]
+        assert event.payload is held and held == bytes(random.Random(1).randbytes(1000))
+        assert hash(held) == hash(bytes(held))
+        assert take_range(event, 0, 1000) == held and take_range(event, 7, 7) == b""
+
+
+@pytest.mark.parametrize("start, stop", [(-1, 3), (3, 2), (0, 1001), (1001, 1002)])
+def test_take_range_refuses_ranges_outside_the_payload(start, stop):
+    from relio.engine._chunks import take_range
+    from relio.engine._events import MessageReceived
+    with pytest.raises(ValueError, match="not inside"):
+        take_range(MessageReceived(b"i" * 16, bytes(1000)), start, stop)
+    with pytest.raises(TypeError):
+        take_range(b"not an event", 0, 1)
+
+
+@pytest.mark.parametrize("order", ["in order", "shuffled", "reversed"])
+def test_a_big_message_is_reassembled_whatever_the_chunk_order(order):
+    # 5 MiB: its buffer's pages are faulted in ahead of the chunks (in blocks, where the system
+    # can), which must not change what ends up in it.
+    payload = random.Random(5).randbytes(5 * 1024 * 1024 + 3)
+    pieces = chunked(payload, 65536)
+    if order == "shuffled":
+        random.Random(6).shuffle(pieces)
+    elif order == "reversed":
+        pieces.reverse()
+    r = Reassembler()
+    for offset, piece in pieces:
+        assert r.add(b"m" * 16, len(payload), offset, piece, head_of_line=True)
+    assert r.finish(b"m" * 16) == payload

@@ -441,3 +441,38 @@ def test_unanswered_requests_are_flow_controlled_and_declining_frees_them():
     assert b.awaiting_reply == frozenset({ids[2], *ids[3:]})
     with pytest.raises(LocalProtocolError):
         b.reply(ids[1], b"too late", now)                  # declined: cannot be answered now
+
+
+def test_a_payload_given_in_parts_travels_as_the_parts_joined():
+    a, b = pair(chunk_size=100, coalesce_bytes=64, max_batch_size=4096)  # a batch per chunk
+    parts = (b"\x02", b"head", bytearray(b"mutable"), b"", bytes(range(250)) * 3, b"tail")
+    whole = b"".join(parts)
+    a.send(parts, 0.0)
+    parts[2][0:1] = b"M"                 # a mutable part is copied at send, as a payload is
+    a.send((b"one part",), 0.0)
+    a.send((), 0.0)
+    batches = a.data_to_send(0.0)
+    for x in batches[:4]:                # chunks cut across the parts' boundaries; some lost
+        b.receive(x, 0.0)
+    for x in batches[6:]:
+        b.receive(x, 0.0)
+    settle(a, b, now=2.0)
+    assert [e.payload for e in received(b)] == [whole, b"one part", b""]
+    assert a.outbox_messages == 0 and a.stats["frames_retransmitted"] >= 2
+
+
+def test_a_reply_or_a_snapshot_of_a_payload_in_parts_holds_it_joined():
+    a, b = pair(chunk_size=100, coalesce_bytes=64, max_batch_size=4096)
+    request = a.send(b"question", 0.0, request=True)
+    settle(a, b)
+    [asked] = received(b)
+    parts = (b"answer:", bytes(range(256)) * 2)
+    b.reply(asked.msg_id, parts, 0.0)
+    c = Engine.restore(b.snapshot(0.0), Config(chunk_size=100, coalesce_bytes=64,
+                                                max_batch_size=4096))
+    c.resume(a.resume_state(), 0.0)
+    a.disconnect(0.0)
+    a.resume(c.resume_state(), 0.0)
+    settle(c, a)
+    [reply] = received(a)
+    assert reply.reply_to == request and reply.payload == b"".join(parts)

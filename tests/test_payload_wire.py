@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relio.binding import payload, wire
+from relio.config import Config
+from relio.engine._events import MessageReceived, ResponseReceived
 from relio.engine.errors import RemoteProtocolError
+from tests.support.delivery import engine_delivery
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20)
@@ -228,3 +231,78 @@ def test_fit_config_sizes_batches_for_the_connection_limit():
         + polling.max_inflight_messages * wire.DATA_HEADER_BYTES
     assert in_flight * 4 // 3 + wire.POLLING_SLACK <= 1_000_000
     assert polling.max_batch_size * 4 // 3 < 1_000_000
+
+
+def _received(items):
+    """``payload.encode(items)`` delivered by an engine to another, as the event the asyncio shell
+    decodes (chunked when big)."""
+    return engine_delivery(payload.encode(items))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(json_values, max_size=5))
+def test_decoding_the_engine_event_gives_what_decoding_its_bytes_gives(items):
+    event = _received(items)
+    assert payload.decode(bytes(event.payload)) == items
+    assert payload.decode(event) == items
+
+
+def test_the_biggest_attachment_of_a_received_payload_is_taken_without_a_copy():
+    big = bytes(range(256)) * 1000
+    items = ["upload", {"file": big, "thumb": b"small", "none": b""}, [big[:300]]]
+    event = _received(items)
+    assert payload.decode(event) == items
+    assert event.payload is None          # the payload's buffer became the biggest attachment
+    reply = ResponseReceived(b"i" * 16, b"r" * 16, payload.encode([big, 2]))
+    assert payload.decode_reply(reply) == [big, 2] and reply.payload is None
+
+
+def test_an_event_payload_held_elsewhere_is_decoded_by_copy():
+    encoded = payload.encode(["e", b"\x00" * 5000, b"x"])
+    event = MessageReceived(b"i" * 16, encoded)
+    assert payload.decode(event) == ["e", b"\x00" * 5000, b"x"]
+    assert event.payload is encoded
+    failure = ResponseReceived(b"i" * 16, b"r" * 16, payload.encode_failure("no handler"))
+    assert payload.decode_reply(failure) == "no handler"
+
+
+@pytest.mark.parametrize("bad", [b"\x01\x05ab", b"\x01", b"\x02\x01a\x01", b"\x01\x01a[1",
+                                 b"\x01\x01a{}", b"\x01\x01a\xff"])
+def test_malformed_event_payloads_raise_remote_protocol_error(bad):
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(MessageReceived(b"i" * 16, bad))
+    with pytest.raises(RemoteProtocolError):
+        payload.decode(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(json_values, max_size=5))
+def test_encode_parts_are_the_encoded_payload_in_parts(items):
+    parts = payload.encode_parts(items)
+    joined = parts if isinstance(parts, bytes) else b"".join(parts)
+    assert joined == payload.encode(items)
+    assert isinstance(parts, bytes) == (b"\x00" == joined[:1])   # in parts only with binary
+
+
+def test_encode_parts_keep_an_attachment_as_it_is():
+    blob = bytes(range(256)) * 100
+    parts = payload.encode_parts(["up", {"file": blob}])
+    assert any(part is blob for part in parts)
+
+
+def test_a_client_grows_its_chunks_to_what_a_relio_server_takes():
+    config = Config()
+    assert config.chunk_size == 64 * 1024 and config.upload_chunk_size == 256 * 1024
+    reply = wire.connect_reply("sid", "cred", config, 100 * 2**20)["__relio"]
+    assert reply["max_batch"] == config.max_batch_size
+    fitted = wire.fit_config(config, reply["max_payload"], "/", False, reply["max_batch"])
+    assert fitted.chunk_size == config.upload_chunk_size
+    assert fitted.largest_single_frame_batch <= reply["max_batch"]
+    # a server that does not say (relio before, or another implementation): chunks as before
+    assert wire.fit_config(config, 100 * 2**20, "/", False, None).chunk_size == 64 * 1024
+    # a server that takes less than upload_chunk_size: as big as it takes
+    small = wire.fit_config(config, 100 * 2**20, "/", False, 131072)
+    assert 64 * 1024 < small.chunk_size and small.largest_single_frame_batch <= 131072
+    # the connection's own limit still comes first
+    tight = wire.fit_config(config, 200_000, "/", False, reply["max_batch"])
+    assert tight.max_batch_size <= 200_000

@@ -115,7 +115,7 @@ async def profile(args) -> tuple[dict, str]:
 
             async def attach(pid: int):
                 cmd = [pyspy, 'record', '-p', str(pid), '-f', 'raw', '-o', raw,
-                       '-r', str(args.rate), '--nolineno']
+                       '-r', str(args.rate), '--nolineno', '--nonblocking']
                 if args.native:
                     cmd.append('--native')
                 p = await asyncio.create_subprocess_exec(
@@ -152,7 +152,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog='python -m bench.e2e.profile',
                                  description=__doc__.splitlines()[0])
     ap.add_argument('--side', choices=('server', 'client'), default='server')
-    ap.add_argument('--workload', choices=('emit_c2s', 'emit_s2c', 'call_seq', 'call_64'),
+    ap.add_argument('--workload', choices=('emit_c2s', 'emit_s2c', 'call_seq', 'call_64',
+                                           'big_50MiB', 'big_50MiB_down', 'big_200MiB'),
                     default='emit_c2s')
     ap.add_argument('--lib', choices=('relio', 'socketio'), default='relio')
     ap.add_argument('--scale', type=float, default=1.0)
@@ -165,7 +166,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     result, raw = asyncio.run(profile(args))
-    keys = ('ok', 'n', 'msgs_per_s', 'calls_per_s', 'server_cpu_us', 'client_cpu_us', 'error')
+    keys = ('ok', 'n', 'msgs_per_s', 'calls_per_s', 'mb_per_s', 'server_cpu_us', 'client_cpu_us',
+            'error')
     print('result: ' + ', '.join(f'{k}={result[k]:.4g}' if isinstance(result.get(k), float)
                                  else f'{k}={result[k]}' for k in keys if k in result))
     if not os.path.exists(raw):

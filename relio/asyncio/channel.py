@@ -168,8 +168,9 @@ class Channel:
         self.kick()
 
     # --- sending -----------------------------------------------------------------------------
-    def send_nowait(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                    callback: Any = None, msg_id: bytes | None = None) -> bytes:
+    def send_nowait(self, items_payload: payload_codec.Encoded, event: str | None,
+                    delivery: Delivery | None, callback: Any = None,
+                    msg_id: bytes | None = None) -> bytes:
         """Queue an encoded message; ``callback`` (a callable or Future) waits for its reply.
         ``msg_id``: the message's id when it has one already (a message relayed between nodes
         keeps its id, so a copy that reaches the client twice is dropped there).
@@ -189,8 +190,8 @@ class Channel:
             self._flush_handle = self.loop.call_soon(self._flush)
         return msg_id
 
-    async def send(self, items_payload: bytes, event: str | None, delivery: Delivery | None,
-                   callback: Any = None, block: bool = True,
+    async def send(self, items_payload: payload_codec.Encoded, event: str | None,
+                   delivery: Delivery | None, callback: Any = None, block: bool = True,
                    msg_id: bytes | None = None) -> bytes:
         """Like :meth:`send_nowait`, but waits for room in the outbox (backpressure)."""
         while True:
@@ -201,8 +202,8 @@ class Channel:
                     raise
             await self._wait_for_room()
 
-    async def call(self, items_payload: bytes, event: str | None, timeout: float | None,
-                   block: bool = True) -> Any:
+    async def call(self, items_payload: payload_codec.Encoded, event: str | None,
+                   timeout: float | None, block: bool = True) -> Any:
         """Send a request and wait for its reply (python-socketio's ``call()`` semantics: the
         ``timeout`` is the only reason to give up while the session lives; a reconnect is not)."""
         future = self.loop.create_future()
@@ -319,9 +320,11 @@ class Channel:
         """What to call when the handler now being started has finished (nothing here)."""
         return None
 
-    def _deliver(self, msg_id: bytes, payload: bytes, request: bool) -> bool:
+    def _deliver(self, msg_id: bytes, payload: bytes | MessageReceived, request: bool) -> bool:
         """Decode a received message and hand it to the layer; False if the payload was
-        malformed (the session is closed)."""
+        malformed (the session is closed). ``payload``: the message, or the engine's event
+        carrying it, whose payload is then taken (a big binary attachment without a copy:
+        :func:`relio.binding.payload.decode_received`)."""
         try:
             items = payload_codec.decode(payload, self.json)
         except RemoteProtocolError as exc:
@@ -395,7 +398,7 @@ class Channel:
         event = next_event()
         while event is not None:
             if type(event) is MessageReceived:          # the common case, without a call more
-                if not self._deliver(event.msg_id, event.payload, event.request):
+                if not self._deliver(event.msg_id, event, event.request):
                     return
             elif not self._handle_event(event):
                 return
@@ -432,7 +435,7 @@ class Channel:
             if self._room_waiters:
                 self._wake_room_waiters()
         elif kind is MessageReceived:
-            return self._deliver(event.msg_id, event.payload, event.request)
+            return self._deliver(event.msg_id, event, event.request)
         elif kind is ResponseReceived:
             self._on_response(event)
         elif kind is MessageExpired:
@@ -444,7 +447,7 @@ class Channel:
     def _on_response(self, event: ResponseReceived) -> None:
         waiter = self._awaiting.pop(event.reply_to, None)
         try:
-            args = payload_codec.decode_reply(event.payload, self.json)
+            args = payload_codec.decode_reply(event, self.json)
         except RemoteProtocolError as exc:
             self.protocol_error(exc)
             return

@@ -88,6 +88,7 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
         room = to or room
         server = self.server
         args = None if data is FROM_ENCODED else payload_codec.as_args(data)
+        encoded: payload_codec.Encoded | None = _encoded
         if namespace not in self.rooms:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
@@ -99,18 +100,18 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
             if members is not None and len(members) == 1 and room in members:
                 channel = server.relio_registry.channel(room)
                 if channel is not None:
-                    encoded = _encoded
                     if encoded is None:
                         assert args is not None
-                        encoded = payload_codec.encode([event, *args], server.relio_codec)
+                        encoded = payload_codec.encode_parts([event, *args],
+                                                             server.relio_codec)
                     try:
                         channel.send_nowait(encoded, event, delivery, callback, _msg_id)
                         return delivery
                     except (QueueFull, DeliveryError):
-                        _encoded = encoded
+                        pass                # encoded: the general way takes it as it is
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
-        route = EmitRoute(delivery, args, _encoded)
+        route = EmitRoute(delivery, args, encoded)
         for channel in self._relio_route(route, event, namespace,
                                          self.get_participants(namespace, room), skip_sid,
                                          callback, block, _msg_id):

@@ -93,12 +93,13 @@ class ClientShell(Shell):
             return max(wait_timeout, self.relio_config.resume_wait_timeout)
         return wait_timeout
 
-    def _relio_encode(self, event, data, namespace) -> bytes:
+    def _relio_encode(self, event, data, namespace) -> payload_codec.Encoded:
         """An emit's message for the relio session of ``namespace`` (logged as python-socketio
         logs it)."""
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        return payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        return payload_codec.encode_parts([event, *payload_codec.as_args(data)],
+                                          self.relio_codec)
 
     def session_stats(self, namespace='/') -> dict | None:
         """Counters of the relio session of ``namespace``, or None (plain server, no session)."""
@@ -141,11 +142,13 @@ class ClientShell(Shell):
         return True
 
     def _relio_session_config(self, info: dict, namespace) -> Config:
-        """The config of a new session: batches sized for this connection's limit (the server's
+        """The config of a new session: chunks of ``upload_chunk_size`` if the server takes them
+        (its max_batch_size), batches sized for this connection's limit (the server's
         max_http_buffer_size; base64 in one POST when only long-polling is allowed), so that none
         is dropped for its size."""
         return wire.fit_config(self.relio_config, info.get('max_payload'), namespace,
-                               'websocket' not in (self.eio.transports or ('websocket',)))
+                               'websocket' not in (self.eio.transports or ('websocket',)),
+                               info.get('max_batch'))
 
     def _relio_add_session(self, session: ClientSession, writer) -> None:
         """Keep a new session (the server's CONNECT made it) and attach it to the connection."""

@@ -108,7 +108,8 @@ class ServerShell(Shell):
                 raise error
             return None, None
         self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
-        encoded = payload_codec.encode([event, *payload_codec.as_args(data)], self.relio_codec)
+        encoded = payload_codec.encode_parts([event, *payload_codec.as_args(data)],
+                                             self.relio_codec)
         return channel, encoded
 
     def _relio_refuse_connect(self, session: ServerSession, error: Exception | None):
@@ -319,7 +320,7 @@ class EmitRoute:
 
     __slots__ = ("delivery", "args", "encoded", "plain", "full")
 
-    def __init__(self, delivery, args: list | None, encoded: bytes | None):
+    def __init__(self, delivery, args: list | None, encoded: payload_codec.Encoded | None):
         self.delivery = delivery
         self.args = args
         self.encoded = encoded
@@ -385,7 +386,8 @@ class ManagerShell:
                 continue
             if route.encoded is None:
                 assert route.args is not None
-                route.encoded = payload_codec.encode([event, *route.args], server.relio_codec)
+                route.encoded = payload_codec.encode_parts([event, *route.args],
+                                                           server.relio_codec)
             try:
                 channel.send_nowait(route.encoded, event, delivery, callback, msg_id)
             except QueueFull:

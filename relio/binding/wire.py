@@ -118,7 +118,8 @@ def connect_reply(sid: str, credential: str, config: Config, max_payload: int,
     """The server's CONNECT data for a new relio session (``refused``: why the resume the client
     asked for was refused instead)."""
     info: dict[str, Any] = {"v": HANDSHAKE_VERSION, "credential": credential, "resumed": False,
-                            "ttl": config.session_ttl, "max_payload": max_payload}
+                            "ttl": config.session_ttl, "max_payload": max_payload,
+                            "max_batch": config.max_batch_size}
     if refused:
         info["refused"] = refused
     return {"sid": sid, HANDSHAKE_KEY: info}
@@ -129,7 +130,8 @@ def resume_reply(sid: str, credential: str, config: Config, max_payload: int,
     """The server's CONNECT data for a resumed session (``state``: its engine's resume state)."""
     return {"sid": sid, HANDSHAKE_KEY: {
         "v": HANDSHAKE_VERSION, "credential": credential, "resumed": True,
-        "ttl": config.session_ttl, "max_payload": max_payload, "state": encode_state(state)}}
+        "ttl": config.session_ttl, "max_payload": max_payload,
+        "max_batch": config.max_batch_size, "state": encode_state(state)}}
 
 
 def resume_auth(auth: dict, sid: str | None, credential: str, state: bytes) -> dict:
@@ -198,13 +200,27 @@ DATA_HEADER_BYTES = 64
 MIN_FITTED_CHUNK = 1024
 
 
-def fit_config(config: Config, max_payload: Any, namespace: str, polling_only: bool) -> Config:
-    """``config`` with its batch, chunk and in-flight sizes cut to what one engine.io message may
-    hold on the connection: the server's ``max_http_buffer_size`` (``max_payload``, which it says
-    in the handshake), and, when only long-polling is allowed, everything in flight base64-encoded
-    in one POST. A batch over that limit would cost the connection (engine.io drops it) and come
-    back on every resume. Unchanged if ``max_payload`` is unknown or too small to fit."""
-    if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload <= 0:
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def fit_config(config: Config, max_payload: Any, namespace: str, polling_only: bool,
+               max_batch: Any = None) -> Config:
+    """A client's ``config`` for a session with a server: its chunks grown to
+    ``upload_chunk_size`` if the server takes batches that big (``max_batch``, its
+    ``max_batch_size``, which a relio server says in the handshake), then its batch, chunk and
+    in-flight sizes cut to what one engine.io message may hold on the connection: the server's
+    ``max_http_buffer_size`` (``max_payload``, which it says in the handshake too), and, when
+    only long-polling is allowed, everything in flight base64-encoded in one POST. A batch over
+    that limit would cost the connection (engine.io drops it) and come back on every resume.
+    Either step is skipped if its limit is unknown (or too small to fit)."""
+    if _positive_int(max_batch) and config.upload_chunk_size > config.chunk_size:
+        overhead = config.largest_single_frame_batch - config.chunk_size
+        chunk_size = min(config.upload_chunk_size, max_batch - overhead)
+        if chunk_size > config.chunk_size:
+            config = config.replace(chunk_size=chunk_size, max_batch_size=max(
+                config.max_batch_size, chunk_size + overhead))
+    if not _positive_int(max_payload):
         return config
     budget = max_payload
     if polling_only:

@@ -5,6 +5,8 @@ from typing import Any
 
 from typing_extensions import Buffer
 
+from relio.engine._events import MessageReceived, ResponseReceived
+
 #: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
 DEBUG_BUILD: bool
 
@@ -23,6 +25,16 @@ def reassemble_into(out: Buffer, chunks: Iterable[tuple[int, Buffer]]) -> int:
     Chunks are checked as Reassembler.add checks them (RemoteProtocolError) and may overlap.
     Returns the number of distinct bytes of out written (``len(out)`` when complete). Allocates
     nothing per message, so reusing out reassembles without allocating.
+    """
+
+def take_range(event: MessageReceived | ResponseReceived, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of a received message's payload, taken from its engine event.
+
+    When the event holds the only reference to its payload, the payload object itself becomes
+    those bytes (moved to the front of its buffer, which is shrunk: no second buffer) and the
+    event's payload is None afterwards; otherwise a copy, and the event keeps its payload. Raises
+    ValueError for a range outside the payload or a payload taken already, TypeError for another
+    object than these events.
     """
 
 class Reassembler:

@@ -31,11 +31,12 @@ class Engine:
     acks_sent: int
     def __init__(self, config: Config | None = ..., *, now: float = ...,
                  id_prefix: bytes | None = ...) -> None: ...
-    def send(self, payload: bytes, now: float, *, request: bool = ...,
+    def send(self, payload: bytes | tuple[bytes, ...], now: float, *, request: bool = ...,
              msg_id: bytes | None = ...) -> bytes:
         """Queue a message for reliable delivery; return its 16-byte id (QueueFull if no room).
-        With the ``msg_id`` of a message still pending, queue nothing and return that id."""
-    def reply(self, request_id: bytes, payload: bytes, now: float, *,
+        With the ``msg_id`` of a message still pending, queue nothing and return that id. A tuple
+        is the message made of these consecutive parts (framed from them, never joined first)."""
+    def reply(self, request_id: bytes, payload: bytes | tuple[bytes, ...], now: float, *,
               request: bool = ...) -> bytes:
         """Answer the peer's request; ``request=True`` makes it a chained reply."""
     def decline(self, request_id: bytes) -> None:

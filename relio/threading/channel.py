@@ -26,6 +26,7 @@ from socketio.exceptions import TimeoutError as SocketIOTimeoutError
 
 from relio.asyncio.channel import Channel, ChannelHandler
 from relio.asyncio.results import Delivery as AnyDelivery
+from relio.binding import payload as payload_codec
 from relio.engine._engine import Engine
 from relio.engine.errors import QueueFull
 from relio.threading.driver import DRIVER, Driver
@@ -86,7 +87,8 @@ class ThreadChannel(Channel):
             return Channel.stats.fget(self)  # type: ignore[attr-defined]
 
     # --- blocking API ----------------------------------------------------------------------------
-    def send(self, items_payload: bytes, event: str | None,  # type: ignore[override]
+    def send(self, items_payload: payload_codec.Encoded,  # type: ignore[override]
+             event: str | None,
              delivery: AnyDelivery | None, callback: Any = None, block: bool = True,
              msg_id: bytes | None = None) -> bytes:
         """Like :meth:`send_nowait`, but waits for room in the outbox (backpressure)."""
@@ -100,7 +102,7 @@ class ThreadChannel(Channel):
                 waiter = self._room_waiter()
             waiter.result()             # woken by the next delivery report, a detach, the end
 
-    def call(self, items_payload: bytes, event: str | None,
+    def call(self, items_payload: payload_codec.Encoded, event: str | None,
              timeout: float | None, block: bool = True) -> Any:
         """Send a request and wait for its reply (only ``timeout`` or the end of the session stop
         the wait; a reconnect does not)."""

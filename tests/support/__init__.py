@@ -9,6 +9,7 @@
 * :mod:`tests.support.servers`: uvicorn ASGI servers inside the test's event loop.
 * :mod:`tests.support.link`: two engines over a scripted faulty link with a fake clock.
 * :mod:`tests.support.frames`: relio frames written field by field (any flags, any lengths).
+* :mod:`tests.support.delivery`: the event an engine makes for a message another engine sent.
 * :mod:`tests.support.hostile`: a hand-driven engine.io/socket.io/relio peer.
 * :mod:`tests.support.baseline`: python-socketio baselines: what it lost is recorded as
   information (printed, attached to the report), never asserted.

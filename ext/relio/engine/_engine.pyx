@@ -126,12 +126,61 @@ cdef class _OutMessage:
     cdef bytes reply_to            # the request this answers, or None
     cdef uint64_t reply_hi, reply_lo
     cdef uint8_t flags             # FLAG_REQUEST / FLAG_RESPONSE; FLAG_CHUNK when split
-    cdef bytes payload
+    cdef bytes payload             # the message, or None while it is held as parts
+    # A payload given as consecutive parts (send's tuple): framed straight from them, joined only
+    # if the message's bytes are needed whole (a cached reply, a snapshot). None otherwise.
+    cdef tuple parts
     cdef Py_ssize_t size
     cdef Py_ssize_t framed         # bytes of payload already given a sequence number
     cdef Py_ssize_t unacked        # frames sent and not yet acknowledged
     cdef uint64_t first_seq        # seq of its first frame (its frames take consecutive seqs)
     cdef double accepted_at
+
+
+cdef tuple _payload_parts(tuple payload):
+    # send's tuple of parts as bytes objects (a mutable buffer is copied, as a whole payload is),
+    # empty ones left out.
+    cdef list parts = []
+    for part in payload:
+        if type(part) is not bytes:
+            part = bytes(part)
+        if PyBytes_GET_SIZE(part):
+            parts.append(part)
+    return tuple(parts)
+
+
+cdef Py_ssize_t _parts_size(tuple parts):
+    cdef Py_ssize_t size = 0
+    for part in parts:
+        size += PyBytes_GET_SIZE(part)
+    return size
+
+
+cdef void _gather(unsigned char* out, tuple parts, Py_ssize_t offset, Py_ssize_t length) noexcept:
+    # Copy bytes [offset, offset + length) of the message made of parts to out.
+    cdef Py_ssize_t part_size, n
+    for part in parts:
+        if length == 0:
+            return
+        part_size = PyBytes_GET_SIZE(part)
+        if offset >= part_size:
+            offset -= part_size
+            continue
+        n = part_size - offset
+        if n > length:
+            n = length
+        memcpy(out, PyBytes_AS_STRING(part) + offset, n)
+        out += n
+        length -= n
+        offset = 0
+
+
+cdef bytes _whole_payload(_OutMessage m):
+    # The message's bytes in one object (its parts joined once, when first needed).
+    if m.parts is not None:
+        m.payload = b"".join(m.parts)
+        m.parts = None
+    return m.payload
 
 
 cdef class _HeldFrame:
@@ -306,7 +355,10 @@ cdef class Engine:
     def send(self, payload, double now, *, bint request=False, msg_id=None):
         """Queue a message for reliable delivery and return its 16-byte id.
 
-        :param payload: the message (bytes); any size up to ``max_message_size``.
+        :param payload: the message (bytes); any size up to ``max_message_size``. A tuple of bytes
+                        objects is the message made of these consecutive parts: its chunks are
+                        copied from them, so a big part (a binary attachment) is never copied
+                        into one buffer with the others first.
         :param request: the peer must answer it (the answer arrives as ``ResponseReceived``).
         :param msg_id: reuse an id (to re-send a message of an earlier session so the peer can drop
                        it if it already has it); a new one is made if omitted. If a message with
@@ -336,7 +388,7 @@ cdef class Engine:
         _id_words(rid, &m.reply_hi, &m.reply_lo)
         self._enqueue(m)
         self._awaiting_reply.discard(rid)
-        self._cache.put_c(rid, m.msg_id + bytes((m.flags,)) + m.payload, now)
+        self._cache.put_c(rid, m.msg_id + bytes((m.flags,)) + _whole_payload(m), now)
         return m.msg_id
 
     def decline(self, request_id):
@@ -351,9 +403,19 @@ cdef class Engine:
         # the peer's reassembly, and to snapshots).
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
-        if type(payload) is not bytes:
+        cdef tuple parts = None
+        cdef Py_ssize_t size
+        if type(payload) is tuple:
+            parts = _payload_parts(<tuple>payload)
+            size = _parts_size(parts)
+            payload = None
+            if len(parts) < 2:
+                payload = parts[0] if parts else b""
+                parts = None
+        elif type(payload) is not bytes:
             payload = bytes(payload)
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+        if parts is None:
+            size = PyBytes_GET_SIZE(payload)
         if size > self._max_message:
             raise LocalProtocolError(
                 f"message of {size} bytes exceeds max_message_size ({self._max_message})")
@@ -379,6 +441,7 @@ cdef class Engine:
                 self._counter = m.lo + 1
         m.flags = flags | (FLAG_CHUNK if size > self._chunk_size else 0)
         m.payload = <bytes>payload
+        m.parts = parts
         m.size = size
         m.framed = 0
         m.unacked = 0
@@ -1106,7 +1169,10 @@ cdef class Engine:
             frames[0] = 0
         used += write_data_header(buf + used, m.flags, seq, m.hi, m.lo, m.reply_hi, m.reply_lo,
                                   m.size, offset, length)
-        memcpy(buf + used, PyBytes_AS_STRING(m.payload) + offset, length)
+        if m.parts is None:
+            memcpy(buf + used, PyBytes_AS_STRING(m.payload) + offset, length)
+        else:
+            _gather(buf + used, m.parts, offset, length)
         frames[0] += 1
         has_data[0] = True
         return used + length
@@ -1162,7 +1228,7 @@ cdef class Engine:
             w.varint(m.flags)
             if m.flags & FLAG_RESPONSE:
                 w.raw(m.reply_to)
-            w.blob(m.payload)
+            w.blob(_whole_payload(m))
             w.varint(m.framed)
             w.f64(now - m.accepted_at)
         w.varint(self._acked.base)
