@@ -1,8 +1,8 @@
 """relio.asyncio.channel: a batch of requests is answered in pipelined turns, in order, each once.
 
 A :class:`~relio.asyncio.channel.Channel` (a real engine at each end, an asyncio loop, no
-sockets) receives one batch of 64 requests whose handler answers inline. With the default
-``events_per_turn`` (16) the first 16 answers are written before the channel returns to the loop
+sockets) receives one batch of 64 requests whose handler answers inline. With
+``events_per_turn=16`` the first 16 answers are written before the channel returns to the loop
 and the rest follow in later turns; with a budget larger than the batch everything is answered in
 the one turn (the behaviour before pipelining). Either way every request gets exactly its answer.
 """
@@ -73,7 +73,7 @@ async def _answered_per_turn(config: Config) -> tuple[list[int], list[int], list
 
 
 async def test_a_batch_of_requests_is_answered_in_turns_in_order():
-    per_turn, handled, replies = await _answered_per_turn(Config())
+    per_turn, handled, replies = await _answered_per_turn(Config(events_per_turn=16))
     # 16 written before the loop ran anything else, 16 more each turn; the last 16 leave with
     # the ordinary coalesced flush
     assert per_turn == [16, 32, 48, 48, N]
@@ -91,7 +91,7 @@ async def test_other_sessions_run_between_turns():
     """A session's long batch does not hold the loop: another session's handler runs before the
     first session has answered everything."""
     loop = asyncio.get_running_loop()
-    config = Config()
+    config = Config(events_per_turn=16)
     order: list[str] = []
 
     class Recorder(Echo):
