@@ -1533,27 +1533,61 @@ COUNTERS = ("messages_sent", "messages_delivered", "messages_expired", "messages
 
 
 cdef class _SnapshotWriter:
-    cdef list _parts
-    cdef unsigned char _buf[8]
+    """Appends to one growing C buffer (a snapshot is taken at every durable save: one bytes
+    object per field, as before, cost ~0.5 µs per queued message per save)."""
+    cdef unsigned char* _buf
+    cdef Py_ssize_t _len
+    cdef Py_ssize_t _cap
 
     def __cinit__(self):
-        self._parts = []
+        self._cap = 4096
+        self._len = 0
+        self._buf = <unsigned char*>PyMem_Malloc(self._cap)
+        if self._buf == NULL:
+            raise MemoryError()
 
-    cdef void raw(self, bytes b):
-        self._parts.append(b)
+    def __dealloc__(self):
+        PyMem_Free(self._buf)
 
-    cdef void varint(self, uint64_t v):
-        self._parts.append(PyBytes_FromStringAndSize(<char*>self._buf, write_varint(self._buf, v)))
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap = self._cap
+        cdef unsigned char* grown
+        if self._len + n <= cap:
+            return 0
+        while self._len + n > cap:
+            cap *= 2
+        grown = <unsigned char*>PyMem_Realloc(self._buf, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self._buf, self._cap = grown, cap
+        return 0
 
-    cdef void f64(self, double v):
-        self._parts.append(_F64.pack(v))
+    cdef int raw(self, bytes b) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        self._reserve(n)
+        memcpy(self._buf + self._len, PyBytes_AS_STRING(b), n)
+        self._len += n
+        return 0
 
-    cdef void blob(self, bytes b):
-        self.varint(len(b))
-        self._parts.append(b)
+    cdef int varint(self, uint64_t v) except -1:
+        self._reserve(8)
+        self._len += write_varint(self._buf + self._len, v)
+        return 0
+
+    cdef int f64(self, double v) except -1:
+        cdef uint64_t bits
+        memcpy(&bits, &v, 8)
+        self._reserve(8)
+        write_u64(self._buf + self._len, bits)   # big-endian IEEE 754, as struct's ">d"
+        self._len += 8
+        return 0
+
+    cdef int blob(self, bytes b) except -1:
+        self.varint(PyBytes_GET_SIZE(b))
+        return self.raw(b)
 
     cdef bytes getvalue(self):
-        return b"".join(self._parts)
+        return PyBytes_FromStringAndSize(<char*>self._buf, self._len)
 
 
 cdef class _SnapshotReader:
