@@ -64,6 +64,9 @@ cdef Py_ssize_t CACHED_HEADER = ID_SIZE + 1
 cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
 # _OutMessage.first_seq of a message not framed yet.
 cdef uint64_t NOT_FRAMED = U64_MAX
+# In a snapshot's message flags (never on the wire): the message's record is stored apart
+# (Engine.snapshot_apart); an engine that predates it refuses the snapshot ("unknown flags").
+cdef uint64_t SNAPSHOT_APART = 0x80
 _F64 = struct.Struct(">d")
 
 
@@ -1120,9 +1123,45 @@ cdef class Engine:
         ``max_ids`` >= 0 keeps only that many of the most recently delivered message ids (the id
         set is 16 bytes per id up to ``id_set_capacity``; a snapshot taken on every batch keeps
         the ids that can still be retried, not the whole history)."""
+        return self._snapshot(now, max_ids, None, None)
+
+    def snapshot_apart(self, double now, Py_ssize_t max_ids, set stored not None):
+        """:meth:`snapshot` with the outbox's messages stored apart: ``(data, added, gone)``.
+
+        A message is written once and never changes while it waits for its acknowledgement (only
+        its framing progress does), so a caller that saves the session often keeps each message's
+        record (flags, what it answers, payload) apart, keyed by its id, and writes it once.
+        ``data`` names every unacknowledged message by id with its framing progress (no
+        payload); ``added`` maps the id of each message not in ``stored`` (the ids whose record
+        the caller holds) to its record; ``gone`` lists the ids in ``stored`` no longer in the
+        outbox (acknowledged, expired: their records can go). :meth:`restore` takes ``data`` with
+        ``records`` holding the record of every message it names."""
+        cdef dict added = {}
+        data = self._snapshot(now, max_ids, stored, added)
+        cdef set live = self._outbox_ids() if stored else None
+        gone = [i for i in stored if i not in live] if stored else []
+        return data, added, gone
+
+    cdef set _outbox_ids(self):
+        # Ids of the messages a snapshot writes: every unacknowledged one.
+        cdef set ids = set()
+        cdef _OutMessage m
+        cdef uint64_t seq = self._acked.base
+        while seq < self._snd_next:
+            if not self._acked.is_marked_c(seq):
+                ids.add((<_OutMessage>self._slot_msgs[seq & self._slot_mask]).msg_id)
+            seq += 1
+        for m in self._queue:
+            ids.add(m.msg_id)
+        return ids
+
+    cdef bytes _snapshot(self, double now, Py_ssize_t max_ids, set stored, dict added):
+        # stored is None: every message inline (snapshot); else each message is a reference
+        # (SNAPSHOT_APART) and the records of those not in stored go to added.
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
         cdef _SnapshotWriter w = _SnapshotWriter()
+        cdef _SnapshotWriter rec
         cdef _OutMessage m
         cdef _HeldFrame h
         cdef _Slot* slot
@@ -1152,12 +1191,18 @@ cdef class Engine:
                 index[m.msg_id] = len(messages)
                 messages.append(m)
         w.varint(len(messages))
+        if stored is not None:
+            rec = _SnapshotWriter()
         for m in messages:
             w.raw(m.msg_id)
-            w.varint(m.flags)
-            if m.flags & FLAG_RESPONSE:
-                w.raw(m.reply_to)
-            w.blob(m.payload)
+            if stored is None:
+                _write_message(w, m)
+            else:
+                w.varint(m.flags | SNAPSHOT_APART)
+                if m.msg_id not in stored:
+                    rec.clear()
+                    _write_message(rec, m)
+                    added[m.msg_id] = rec.getvalue()
             w.varint(m.framed)
             w.f64(now - m.accepted_at)
         w.varint(self._acked.base)
@@ -1218,9 +1263,11 @@ cdef class Engine:
         return w.getvalue()
 
     @staticmethod
-    def restore(bytes data not None, config=None, *, double now=0.0):
+    def restore(bytes data not None, config=None, *, double now=0.0, dict records=None):
         """A new engine carrying on the session in ``data`` (from :meth:`snapshot`), disconnected:
-        call :meth:`resume` with the peer's state once a link is up.
+        call :meth:`resume` with the peer's state once a link is up. ``records``: the message
+        records of a :meth:`snapshot_apart` (id -> record; records ``data`` does not name are
+        ignored).
 
         :raises RemoteProtocolError: the snapshot is malformed, of an unknown version, or does not
                                      fit this ``config``'s limits.
@@ -1228,7 +1275,7 @@ cdef class Engine:
         cdef Engine e = Engine(config, now=now, id_prefix=b"\0" * 8)
         cdef _SnapshotReader r = _SnapshotReader(data)
         try:
-            e._load(r, now)
+            e._load(r, now, records)
         except (ValueError, OverflowError, KeyError, IndexError) as exc:
             raise RemoteProtocolError(f"snapshot: invalid ({exc})") from None
         except RemoteProtocolError as exc:
@@ -1240,7 +1287,19 @@ cdef class Engine:
             raise RemoteProtocolError("snapshot: trailing bytes")
         return e
 
-    cdef int _load(self, _SnapshotReader r, double now) except -1:
+    cdef int _read_message(self, _SnapshotReader r, _OutMessage m, uint64_t flags) except -1:
+        # The rest of a message's record after its flags (see _write_message), inline in a
+        # snapshot or stored apart.
+        if flags & ~(FLAG_REQUEST | FLAG_RESPONSE | FLAG_CHUNK):
+            raise RemoteProtocolError("snapshot: unknown message flags")
+        m.flags = <uint8_t>flags
+        if m.flags & FLAG_RESPONSE:
+            m.reply_to = r.raw(ID_SIZE)
+            _id_words(m.reply_to, &m.reply_hi, &m.reply_lo)
+        m.payload = r.blob(self._max_message)
+        return 0
+
+    cdef int _load(self, _SnapshotReader r, double now, dict records) except -1:
         cdef _OutMessage m
         cdef _HeldFrame h
         cdef _Slot* slot
@@ -1249,7 +1308,9 @@ cdef class Engine:
         cdef bytes chunk
         cdef list messages = []
         cdef dict by_id = {}
-        cdef uint64_t framed, offset, length, transmissions, k, full
+        cdef uint64_t framed, offset, length, transmissions, k, full, flags
+        cdef object record
+        cdef _SnapshotReader apart
         cdef Py_ssize_t nframes
         cdef bint framed_all
         if r.raw(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
@@ -1270,13 +1331,19 @@ cdef class Engine:
             m = _OutMessage.__new__(_OutMessage)
             m.msg_id = r.raw(ID_SIZE)
             _id_words(m.msg_id, &m.hi, &m.lo)
-            m.flags = r.varint()
-            if m.flags & ~(FLAG_REQUEST | FLAG_RESPONSE | FLAG_CHUNK):
-                raise RemoteProtocolError("snapshot: unknown message flags")
-            if m.flags & FLAG_RESPONSE:
-                m.reply_to = r.raw(ID_SIZE)
-                _id_words(m.reply_to, &m.reply_hi, &m.reply_lo)
-            m.payload = r.blob(self._max_message)
+            flags = r.varint()
+            if flags & SNAPSHOT_APART:
+                record = records.get(m.msg_id) if records is not None else None
+                if type(record) is not bytes:
+                    raise RemoteProtocolError("snapshot: the record of a message is missing")
+                apart = _SnapshotReader(record)
+                if apart.varint() != flags & ~SNAPSHOT_APART:
+                    raise RemoteProtocolError("snapshot: a message record does not match")
+                self._read_message(apart, m, flags & ~SNAPSHOT_APART)
+                if apart.pos != len(record):
+                    raise RemoteProtocolError("snapshot: trailing bytes in a message record")
+            else:
+                self._read_message(r, m, flags)
             m.size = len(m.payload)
             if bool(m.flags & FLAG_CHUNK) != (m.size > self._chunk_size):
                 raise RemoteProtocolError("snapshot: message chunking does not match chunk_size")
@@ -1588,6 +1655,18 @@ cdef class _SnapshotWriter:
 
     cdef bytes getvalue(self):
         return PyBytes_FromStringAndSize(<char*>self._buf, self._len)
+
+    cdef void clear(self) noexcept:
+        self._len = 0
+
+
+cdef int _write_message(_SnapshotWriter w, _OutMessage m) except -1:
+    # What never changes of a queued message: its flags, what it answers, its payload.
+    w.varint(m.flags)
+    if m.flags & FLAG_RESPONSE:
+        w.raw(m.reply_to)
+    w.blob(m.payload)
+    return 0
 
 
 cdef class _SnapshotReader:
