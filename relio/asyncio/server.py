@@ -531,20 +531,35 @@ class AsyncServer(ServerShell, socketio.AsyncServer):
         """What another node needs to carry ``session`` on: the socket.io layer's part (rooms,
         the application's session dict) and the engine snapshot (``max_ids``: of the id set, only
         the newest). Taken synchronously."""
-        channel = session.channel
-        snapshot = channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
+        snapshot = session.channel.engine.snapshot(asyncio.get_running_loop().time(), max_ids)
+        return self._relio_export_meta(session), snapshot
+
+    def relio_export_apart(self, session: ServerSession, max_ids: int,
+                           stored: set) -> tuple[dict, bytes, list, bytes, list]:
+        """:meth:`relio_export` with the outbox's messages kept apart (a host that saves often
+        writes each message once): ``(meta, snapshot, added, records, gone)``, see
+        ``Engine.snapshot_apart``; :meth:`relio_adopt` takes the snapshot with every message's
+        record (``records``, by id). Taken synchronously."""
+        snapshot, added, records, gone = session.channel.engine.snapshot_apart(
+            asyncio.get_running_loop().time(), max_ids, stored)
+        return self._relio_export_meta(session), snapshot, added, records, gone
+
+    def _relio_export_meta(self, session: ServerSession) -> dict:
         rooms = [r for r in self.manager.get_rooms(session.sid, session.namespace)
                  if r != session.sid]
         return {'v': 1, 'sid': session.sid, 'ns': session.namespace, 'rooms': rooms,
-                'session': session.data}, snapshot
+                'session': session.data}
 
-    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> ServerSession:
+    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot,
+                    records=None) -> ServerSession:
         """Register a session moved here from another node (parked on ``eio_sid`` until the resume
-        that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
+        that asked for it completes; ``records``: the message records of a
+        :meth:`relio_export_apart` snapshot). :raises RemoteProtocolError: the snapshot is
+        invalid."""
         if meta.get('ns') != namespace or meta.get('sid') != sid:
             raise ValueError('the record is for another session or namespace')
         now = asyncio.get_running_loop().time()
-        engine = Engine.restore(snapshot, self.relio_config, now=now)
+        engine = Engine.restore(snapshot, self.relio_config, now=now, records=records)
         data = meta.get('session')
         channel = self._new_channel(engine, sid, namespace)
         session = self.relio_registry.adopt(sid, namespace, channel, eio_sid, credential,

@@ -56,11 +56,16 @@ FAST, DURABLE = "fast", "durable"
 class _RecordState:
     """What the store keeps for one session it owns (``ServerSession.host_state``)."""
 
-    __slots__ = ("epoch", "save_lock", "save_failed")
+    __slots__ = ("epoch", "save_lock", "save_failed", "stored")
 
-    def __init__(self, epoch: int = 1):
+    def __init__(self, epoch: int = 1, stored: set[bytes] | None = None):
         #: the epoch this node claimed (or created) the record with: its writes are fenced by it
         self.epoch = epoch
+        #: ids of the messages whose records the record holds (see :mod:`relio.cluster.records`):
+        #: a save writes only the others. Added once a save that wrote them succeeded; removed
+        #: when a state that deletes them is taken (so a later state writes a message again if
+        #: its id comes back before that delete is done).
+        self.stored: set[bytes] = stored if stored is not None else set()
         #: saves of one session reach Redis in the order their states were taken
         self.save_lock = asyncio.Lock()
         #: the last save failed (Redis away): the liveness loop saves it again
@@ -166,10 +171,13 @@ class RedisSessionStore(SessionHost):
             state = session.host_state = _RecordState()
         return state
 
-    def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple[bytes, str, str]:
+    def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple:
         """The session's record state, taken now (synchronously, with the bus position it
-        includes), and its credential hashes."""
-        meta, snapshot = self.server.relio_export(session, max_ids)
+        includes), its credential hashes, the message records to write and those to delete."""
+        stored = self._record_state(session).stored
+        meta, snapshot, added, packed, gone = self.server.relio_export_apart(session, max_ids,
+                                                                             stored)
+        stored.difference_update(gone)
         meta["bus"] = self.bus.applied_id.decode()
         running = getattr(session.channel, "running", None)
         if running:
@@ -184,7 +192,7 @@ class RedisSessionStore(SessionHost):
                                 "(not JSON: %s); it moves without it", session.sid, exc)
             meta["session"] = None
             blob = records.pack_state(meta, snapshot)
-        return blob, cred, prev
+        return blob, cred, prev, added, packed, b"".join(gone)
 
     def _session_of(self, channel: Channel) -> ServerSession | None:
         session = self.server.relio_registry.get(channel.sid)
@@ -210,7 +218,7 @@ class RedisSessionStore(SessionHost):
         longer owns is dropped here (fenced)."""
         if state is None:
             state = self._state_of(session)
-        blob, cred, prev = state
+        blob, cred, prev, added, packed, gone = state
         record = self._record_state(session)
         self._redis()
         assert self._scripts is not None
@@ -219,7 +227,8 @@ class RedisSessionStore(SessionHost):
             async with record.save_lock:
                 ok = await self._scripts[0](keys=[self._record_key(session.sid)],
                                             args=[record.epoch, self.bus.host_id, blob, cred, prev,
-                                                  self._record_ttl_ms(), 1 if release else 0])
+                                                  self._record_ttl_ms(), 1 if release else 0,
+                                                  packed, gone])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -229,7 +238,9 @@ class RedisSessionStore(SessionHost):
             return False
         self.bus.redis_ok()
         record.save_failed = False
-        if not ok:
+        if ok:
+            record.stored.update(added)
+        else:
             self.stats["fenced"] += 1
             self._log().warning("relio: session %s is owned by another node now: dropped here",
                                 session.sid)
@@ -362,11 +373,12 @@ class RedisSessionStore(SessionHost):
                 await asyncio.sleep(0.02)
             epoch = int(reply[1])
             meta, snapshot = records.unpack_state(reply[2])
+            held = records.message_records(reply)
             async with bus.apply_lock:
                 replay = await self._entries_for(sid, namespace, meta)
                 session = self.server.relio_adopt(sid, namespace, eio_sid, credential, meta,
-                                                  snapshot)
-                session.host_state = _RecordState(epoch)
+                                                  snapshot, held)
+                session.host_state = _RecordState(epoch, set(held))
                 for _entry_id, fields in replay:
                     await self._replay(session, fields)
                 running = [(bytes.fromhex(m), base64.b64decode(p), bool(r))

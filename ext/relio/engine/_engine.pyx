@@ -135,6 +135,8 @@ cdef class _OutMessage:
     cdef Py_ssize_t unacked        # frames sent and not yet acknowledged
     cdef uint64_t first_seq        # seq of its first frame (its frames take consecutive seqs)
     cdef double accepted_at
+    cdef uint64_t snap_mark        # the snapshot that last numbered it (Engine._snap_marks)
+    cdef Py_ssize_t snap_index     # its number in that snapshot
 
 
 cdef class _HeldFrame:
@@ -186,6 +188,7 @@ cdef class Engine:
     # explicit msg_id, a retried request) and kept from then on, so that sessions that never
     # reuse an id pay nothing per message.
     cdef dict _pending
+    cdef uint64_t _snap_marks      # snapshots taken (numbers the messages of each, no dict)
     cdef Py_ssize_t _outbox_count, _outbox_bytes
     cdef uint64_t _snd_next
     cdef AckWindow _acked               # base == oldest unacknowledged seq
@@ -1123,50 +1126,42 @@ cdef class Engine:
         ``max_ids`` >= 0 keeps only that many of the most recently delivered message ids (the id
         set is 16 bytes per id up to ``id_set_capacity``; a snapshot taken on every batch keeps
         the ids that can still be retried, not the whole history)."""
-        return self._snapshot(now, max_ids, None, None)
+        return self._snapshot(now, max_ids, None, None, None, None)
 
     def snapshot_apart(self, double now, Py_ssize_t max_ids, set stored not None):
-        """:meth:`snapshot` with the outbox's messages stored apart: ``(data, added, gone)``.
+        """:meth:`snapshot` with the outbox's messages stored apart: ``(data, added, records,
+        gone)``.
 
         A message is written once and never changes while it waits for its acknowledgement (only
         its framing progress does), so a caller that saves the session often keeps each message's
         record (flags, what it answers, payload) apart, keyed by its id, and writes it once.
         ``data`` names every unacknowledged message by id with its framing progress (no
-        payload); ``added`` maps the id of each message not in ``stored`` (the ids whose record
-        the caller holds) to its record; ``gone`` lists the ids in ``stored`` no longer in the
-        outbox (acknowledged, expired: their records can go). :meth:`restore` takes ``data`` with
-        ``records`` holding the record of every message it names."""
-        cdef dict added = {}
-        data = self._snapshot(now, max_ids, stored, added)
-        cdef set live = self._outbox_ids() if stored else None
-        gone = [i for i in stored if i not in live] if stored else []
-        return data, added, gone
+        payload); ``added`` lists the ids of the messages not in ``stored`` (the ids whose record
+        the caller holds) and ``records`` packs their records, in that order, each as its id, its
+        length (4 bytes, big-endian) and the record (one buffer: a caller writes it as one
+        argument); ``gone`` lists the ids in ``stored`` no longer in the outbox (acknowledged,
+        expired: their records can go). :meth:`restore` takes ``data`` with ``records`` holding
+        the record of every message it names, by id."""
+        cdef list added = []
+        cdef list gone = []
+        cdef _SnapshotWriter packed = _SnapshotWriter()
+        data = self._snapshot(now, max_ids, stored, added, packed, gone)
+        return data, added, packed.getvalue(), gone
 
-    cdef set _outbox_ids(self):
-        # Ids of the messages a snapshot writes: every unacknowledged one.
-        cdef set ids = set()
-        cdef _OutMessage m
-        cdef uint64_t seq = self._acked.base
-        while seq < self._snd_next:
-            if not self._acked.is_marked_c(seq):
-                ids.add((<_OutMessage>self._slot_msgs[seq & self._slot_mask]).msg_id)
-            seq += 1
-        for m in self._queue:
-            ids.add(m.msg_id)
-        return ids
-
-    cdef bytes _snapshot(self, double now, Py_ssize_t max_ids, set stored, dict added):
+    cdef bytes _snapshot(self, double now, Py_ssize_t max_ids, set stored, list added,
+                         _SnapshotWriter packed, list gone):
         # stored is None: every message inline (snapshot); else each message is a reference
-        # (SNAPSHOT_APART) and the records of those not in stored go to added.
+        # (SNAPSHOT_APART), the ids of those not in stored go to added and their records to
+        # packed, and the ids in stored that are no longer pending go to gone.
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
         cdef _SnapshotWriter w = _SnapshotWriter()
-        cdef _SnapshotWriter rec
+        cdef Py_ssize_t start
         cdef _OutMessage m
         cdef _HeldFrame h
         cdef _Slot* slot
         cdef uint64_t seq
-        cdef dict index = {}
+        cdef dict index
         cdef list messages = []
         w.raw(SNAPSHOT_MAGIC)
         w.varint(SNAPSHOT_VERSION)
@@ -1178,21 +1173,29 @@ cdef class Engine:
         w.f64(self._rto)
         w.varint(self._has_rtt)
         # Send side: every message not yet acknowledged, once, then the frames in flight.
+        self._snap_marks += 1
+        cdef uint64_t mark = self._snap_marks
         seq = self._acked.base
         while seq < self._snd_next:
             if not self._acked.is_marked_c(seq):
-                m = self._slot_msgs[seq & self._slot_mask]
-                if m.msg_id not in index:
-                    index[m.msg_id] = len(messages)
+                m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
+                if m.snap_mark != mark:
+                    m.snap_mark = mark
+                    m.snap_index = len(messages)
                     messages.append(m)
             seq += 1
         for m in self._queue:
-            if m.msg_id not in index:
-                index[m.msg_id] = len(messages)
+            if m.snap_mark != mark:
+                m.snap_mark = mark
+                m.snap_index = len(messages)
                 messages.append(m)
         w.varint(len(messages))
-        if stored is not None:
-            rec = _SnapshotWriter()
+        if stored:
+            # (the outbox by id is then kept up to date as messages come and go)
+            index = self._pending_ids()
+            for i in stored:
+                if i not in index:
+                    gone.append(i)
         for m in messages:
             w.raw(m.msg_id)
             if stored is None:
@@ -1200,9 +1203,11 @@ cdef class Engine:
             else:
                 w.varint(m.flags | SNAPSHOT_APART)
                 if m.msg_id not in stored:
-                    rec.clear()
-                    _write_message(rec, m)
-                    added[m.msg_id] = rec.getvalue()
+                    added.append(m.msg_id)
+                    packed.raw(m.msg_id)
+                    start = packed.skip(4)
+                    _write_message(packed, m)
+                    packed.u32_at(start, <uint32_t>(packed.size() - start - 4))
             w.varint(m.framed)
             w.f64(now - m.accepted_at)
         w.varint(self._acked.base)
@@ -1212,16 +1217,16 @@ cdef class Engine:
         while seq < self._snd_next:
             if not self._acked.is_marked_c(seq):
                 slot = &self._slots[seq & self._slot_mask]
-                m = self._slot_msgs[seq & self._slot_mask]
+                m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
                 w.varint(seq)
-                w.varint(index[m.msg_id])
+                w.varint(m.snap_index)
                 w.varint(slot.offset)
                 w.varint(slot.length)
                 w.varint(slot.transmissions)
             seq += 1
         w.varint(len(self._queue))
         for m in self._queue:
-            w.varint(index[m.msg_id])
+            w.varint(m.snap_index)
         # Receive side: the cumulative point, the in-order chunk stream, the held frames.
         w.varint(self._rcv.base)
         if self._rx_chunk_id is None:
@@ -1656,8 +1661,20 @@ cdef class _SnapshotWriter:
     cdef bytes getvalue(self):
         return PyBytes_FromStringAndSize(<char*>self._buf, self._len)
 
-    cdef void clear(self) noexcept:
-        self._len = 0
+    cdef Py_ssize_t size(self) noexcept:
+        return self._len
+
+    cdef Py_ssize_t skip(self, Py_ssize_t n) except -1:
+        # Leave n bytes to fill in later (u32_at); returns where they are.
+        self._reserve(n)
+        self._len += n
+        return self._len - n
+
+    cdef void u32_at(self, Py_ssize_t pos, uint32_t v) noexcept:
+        self._buf[pos] = <unsigned char>(v >> 24)
+        self._buf[pos + 1] = <unsigned char>((v >> 16) & 0xFF)
+        self._buf[pos + 2] = <unsigned char>((v >> 8) & 0xFF)
+        self._buf[pos + 3] = <unsigned char>(v & 0xFF)
 
 
 cdef int _write_message(_SnapshotWriter w, _OutMessage m) except -1:
