@@ -31,8 +31,14 @@ import sys
 import tempfile
 import time
 
-from bench.redis_bench import (SETTLE, ServerProc, cpu_seconds, machine_info, print_profile,
-                               sched_seconds)
+from bench.redis_bench import (
+    SETTLE,
+    ServerProc,
+    cpu_seconds,
+    machine_info,
+    print_profile,
+    sched_seconds,
+)
 from tests.support.redis_server import RedisServer
 
 DEFAULT_OUT = os.path.join('bench', 'results', 'fanout.json')

@@ -53,9 +53,10 @@ class Engine:
     def close(self, reason: str = ..., now: float = ...) -> None: ...
     def snapshot(self, now: float, max_ids: int = ...) -> bytes: ...
     def snapshot_apart(self, now: float, max_ids: int,
-                       stored: set[bytes]) -> tuple[bytes, dict[bytes, bytes], list[bytes]]:
-        """:meth:`snapshot` naming the outbox's messages by id: ``(data, added, gone)``, the
-        records of the messages not in ``stored``, the ids in ``stored`` no longer pending."""
+                       stored: set[bytes]) -> tuple[bytes, list[bytes], bytes, list[bytes]]:
+        """:meth:`snapshot` naming the outbox's messages by id: ``(data, added, records, gone)``:
+        the ids of the messages not in ``stored`` and their records, packed (each: 16-byte id,
+        4-byte big-endian length, record), and the ids in ``stored`` no longer pending."""
     @staticmethod
     def restore(data: bytes, config: Config | None = ..., *, now: float = ...,
                 records: dict[bytes, bytes] | None = ...) -> Engine: ...
