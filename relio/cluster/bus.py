@@ -32,6 +32,7 @@ import itertools
 import json as stdlib_json
 import logging
 import os
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -56,15 +57,31 @@ logger = logging.getLogger("relio")
 #: retried after its reply was lost). KEYS: stream, the publisher's last-number key. ARGV: stream
 #: cap, seconds the publisher's number is kept, the batch's first number, the publisher's id (each
 #: entry's ``o``, so that a node skips its own entries without decoding them), then (header,
-#: payload) per entry. Runs atomically, so a batch is in the stream entirely or not at all.
+#: payload) per entry, or the whole batch in one argument (:func:`pack_entries`: redis-py builds
+#: a command in Python argument by argument, ~1 µs each, two per entry). Runs atomically, so a
+#: batch is in the stream entirely or not at all.
 _APPEND_SCRIPT = """
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local first = tonumber(ARGV[3])
-local n = (#ARGV - 4) / 2
+local fields = ARGV
+local at = 5
+if #ARGV == 5 then
+  local packed, pos = ARGV[5], 1
+  fields, at = {}, 1
+  while pos + 7 <= #packed do
+    local a, b, c, d, e, f, g, h = string.byte(packed, pos, pos + 7)
+    local hl = ((a * 256 + b) * 256 + c) * 256 + d
+    local pl = ((e * 256 + f) * 256 + g) * 256 + h
+    fields[#fields + 1] = string.sub(packed, pos + 8, pos + 7 + hl)
+    fields[#fields + 1] = string.sub(packed, pos + 8 + hl, pos + 7 + hl + pl)
+    pos = pos + 8 + hl + pl
+  end
+end
+local n = (#fields - at + 1) / 2
 for i = 0, n - 1 do
   if first + i > last then
     redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[4],
-               'h', ARGV[5 + 2 * i], 'p', ARGV[6 + 2 * i])
+               'h', fields[at + 2 * i], 'p', fields[at + 1 + 2 * i])
   end
 end
 if first + n - 1 > last then
@@ -72,6 +89,18 @@ if first + n - 1 > last then
 end
 return n
 """
+
+_LENGTHS = struct.Struct(">II").pack
+
+
+def pack_entries(entries) -> bytes:
+    """A batch of ``(header, payload)`` as :data:`_APPEND_SCRIPT`'s one-argument form: for each,
+    the two lengths (4 bytes each, big-endian), the header, the payload."""
+    parts = []
+    for header, payload in entries:
+        parts += (_LENGTHS(len(header), len(payload)), header, payload)
+    return b"".join(parts)
+
 
 #: How long Redis keeps a publisher's last number after its last append. A publisher is one
 #: manager instance (a random id per process start), so only a batch retried after this long
@@ -342,14 +371,11 @@ class RedisBus:
             if not self._queue:
                 continue
             batch = list(itertools.islice(self._queue, self.config.relay_batch))
-            args: list[Any] = [self.config.relay_stream_maxlen, PUBLISHER_ID_TTL, batch[0].seq,
-                               self._origin]
-            for entry in batch:
-                args.append(entry.header)
-                args.append(entry.payload)
+            packed = pack_entries([(entry.header, entry.payload) for entry in batch])
             try:
-                await self._script(keys=[self.stream_key, self._publisher_key], args=args,
-                                   client=client)
+                await self._script(keys=[self.stream_key, self._publisher_key],
+                                   args=[self.config.relay_stream_maxlen, PUBLISHER_ID_TTL,
+                                         batch[0].seq, self._origin, packed], client=client)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:          # redis unreachable, loading, script error...
