@@ -9,6 +9,8 @@ Every accepted client connection goes to the next upstream in turn; if connectin
 (a killed node refuses), the following upstreams are tried, so dead nodes are skipped.  Bytes
 are piped both ways; when either side closes (or errors), the other side is closed too.  There
 is no stickiness: use the websocket transport (one TCP connection per engine.io session).
+``lb.upstreams`` may be changed while it runs (an empty list refuses every client connection, as a
+balancer with every node out of rotation does).
 """
 from __future__ import annotations
 
@@ -89,6 +91,8 @@ class Balancer:
     # -- internals ------------------------------------------------------------------------
     async def _open_upstream(self):
         n = len(self.upstreams)
+        if n == 0:
+            return None          # every node out of rotation: connections are refused
         start = self._next
         self._next = (self._next + 1) % n
         for i in range(n):
