@@ -96,7 +96,7 @@ _LENGTHS = struct.Struct(">II").pack
 def pack_entries(entries) -> bytes:
     """A batch of ``(header, payload)`` as :data:`_APPEND_SCRIPT`'s one-argument form: for each,
     the two lengths (4 bytes each, big-endian), the header, the payload."""
-    parts = []
+    parts: list[bytes] = []
     for header, payload in entries:
         parts += (_LENGTHS(len(header), len(payload)), header, payload)
     return b"".join(parts)
@@ -346,13 +346,29 @@ class RedisBus:
                     await asyncio.wait_for(self._queue_changed.wait(), remaining)
                 except asyncio.TimeoutError:
                     pass
+        self._append(header, payload, delivery, cfg)
+
+    def relay_nowait(self, header: dict | bytes, payload: bytes = b"",
+                     delivery: Delivery | None = None) -> bool:
+        """:meth:`relay` when the queue has room now, without a coroutine to await (a room
+        broadcast relays every message); False when it has not, or the bus is closed: then
+        await :meth:`relay`, which waits for room or raises."""
+        cfg = self._config()
+        if self._closed or len(self._queue) >= cfg.relay_queue_messages:
+            return False
+        self._append(header, payload, delivery, cfg)
+        return True
+
+    def _append(self, header: dict | bytes, payload: bytes, delivery: Delivery | None,
+                cfg: Config) -> None:
         if delivery is not None:
             delivery._add()
             delivery.relayed += 1
         if not isinstance(header, bytes):
             header = stdlib_json.dumps(header, separators=(",", ":")).encode()
-        queue.append(_Entry(next(self._seq), header, payload, delivery,
-                            loop.time() + cfg.relay_timeout))
+        loop = asyncio.get_running_loop()
+        self._queue.append(_Entry(next(self._seq), header, payload, delivery,
+                                  loop.time() + cfg.relay_timeout))
         self._queue_changed.set()
         publisher = self._publisher
         if publisher is None or publisher.done():

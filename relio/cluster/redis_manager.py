@@ -225,7 +225,8 @@ class AsyncRedisManager(AsyncManager):
         else:
             header = emit_header(self.bus.host_id, namespace, room, event, msg_id, skip_sid,
                                  remote_callback)
-        await self.bus.relay(header, payload, delivery, block)
+        if not self.bus.relay_nowait(header, payload, delivery):
+            await self.bus.relay(header, payload, delivery, block)
         return delivery
 
     async def pre_connect(self, eio_sid, namespace):
