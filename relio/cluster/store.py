@@ -56,7 +56,7 @@ FAST, DURABLE = "fast", "durable"
 class _RecordState:
     """What the store keeps for one session it owns (``ServerSession.host_state``)."""
 
-    __slots__ = ("epoch", "save_lock", "save_failed", "stored")
+    __slots__ = ("epoch", "save_lock", "save_failed", "stored", "hashed", "hashes")
 
     def __init__(self, epoch: int = 1, stored: set[bytes] | None = None):
         #: the epoch this node claimed (or created) the record with: its writes are fenced by it
@@ -66,10 +66,23 @@ class _RecordState:
         #: when a state that deletes them is taken (so a later state writes a message again if
         #: its id comes back before that delete is done).
         self.stored: set[bytes] = stored if stored is not None else set()
+        #: the credentials last hashed, and their hashes (durable mode saves at every batch;
+        #: the credentials change only when the client resumes)
+        self.hashed: tuple | None = None
+        self.hashes: tuple[str, str] = ("", "")
         #: saves of one session reach Redis in the order their states were taken
         self.save_lock = asyncio.Lock()
         #: the last save failed (Redis away): the liveness loop saves it again
         self.save_failed = False
+
+    def credential_hashes(self, credential: str | None,
+                          previous: str | None) -> tuple[str, str]:
+        """What the record stores of the session's credentials (see :mod:`records`)."""
+        if self.hashed != (credential, previous):
+            self.hashed = (credential, previous)
+            self.hashes = (records.credential_hash(credential),
+                           records.credential_hash(previous))
+        return self.hashes
 
 
 class RedisSessionStore(SessionHost):
@@ -174,7 +187,8 @@ class RedisSessionStore(SessionHost):
     def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple:
         """The session's record state, taken now (synchronously, with the bus position it
         includes), its credential hashes, the message records to write and those to delete."""
-        stored = self._record_state(session).stored
+        record = self._record_state(session)
+        stored = record.stored
         meta, snapshot, added, packed, gone = self.server.relio_export_apart(session, max_ids,
                                                                              stored)
         stored.difference_update(gone)
@@ -183,8 +197,8 @@ class RedisSessionStore(SessionHost):
         if running:
             meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
                                for msg_id, (payload, request) in running.items()]
-        cred = records.credential_hash(session.record.credential)
-        prev = records.credential_hash(session.record.previous_credential)
+        cred, prev = record.credential_hashes(session.record.credential,
+                                              session.record.previous_credential)
         try:
             blob = records.pack_state(meta, snapshot)
         except (TypeError, ValueError) as exc:
