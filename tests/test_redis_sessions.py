@@ -387,6 +387,42 @@ async def test_durable_saves_keep_each_unacknowledged_message_once(redis):
     await probe.aclose()
 
 
+async def test_a_session_handed_over_is_saved_whole(redis):
+    """A hand-over (shutdown, a client moving between live nodes) writes the snapshot with every
+    queued message in it, the format of earlier versions (they cannot read message records), so
+    that a rolling deploy moves sessions both ways; the other node carries on from it."""
+    from relio.cluster import records
+    from relio.engine import Engine
+    cl = Cluster("durable")
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    probe = redis_client(redis.url)
+    got = []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1]) as lb:
+        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                                   randomization_factor=0.0, handle_sigint=False)
+        client.on("direct", lambda n: got.append(n))
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            key = f"relio:socketio:s:{sid}"
+            assert await client.call("join", "room-r") == "n1"
+            lb.upstreams = []
+            assert await lb.cut() == 1
+            await until(lambda: s1.relio_registry.get(sid).suspended, 10, "the suspend")
+            for n in range(5):
+                await s1.emit("direct", n, to=sid)
+            await s1.manager.session_host.hand_over(s1.relio_registry.get(sid))
+            assert sid not in s1.relio_registry
+            assert await probe.hget(key, "owner") == b""
+            meta, snapshot = records.unpack_state(await probe.hget(key, "state"))
+            assert Engine.restore(snapshot, relio.Config()).outbox_messages >= 5
+            lb.upstreams = [p2]
+            await until(lambda: got == list(range(5)), 20, "the messages, through n2")
+            assert (await client.call("where", timeout=10))[0] == "n2"
+        finally:
+            await client.disconnect()
+            await probe.aclose()
+
 async def _is(count, n: int) -> bool:
     return await count() == n
 

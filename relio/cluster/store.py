@@ -184,14 +184,22 @@ class RedisSessionStore(SessionHost):
             state = session.host_state = _RecordState()
         return state
 
-    def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple:
+    def _state_of(self, session: ServerSession, max_ids: int = -1, whole: bool = False) -> tuple:
         """The session's record state, taken now (synchronously, with the bus position it
-        includes), its credential hashes, the message records to write and those to delete."""
+        includes), its credential hashes, the message records to write and those to delete.
+        ``whole``: the snapshot with every message in it (a hand-over: the format nodes of
+        earlier versions read too, so that a rolling deploy moves sessions both ways)."""
         record = self._record_state(session)
         stored = record.stored
-        meta, snapshot, added, packed, gone = self.server.relio_export_apart(session, max_ids,
-                                                                             stored)
-        stored.difference_update(gone)
+        added: list[bytes] = []
+        gone: list[bytes] = []
+        packed = b""
+        if whole:
+            meta, snapshot = self.server.relio_export(session, max_ids)
+        else:
+            meta, snapshot, added, packed, gone = self.server.relio_export_apart(
+                session, max_ids, stored)
+            stored.difference_update(gone)
         meta["bus"] = self.bus.applied_id.decode()
         running = getattr(session.channel, "running", None)
         if running:
@@ -330,7 +338,7 @@ class RedisSessionStore(SessionHost):
             await asyncio.sleep(0.01)
         if session.ended or self.server.relio_registry.get(session.sid) is not session:
             return
-        state = self._state_of(session)
+        state = self._state_of(session, whole=True)
         self.server.relio_release(session, None)
         if await self.save(session, release=True, state=state):
             self.stats["handed_over"] += 1

@@ -101,9 +101,9 @@ class Balancer:
                 r, w = await asyncio.wait_for(asyncio.open_connection(_HOST, port),
                                               self.connect_timeout)
             except (OSError, asyncio.TimeoutError):
-                self.failed_attempts[port] += 1
+                self.failed_attempts[port] = self.failed_attempts.get(port, 0) + 1
                 continue
-            self.connections_to[port] += 1
+            self.connections_to[port] = self.connections_to.get(port, 0) + 1
             return port, r, w
         return None
 
