@@ -12,7 +12,10 @@ owner, snapshot, credential hashes) and moves sessions:
 * the new node restores the engine, rooms and session data (``server.relio_adopt``) and catches up
   the bus entries published after the snapshot's position (under the bus's apply lock);
 * in ``durable`` mode every session is a :class:`~relio.asyncio.durable.DurableChannel`: nothing
-  leaves it, and no handler sees a message, before the state including it is saved here.
+  leaves it, and no handler sees a message, before the state including it is saved here. A save
+  writes the snapshot (naming the unacknowledged messages by id) and the records of the messages
+  new since the last save (``Engine.snapshot_apart``, :mod:`relio.cluster.records`), not the whole
+  outbox again; a hand-over writes the snapshot whole.
 
 The store talks to the server only through the host interface: ``server.relio_registry``,
 ``relio_export``, ``relio_adopt``, ``relio_release``.
