@@ -6,7 +6,8 @@ does not have is refused. ``relio.AsyncRedisManager`` gives a host that saves se
 moves them between nodes (:mod:`relio.cluster.store`).
 
 What a host may call on the server is public and documented there: ``server.relio_registry`` (the
-live sessions), :meth:`~relio.asyncio.server.AsyncServer.relio_export`,
+live sessions), :meth:`~relio.asyncio.server.AsyncServer.relio_export` (and
+:meth:`~relio.asyncio.server.AsyncServer.relio_export_apart`, its queued messages kept apart),
 :meth:`~relio.asyncio.server.AsyncServer.relio_adopt` and
 :meth:`~relio.asyncio.server.AsyncServer.relio_release`.
 """
