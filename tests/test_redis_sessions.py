@@ -87,8 +87,7 @@ async def test_session_moves_to_the_other_node_with_everything(redis, mode):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got_b, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("b", lambda n: got_b.append(n))
         client.on("relio_resume", lambda: events.append("resume"))
         client.on("disconnect", lambda reason: events.append(("disconnect", reason)))
@@ -148,8 +147,7 @@ async def test_graceful_shutdown_hands_sessions_to_another_node(redis, mode):
         p1 = await srv1_ctx.__aenter__()
         stopped = False
         async with Balancer([p1, p2]) as lb:
-            client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                       randomization_factor=0.0, handle_sigint=False)
+            client = moving_client()
             client.on("b", lambda n: got_b.append(n))
             try:
                 await client.connect(lb.url, transports=["websocket"])
@@ -190,8 +188,7 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("direct", lambda x: got.append(x))
         client.on("relio_resume", lambda: events.append("resume"))
         store = aioredis.Redis.from_url(redis.url)
@@ -240,8 +237,7 @@ async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("b", lambda n: got.append(n))
         client.on("relio_resume", lambda: events.append("resume"))
         emitter = relio.AsyncRedisManager(redis.url, write_only=True)
@@ -282,8 +278,7 @@ async def test_a_handover_waits_for_the_running_call_handler(redis, mode):
     cl = Cluster(mode)
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         try:
             await client.connect(lb.url, transports=["websocket"])
             assert await client.call("join", "room-r") == "n1"
@@ -310,8 +305,7 @@ async def test_an_idle_session_keeps_its_record_past_the_record_ttl(redis, monke
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     probe = redis_client(redis.url)
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         try:
             await client.connect(lb.url, transports=["websocket"])
             sid = client.get_sid()
@@ -333,6 +327,12 @@ async def test_an_idle_session_keeps_its_record_past_the_record_ttl(redis, monke
             await probe.aclose()
 
 
+def moving_client() -> relio.AsyncClient:
+    """A client that reconnects at once (through the balancer: to the other node)."""
+    return relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                             randomization_factor=0.0, handle_sigint=False)
+
+
 def redis_client(url):
     import redis.asyncio as aioredis
     return aioredis.Redis.from_url(url)
@@ -348,8 +348,7 @@ async def test_durable_saves_keep_each_unacknowledged_message_once(redis):
     probe = redis_client(redis.url)
     got, events = [], []
     async with serve_socketio(s1) as p1, Balancer([p1]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("direct", lambda n: got.append(n))
         client.on("relio_resume", lambda: events.append("resume"))
         key = None
@@ -398,8 +397,7 @@ async def test_a_session_handed_over_is_saved_whole(redis):
     probe = redis_client(redis.url)
     got = []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("direct", lambda n: got.append(n))
         try:
             await client.connect(lb.url, transports=["websocket"])
