@@ -15,7 +15,8 @@ message that crossed the bus whatever the room's size (reading the entry, findin
 Configurations: ``relio`` (``relio.AsyncRedisManager`` with no mode: durable), ``relio-fast``
 and ``socketio-redis`` (python-socketio's ``AsyncRedisManager``, pub/sub), each with its matching
 client. Results: printed, and stored in ``bench/results/fanout.json``. One run on a shared machine:
-compare configurations within the run, not across runs.
+compare configurations within the run, not across runs. ``--profile`` runs node B under cProfile
+(``fanout-<configuration>-b.prof`` next to ``--out``, top functions printed; figures inflated).
 """
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ import sys
 import tempfile
 import time
 
-from bench.redis_bench import SETTLE, ServerProc, cpu_seconds, machine_info, sched_seconds
+from bench.redis_bench import (
+    SETTLE,
+    ServerProc,
+    cpu_seconds,
+    machine_info,
+    print_profile,
+    sched_seconds,
+)
 from tests.support.redis_server import RedisServer
 
 DEFAULT_OUT = os.path.join('bench', 'results', 'fanout.json')
@@ -85,12 +93,13 @@ class Receivers:
         return on_s
 
 
-async def measure(kind: str, redis: RedisServer, sizes, n: int, log_dir: str) -> dict:
+async def measure(kind: str, redis: RedisServer, sizes, n: int, log_dir: str,
+                  profile_path: str | None = None) -> dict:
     app_kind = KINDS[kind]
     for node in ('a', 'b'):
         os.makedirs(os.path.join(log_dir, node), exist_ok=True)
     a = ServerProc(app_kind, redis.url, os.path.join(log_dir, 'a'), None)
-    b = ServerProc(app_kind, redis.url, os.path.join(log_dir, 'b'), None)
+    b = ServerProc(app_kind, redis.url, os.path.join(log_dir, 'b'), profile_path)
     out: dict = {'kind': kind, 'app_kind': app_kind, 'sizes': {}}
     receivers_all: list = []
     driver = new_client(kind)
@@ -170,7 +179,14 @@ async def amain(args) -> dict:
     with tempfile.TemporaryDirectory(prefix='relio-fanout-') as log_dir:
         async with RedisServer() as redis:
             for kind in kinds:
-                data['configs'][kind] = await measure(kind, redis, sizes, n, log_dir)
+                profile_path = None
+                if args.profile:
+                    profile_path = os.path.abspath(os.path.join(
+                        os.path.dirname(args.out) or '.', f'fanout-{kind}-b.prof'))
+                data['configs'][kind] = await measure(kind, redis, sizes, n, log_dir,
+                                                      profile_path)
+                if profile_path:
+                    data['configs'][kind]['profiled'] = True
     data['loadavg_end'] = os.getloadavg()
     print('\nper message that crossed the bus, on the node delivering it '
           '(least-squares fit of node B\'s CPU over K):')
@@ -186,8 +202,15 @@ def main(argv=None) -> int:
     parser.add_argument('--quick', action='store_true', help='smaller rooms and blasts')
     parser.add_argument('--only', default='', help=f'configurations: {",".join(KINDS)}')
     parser.add_argument('--out', default=DEFAULT_OUT)
+    parser.add_argument('--profile', action='store_true',
+                        help='run node B under cProfile (its figures are then inflated)')
     args = parser.parse_args(argv)
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
     data = asyncio.run(amain(args))
+    if args.profile:
+        for kind in data['configs']:
+            print_profile(os.path.abspath(os.path.join(os.path.dirname(args.out) or '.',
+                                                       f'fanout-{kind}-b.prof')))
     if args.out:
         os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
         with open(args.out, 'w') as f:

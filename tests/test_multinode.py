@@ -76,7 +76,7 @@ from tests.support.balancer import Balancer
 from tests.support.baseline import dup_missing, quiet_logger, ranges, record
 from tests.support.nodes import Node, run_nodes
 from tests.support.redis_server import run_redis
-from tests.support.waiting import until
+from tests.support.waiting import until, until_awaited
 
 WS = ['websocket']
 M_RATE, CALL_RATE, B_RATE = 100.0, 10.0, 100.0
@@ -371,7 +371,13 @@ async def record_fields(redis_url: str, sid: str) -> dict:
         raw = await r.hgetall(f'relio:socketio:s:{sid}')
     finally:
         await r.aclose()
-    return {k.decode(): (v if k == b'state' else v.decode()) for k, v in raw.items()}
+    fields: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k.startswith(b'm:'):              # a queued message's record: binary id and record
+            fields['m:' + k[2:].hex()] = v
+        else:
+            fields[k.decode()] = v if k == b'state' else v.decode()
+    return fields
 
 
 # --- relio scenarios ----------------------------------------------------------------------------
@@ -477,6 +483,55 @@ async def test_relio_redis_restart(tmp_path, node_mode):
           f'client on {where[0]}, resumes {len(run.resumes)}; {stats}; lost 0, handlers re-run after the fault '
           f'{stats["rerun_after_fault"]}; '
           f'test took {time.monotonic() - t_begin:.1f}s')
+
+
+@pytest.mark.timeout(90)
+async def test_relio_node_kill_with_a_long_unacked_outbox(tmp_path):
+    """The client is away (every node out of rotation) while the broadcasts go on: its session
+    on the holder queues them unacknowledged, and durable saves keep each one's record in Redis
+    (an ``m:<id>`` field of the session record, written once). The holder is then killed with
+    SIGKILL and the client comes back through another node, which takes the session over from
+    the saved state and those records: every broadcast arrives exactly once, in order. Once the
+    client has acknowledged them, the new owner's saves delete their records."""
+    t_begin = time.monotonic()
+    async with relio_cluster(tmp_path) as (redis, nodes, lb, run):
+        await run.setup()
+        holder = run.holder()
+        t = run.traffic
+        lb.upstreams = []
+        assert await lb.cut() >= 1
+        b_at_cut = t.b_sent
+        await until(lambda: t.b_sent >= b_at_cut + 250, what='250 broadcasts while away',
+                    timeout=15)
+        queued = 0
+
+        async def records_saved() -> bool:
+            nonlocal queued
+            fields = await record_fields(redis.url, run.sid)
+            queued = sum(1 for k in fields if k.startswith('m:'))
+            return queued >= 200
+
+        await until_awaited(records_saved, 15, 'the queued broadcasts saved as records')
+        await holder.kill()
+        lb.upstreams = [n.port for n in nodes if n is not holder]
+        await until(lambda: len(run.resumes) >= 1, what='the session resumed on another node',
+                    timeout=30)
+        where = await run.where()
+        assert where[0] != holder.name and where[1:] == [['all'], {'joined': 'all'}], where
+        await t.wait_steps(m=100, b=100, what='traffic after the resume')
+        stats = await run.finish(faulted=holder)
+        left = 0
+
+        async def records_deleted() -> bool:
+            nonlocal left
+            fields = await record_fields(redis.url, run.sid)
+            left = sum(1 for k in fields if k.startswith('m:'))
+            return left == 0
+
+        await until_awaited(records_deleted, 15, 'the acknowledged records deleted')
+    print(f'\nRELIO node kill, long outbox: {queued} unacknowledged broadcasts saved as records '
+          f'when {holder.name} was killed, resumed on {where[0]}; {stats}; records left after '
+          f'the acks {left}; test took {time.monotonic() - t_begin:.1f}s')
 
 
 # --- python-socketio: the same faults, as a baseline ---------------------------------------

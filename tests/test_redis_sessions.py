@@ -18,7 +18,7 @@ import relio
 from tests.support.balancer import Balancer
 from tests.support.redis_server import RedisServer
 from tests.support.servers import serve_socketio
-from tests.support.waiting import until
+from tests.support.waiting import until, until_awaited
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -87,8 +87,7 @@ async def test_session_moves_to_the_other_node_with_everything(redis, mode):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got_b, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("b", lambda n: got_b.append(n))
         client.on("relio_resume", lambda: events.append("resume"))
         client.on("disconnect", lambda reason: events.append(("disconnect", reason)))
@@ -148,8 +147,7 @@ async def test_graceful_shutdown_hands_sessions_to_another_node(redis, mode):
         p1 = await srv1_ctx.__aenter__()
         stopped = False
         async with Balancer([p1, p2]) as lb:
-            client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                       randomization_factor=0.0, handle_sigint=False)
+            client = moving_client()
             client.on("b", lambda n: got_b.append(n))
             try:
                 await client.connect(lb.url, transports=["websocket"])
@@ -190,8 +188,7 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("direct", lambda x: got.append(x))
         client.on("relio_resume", lambda: events.append("resume"))
         store = aioredis.Redis.from_url(redis.url)
@@ -216,6 +213,9 @@ async def test_a_paused_owner_is_fenced_off_after_its_session_moved(redis):
             assert "moved" in excinfo.value.reason
             assert s1.manager.stats["fenced"] == 1 and sid not in s1.relio_registry
             assert int(await store.hget(f"relio:socketio:s:{sid}", "epoch")) == 2
+            # Its refused save wrote nothing: not the stale message's record either.
+            record = await store.hgetall(f"relio:socketio:s:{sid}")
+            assert not [k for k, v in record.items() if k.startswith(b"m:") and b"stale" in v]
             # Its next emit goes through the bus to the session on n2.
             await s1.emit("direct", "fresh", to=sid)
             await client.emit("m", 1)
@@ -237,8 +237,7 @@ async def test_takeover_catches_up_the_bus_entries_after_the_saved_state(redis):
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     got, events = [], []
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         client.on("b", lambda n: got.append(n))
         client.on("relio_resume", lambda: events.append("resume"))
         emitter = relio.AsyncRedisManager(redis.url, write_only=True)
@@ -279,8 +278,7 @@ async def test_a_handover_waits_for_the_running_call_handler(redis, mode):
     cl = Cluster(mode)
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         try:
             await client.connect(lb.url, transports=["websocket"])
             assert await client.call("join", "room-r") == "n1"
@@ -307,8 +305,7 @@ async def test_an_idle_session_keeps_its_record_past_the_record_ttl(redis, monke
     s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
     probe = redis_client(redis.url)
     async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1, p2]) as lb:
-        client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
-                                   randomization_factor=0.0, handle_sigint=False)
+        client = moving_client()
         try:
             await client.connect(lb.url, transports=["websocket"])
             sid = client.get_sid()
@@ -330,6 +327,107 @@ async def test_an_idle_session_keeps_its_record_past_the_record_ttl(redis, monke
             await probe.aclose()
 
 
+def moving_client() -> relio.AsyncClient:
+    """A client that reconnects at once (through the balancer: to the other node)."""
+    return relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2,
+                             randomization_factor=0.0, handle_sigint=False)
+
+
 def redis_client(url):
     import redis.asyncio as aioredis
     return aioredis.Redis.from_url(url)
+
+
+async def test_durable_saves_keep_each_unacknowledged_message_once(redis):
+    """Durable mode: while the client is away, what the server emits to it waits in its outbox,
+    and the session record holds each of those messages once, as an ``m:<id>`` field beside the
+    state that names them. When the client is back and has acknowledged them, the saves delete
+    those fields; when the session ends, the record keeps only the fact that it ended."""
+    cl = Cluster("durable")
+    s1 = cl.node(redis.url, "n1")
+    probe = redis_client(redis.url)
+    got, events = [], []
+    async with serve_socketio(s1) as p1, Balancer([p1]) as lb:
+        client = moving_client()
+        client.on("direct", lambda n: got.append(n))
+        client.on("relio_resume", lambda: events.append("resume"))
+        key = None
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            key = f"relio:socketio:s:{sid}"
+            await client.call("join", "room-r")
+            lb.upstreams = []                           # the client cannot come back yet
+            assert await lb.cut() == 1
+            await until(lambda: s1.relio_registry.get(sid).suspended, 10, "the suspend")
+            for n in range(60):
+                await s1.emit("direct", n, to=sid)
+
+            async def records() -> dict:
+                return {k: v for k, v in (await probe.hgetall(key)).items()
+                        if k.startswith(b"m:")}
+
+            async def emitted() -> int:
+                return sum(b"direct" in v for v in (await records()).values())
+
+            await until_awaited(lambda: _is(emitted, 60), 10, "60 records")
+            # one record per unacknowledged message of the session, no more
+            outbox = s1.relio_registry.get(sid).channel.engine.stats["outbox_messages"]
+            assert len(await records()) == outbox
+            lb.upstreams = [p1]
+            await until(lambda: got == list(range(60)), 20, "every message after the resume")
+            assert events == ["resume"]
+            await until_awaited(lambda: _is(lambda: _count(records), 0), 10,
+                                "the acknowledged records gone")
+        finally:
+            await client.disconnect()
+        await until_awaited(lambda: _ended(probe, key), 10, "the ended record")
+        assert sorted(await probe.hkeys(key)) == [b"ended", b"epoch", b"owner"]
+    await probe.aclose()
+
+
+async def test_a_session_handed_over_is_saved_whole(redis):
+    """A hand-over (shutdown, a client moving between live nodes) writes the snapshot with every
+    queued message in it, the format of earlier versions (they cannot read message records), so
+    that a rolling deploy moves sessions both ways; the other node carries on from it."""
+    from relio.cluster import records
+    from relio.engine import Engine
+    cl = Cluster("durable")
+    s1, s2 = cl.node(redis.url, "n1"), cl.node(redis.url, "n2")
+    probe = redis_client(redis.url)
+    got = []
+    async with serve_socketio(s1) as p1, serve_socketio(s2) as p2, Balancer([p1]) as lb:
+        client = moving_client()
+        client.on("direct", lambda n: got.append(n))
+        try:
+            await client.connect(lb.url, transports=["websocket"])
+            sid = client.get_sid()
+            key = f"relio:socketio:s:{sid}"
+            assert await client.call("join", "room-r") == "n1"
+            lb.upstreams = []
+            assert await lb.cut() == 1
+            await until(lambda: s1.relio_registry.get(sid).suspended, 10, "the suspend")
+            for n in range(5):
+                await s1.emit("direct", n, to=sid)
+            await s1.manager.session_host.hand_over(s1.relio_registry.get(sid))
+            assert sid not in s1.relio_registry
+            assert await probe.hget(key, "owner") == b""
+            meta, snapshot = records.unpack_state(await probe.hget(key, "state"))
+            assert Engine.restore(snapshot, relio.Config()).outbox_messages >= 5
+            lb.upstreams = [p2]
+            await until(lambda: got == list(range(5)), 20, "the messages, through n2")
+            assert (await client.call("where", timeout=10))[0] == "n2"
+        finally:
+            await client.disconnect()
+            await probe.aclose()
+
+async def _is(count, n: int) -> bool:
+    return await count() == n
+
+
+async def _count(records) -> int:
+    return len(await records())
+
+
+async def _ended(probe, key: str) -> bool:
+    return await probe.hexists(key, "ended")

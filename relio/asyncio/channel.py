@@ -96,7 +96,11 @@ class Channel:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         # msg_id -> (Delivery or None, event name) for our messages not yet acknowledged
-        self._pending: dict[bytes, tuple[Delivery | None, str | None]] = {}
+        #: messages sent and not yet acknowledged: their Delivery, and their event name (two
+        #: dicts, not a tuple per message: a tuple holding a Delivery stays tracked by the garbage
+        #: collector until the client's ack, and a room broadcast makes one per recipient)
+        self._pending: dict[bytes, Delivery | None] = {}
+        self._pending_events: dict[bytes, str | None] = {}
         # msg_id of our request -> callback or Future waiting for its reply
         self._awaiting: dict[bytes, Any] = {}
         self._room_waiters: deque[asyncio.Future] = deque()
@@ -184,7 +188,8 @@ class Channel:
             raise self._error(self.engine.close_reason or "session closed", None, event)
         msg_id = self.engine.send(items_payload, self.loop.time(), request=callback is not None,
                                   msg_id=msg_id)
-        self._pending[msg_id] = (delivery, event)
+        self._pending[msg_id] = delivery
+        self._pending_events[msg_id] = event
         if delivery is not None:
             delivery._add()
         if callback is not None:
@@ -262,7 +267,8 @@ class Channel:
             # (its call raises DeliveryError) instead of waiting for its timeout.
             self._fail_request(request_id, f"the reply could not be sent: {exc}")
             return None
-        self._pending[msg_id] = (delivery, None)
+        self._pending[msg_id] = delivery
+        self._pending_events[msg_id] = None
         if delivery is not None:
             delivery._add()
         if callback is not None:
@@ -431,11 +437,12 @@ class Channel:
         """Act on one engine event; False stops (the session was closed for a protocol error)."""
         kind = type(event)
         if kind is MessagesDelivered:
-            pending = self._pending
+            pending, events = self._pending, self._pending_events
             for msg_id in event.msg_ids:
-                record = pending.pop(msg_id, None)
-                if record is not None and record[0] is not None:
-                    record[0]._settle(None)
+                delivery = pending.pop(msg_id, None)
+                events.pop(msg_id, None)
+                if delivery is not None:
+                    delivery._settle(None)
             if self._room_waiters:
                 self._wake_room_waiters()
         elif kind is MessageReceived:
@@ -491,12 +498,12 @@ class Channel:
             self.handler.on_undelivered(self, error, False)
 
     def _on_expired(self, msg_id: bytes, reason: str) -> None:
-        record = self._pending.pop(msg_id, None)
-        event_name = record[1] if record is not None else None
+        delivery = self._pending.pop(msg_id, None)
+        event_name = self._pending_events.pop(msg_id, None)
         error = self._error(reason, msg_id, event_name)
-        if record is not None and record[0] is not None:
-            record[0]._settle(error)
-        seen = record is not None and record[0] is not None and record[0].awaited
+        if delivery is not None:
+            delivery._settle(error)
+        seen = delivery is not None and delivery.awaited
         waiter = self._awaiting.pop(msg_id, None)
         if isinstance(waiter, self._future_type) and not waiter.done():
             waiter.set_exception(error)
@@ -554,15 +561,17 @@ class Channel:
         self._stop()
         self._write = None
         self._fail_awaiting(reason or "the session moved to another server node")
-        for msg_id, (delivery, event) in self._pending.items():
+        events = self._pending_events
+        for msg_id, delivery in self._pending.items():
             if delivery is None:
                 continue
             if reason is None:
                 delivery.relayed += 1
                 delivery._settle(None)
             else:
-                delivery._settle(self._error(reason, msg_id, event))
+                delivery._settle(self._error(reason, msg_id, events.get(msg_id)))
         self._pending.clear()
+        events.clear()
         self._wake_room_waiters()
 
     def close(self, reason: str = "session closed") -> None:

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 from relio.asyncio.channel import Channel
 from relio.asyncio.dispatch import Done
+from relio.asyncio.results import Delivery
+from relio.binding import payload as payload_codec
 from relio.engine._events import MessageReceived
 
 #: ``capture(channel)``: the session's state now, taken synchronously.
@@ -53,8 +55,11 @@ class DurableChannel(Channel):
         self._dispatch_claimed = False
 
     # --- the seams ---------------------------------------------------------------------------
-    def send_nowait(self, *args, **kwargs) -> bytes:
-        msg_id = super().send_nowait(*args, **kwargs)
+    def send_nowait(self, items_payload: payload_codec.Encoded, event: str | None,
+                    delivery: Delivery | None, callback: Any = None,
+                    msg_id: bytes | None = None) -> bytes:
+        # (the same signature: *args/**kwargs cost a tuple and a dict per message sent)
+        msg_id = super().send_nowait(items_payload, event, delivery, callback, msg_id)
         self._dirty = True                    # saved even while no transport takes it
         return msg_id
 

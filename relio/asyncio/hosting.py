@@ -7,7 +7,8 @@ moves them between nodes (:mod:`relio.cluster.store`). The thread-based server's
 methods blocking where these are coroutines, is :mod:`relio.threading.hosting`.
 
 What a host may call on the server is public and documented there: ``server.relio_registry`` (the
-live sessions), :meth:`~relio.asyncio.server.AsyncServer.relio_export`,
+live sessions), :meth:`~relio.asyncio.server.AsyncServer.relio_export` (and
+:meth:`~relio.asyncio.server.AsyncServer.relio_export_apart`, its queued messages kept apart),
 :meth:`~relio.asyncio.server.AsyncServer.relio_adopt` and
 :meth:`~relio.asyncio.server.AsyncServer.relio_release`.
 """

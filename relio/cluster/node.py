@@ -188,7 +188,11 @@ class RedisNode:
         server = getattr(self, "server", None)
         if server is not None and room in server.relio_registry:
             return True
-        return self.is_connected(room, namespace)
+        # A room name is not a key of the connected clients: python-socketio's is_connected
+        # finds that out by catching a KeyError, which cost ~1 µs of every room broadcast.
+        connected = self.rooms.get(namespace, {}).get(None)
+        return connected is not None and room in connected and \
+            self.is_connected(room, namespace)
 
     def _next_msg_id(self) -> bytes:
         """Ids of relayed messages (see :func:`~relio.cluster.bus.relayed_msg_id`)."""

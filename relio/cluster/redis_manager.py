@@ -112,7 +112,8 @@ class AsyncRedisManager(RedisNode, AsyncManager):
                                           callback=callback, block=block, _msg_id=msg_id,
                                           _encoded=payload)
         header = self._emit_entry(event, namespace, room, skip_sid, callback, msg_id, write_only)
-        await self.bus.relay(header, payload, delivery, block)
+        if not self.bus.relay_nowait(header, payload, delivery):
+            await self.bus.relay(header, payload, delivery, block)
         return delivery
 
     async def pre_connect(self, eio_sid, namespace):

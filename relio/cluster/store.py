@@ -12,7 +12,10 @@ owner, snapshot, credential hashes) and moves sessions:
 * the new node restores the engine, rooms and session data (``server.relio_adopt``) and catches up
   the bus entries published after the snapshot's position (under the bus's apply lock);
 * in ``durable`` mode every session is a :class:`~relio.asyncio.durable.DurableChannel`: nothing
-  leaves it, and no handler sees a message, before the state including it is saved here.
+  leaves it, and no handler sees a message, before the state including it is saved here. A save
+  writes the snapshot (naming the unacknowledged messages by id) and the records of the messages
+  new since the last save (``Engine.snapshot_apart``, :mod:`relio.cluster.records`), not the whole
+  outbox again; a hand-over writes the snapshot whole.
 
 The store talks to the server only through the host interface: ``server.relio_registry``,
 ``relio_export``, ``relio_adopt``, ``relio_release``.
@@ -56,15 +59,33 @@ FAST, DURABLE = "fast", "durable"
 class _RecordState:
     """What the store keeps for one session it owns (``ServerSession.host_state``)."""
 
-    __slots__ = ("epoch", "save_lock", "save_failed")
+    __slots__ = ("epoch", "save_lock", "save_failed", "stored", "hashed", "hashes")
 
-    def __init__(self, epoch: int = 1):
+    def __init__(self, epoch: int = 1, stored: set[bytes] | None = None):
         #: the epoch this node claimed (or created) the record with: its writes are fenced by it
         self.epoch = epoch
+        #: ids of the messages whose records the record holds (see :mod:`relio.cluster.records`):
+        #: a save writes only the others. Added once a save that wrote them succeeded; removed
+        #: when a state that deletes them is taken (so a later state writes a message again if
+        #: its id comes back before that delete is done).
+        self.stored: set[bytes] = stored if stored is not None else set()
+        #: the credentials last hashed, and their hashes (durable mode saves at every batch;
+        #: the credentials change only when the client resumes)
+        self.hashed: tuple | None = None
+        self.hashes: tuple[str, str] = ("", "")
         #: saves of one session reach Redis in the order their states were taken
         self.save_lock = asyncio.Lock()
         #: the last save failed (Redis away): the liveness loop saves it again
         self.save_failed = False
+
+    def credential_hashes(self, credential: str | None,
+                          previous: str | None) -> tuple[str, str]:
+        """What the record stores of the session's credentials (see :mod:`records`)."""
+        if self.hashed != (credential, previous):
+            self.hashed = (credential, previous)
+            self.hashes = (records.credential_hash(credential),
+                           records.credential_hash(previous))
+        return self.hashes
 
 
 class RedisSessionStore(SessionHost):
@@ -166,18 +187,31 @@ class RedisSessionStore(SessionHost):
             state = session.host_state = _RecordState()
         return state
 
-    def _state_of(self, session: ServerSession, max_ids: int = -1) -> tuple[bytes, str, str]:
+    def _state_of(self, session: ServerSession, max_ids: int = -1, whole: bool = False) -> tuple:
         """The session's record state, taken now (synchronously, with the bus position it
-        includes, under the session's lock), and its credential hashes."""
+        includes, under the session's lock), its credential hashes, the message records to
+        write and those to delete. ``whole``: the snapshot with every message in it (a hand-over:
+        the format nodes of earlier versions read too, so that a rolling deploy moves sessions
+        both ways)."""
+        record = self._record_state(session)
+        stored = record.stored
+        added: list[bytes] = []
+        gone: list[bytes] = []
+        packed = b""
         with session.channel.lock:
-            meta, snapshot = self.server.relio_export(session, max_ids)
+            if whole:
+                meta, snapshot = self.server.relio_export(session, max_ids)
+            else:
+                meta, snapshot, added, packed, gone = self.server.relio_export_apart(
+                    session, max_ids, stored)
+                stored.difference_update(gone)
             meta["bus"] = self.bus.applied_id.decode()
             running = getattr(session.channel, "running", None)
             if running:
                 meta["running"] = [[msg_id.hex(), base64.b64encode(payload).decode(), request]
                                    for msg_id, (payload, request) in running.items()]
-        cred = records.credential_hash(session.record.credential)
-        prev = records.credential_hash(session.record.previous_credential)
+        cred, prev = record.credential_hashes(session.record.credential,
+                                              session.record.previous_credential)
         try:
             blob = records.pack_state(meta, snapshot)
         except (TypeError, ValueError) as exc:
@@ -185,7 +219,7 @@ class RedisSessionStore(SessionHost):
                                 "(not JSON: %s); it moves without it", session.sid, exc)
             meta["session"] = None
             blob = records.pack_state(meta, snapshot)
-        return blob, cred, prev
+        return blob, cred, prev, added, packed, b"".join(gone)
 
     def _session_of(self, channel: Channel) -> ServerSession | None:
         session = self.server.relio_registry.get(channel.sid)
@@ -211,7 +245,7 @@ class RedisSessionStore(SessionHost):
         longer owns is dropped here (fenced)."""
         if state is None:
             state = self._state_of(session)
-        blob, cred, prev = state
+        blob, cred, prev, added, packed, gone = state
         record = self._record_state(session)
         self._redis()
         assert self._scripts is not None
@@ -220,7 +254,8 @@ class RedisSessionStore(SessionHost):
             async with record.save_lock:
                 ok = await self._scripts[0](keys=[self._record_key(session.sid)],
                                             args=[record.epoch, self.bus.host_id, blob, cred, prev,
-                                                  self._record_ttl_ms(), 1 if release else 0])
+                                                  self._record_ttl_ms(), 1 if release else 0,
+                                                  packed, gone])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -230,7 +265,9 @@ class RedisSessionStore(SessionHost):
             return False
         self.bus.redis_ok()
         record.save_failed = False
-        if not ok:
+        if ok:
+            record.stored.update(added)
+        else:
             self.stats["fenced"] += 1
             self._log().warning("relio: session %s is owned by another node now: dropped here",
                                 session.sid)
@@ -306,7 +343,7 @@ class RedisSessionStore(SessionHost):
             await asyncio.sleep(0.01)
         if session.ended or self.server.relio_registry.get(session.sid) is not session:
             return
-        state = self._state_of(session)
+        state = self._state_of(session, whole=True)
         self.server.relio_release(session, None)
         if await self.save(session, release=True, state=state):
             self.stats["handed_over"] += 1
@@ -363,11 +400,12 @@ class RedisSessionStore(SessionHost):
                 await asyncio.sleep(0.02)
             epoch = int(reply[1])
             meta, snapshot = records.unpack_state(reply[2])
+            held = records.message_records(reply)
             async with bus.apply_lock:
                 replay = await self._entries_for(sid, namespace, meta)
                 session = self.server.relio_adopt(sid, namespace, eio_sid, credential, meta,
-                                                  snapshot)
-                session.host_state = _RecordState(epoch)
+                                                  snapshot, held)
+                session.host_state = _RecordState(epoch, set(held))
                 for _entry_id, fields in replay:
                     await self._replay(session, fields)
                 running = [(bytes.fromhex(m), base64.b64decode(p), bool(r))

@@ -502,12 +502,25 @@ class Server(ServerShell, socketio.Server):
             snapshot = session.channel.engine.snapshot(DRIVER.time(), max_ids)
             return self._relio_session_meta(session), snapshot
 
-    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot) -> ServerSession:
+    def relio_export_apart(self, session: ServerSession, max_ids: int,
+                           stored: set) -> tuple[dict, bytes, list, bytes, list]:
+        """:meth:`relio_export` with the outbox's messages kept apart (a host that saves often
+        writes each message once): ``(meta, snapshot, added, records, gone)``, see
+        ``Engine.snapshot_apart``. Taken under the session's lock."""
+        with _channel(session).lock:
+            snapshot, added, records, gone = session.channel.engine.snapshot_apart(
+                DRIVER.time(), max_ids, stored)
+            return self._relio_session_meta(session), snapshot, added, records, gone
+
+    def relio_adopt(self, sid, namespace, eio_sid, credential, meta, snapshot,
+                    records=None) -> ServerSession:
         """Register a session moved here from another node (parked on ``eio_sid`` until the resume
-        that asked for it completes). :raises RemoteProtocolError: the snapshot is invalid."""
+        that asked for it completes; ``records``: the message records of a
+        :meth:`relio_export_apart` snapshot). :raises RemoteProtocolError: the snapshot is
+        invalid."""
         self._relio_check_record(sid, namespace, meta)
         now = DRIVER.time()
-        engine = Engine.restore(snapshot, self.relio_config, now=now)
+        engine = Engine.restore(snapshot, self.relio_config, now=now, records=records)
         with self._relio_lock:
             channel = self._new_channel(engine, sid, namespace)
             return self._relio_adopted(sid, namespace, eio_sid, credential, meta, channel, now)

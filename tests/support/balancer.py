@@ -9,6 +9,8 @@ Every accepted client connection goes to the next upstream in turn; if connectin
 (a killed node refuses), the following upstreams are tried, so dead nodes are skipped.  Bytes
 are piped both ways; when either side closes (or errors), the other side is closed too.  There
 is no stickiness: use the websocket transport (one TCP connection per engine.io session).
+``lb.upstreams`` may be changed while it runs (an empty list refuses every client connection, as a
+balancer with every node out of rotation does).
 """
 from __future__ import annotations
 
@@ -89,6 +91,8 @@ class Balancer:
     # -- internals ------------------------------------------------------------------------
     async def _open_upstream(self):
         n = len(self.upstreams)
+        if n == 0:
+            return None          # every node out of rotation: connections are refused
         start = self._next
         self._next = (self._next + 1) % n
         for i in range(n):
@@ -97,9 +101,9 @@ class Balancer:
                 r, w = await asyncio.wait_for(asyncio.open_connection(_HOST, port),
                                               self.connect_timeout)
             except (OSError, asyncio.TimeoutError):
-                self.failed_attempts[port] += 1
+                self.failed_attempts[port] = self.failed_attempts.get(port, 0) + 1
                 continue
-            self.connections_to[port] += 1
+            self.connections_to[port] = self.connections_to.get(port, 0) + 1
             return port, r, w
         return None
 

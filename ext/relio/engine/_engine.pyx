@@ -64,6 +64,9 @@ cdef Py_ssize_t CACHED_HEADER = ID_SIZE + 1
 cdef uint64_t U64_MAX = 0xFFFFFFFFFFFFFFFF
 # _OutMessage.first_seq of a message not framed yet.
 cdef uint64_t NOT_FRAMED = U64_MAX
+# In a snapshot's message flags (never on the wire): the message's record is stored apart
+# (Engine.snapshot_apart); an engine that predates it refuses the snapshot ("unknown flags").
+cdef uint64_t SNAPSHOT_APART = 0x80
 _F64 = struct.Struct(">d")
 
 
@@ -135,6 +138,8 @@ cdef class _OutMessage:
     cdef Py_ssize_t unacked        # frames sent and not yet acknowledged
     cdef uint64_t first_seq        # seq of its first frame (its frames take consecutive seqs)
     cdef double accepted_at
+    cdef uint64_t snap_mark        # the snapshot that last numbered it (Engine._snap_marks)
+    cdef Py_ssize_t snap_index     # its number in that snapshot
 
 
 cdef tuple _payload_parts(tuple payload):
@@ -232,6 +237,7 @@ cdef class Engine:
     # explicit msg_id, a retried request) and kept from then on, so that sessions that never
     # reuse an id pay nothing per message.
     cdef dict _pending
+    cdef uint64_t _snap_marks      # snapshots taken (numbers the messages of each, no dict)
     cdef Py_ssize_t _outbox_count, _outbox_bytes
     cdef uint64_t _snd_next
     cdef AckWindow _acked               # base == oldest unacknowledged seq
@@ -1191,14 +1197,42 @@ cdef class Engine:
         ``max_ids`` >= 0 keeps only that many of the most recently delivered message ids (the id
         set is 16 bytes per id up to ``id_set_capacity``; a snapshot taken on every batch keeps
         the ids that can still be retried, not the whole history)."""
+        return self._snapshot(now, max_ids, None, None, None, None)
+
+    def snapshot_apart(self, double now, Py_ssize_t max_ids, set stored not None):
+        """:meth:`snapshot` with the outbox's messages stored apart: ``(data, added, records,
+        gone)``.
+
+        A message is written once and never changes while it waits for its acknowledgement (only
+        its framing progress does), so a caller that saves the session often keeps each message's
+        record (flags, what it answers, payload) apart, keyed by its id, and writes it once.
+        ``data`` names every unacknowledged message by id with its framing progress (no
+        payload); ``added`` lists the ids of the messages not in ``stored`` (the ids whose record
+        the caller holds) and ``records`` packs their records, in that order, each as its id, its
+        length (4 bytes, big-endian) and the record (one buffer: a caller writes it as one
+        argument); ``gone`` lists the ids in ``stored`` no longer in the outbox (acknowledged,
+        expired: their records can go). :meth:`restore` takes ``data`` with ``records`` holding
+        the record of every message it names, by id."""
+        cdef list added = []
+        cdef list gone = []
+        cdef _SnapshotWriter packed = _SnapshotWriter()
+        data = self._snapshot(now, max_ids, stored, added, packed, gone)
+        return data, added, packed.getvalue(), gone
+
+    cdef bytes _snapshot(self, double now, Py_ssize_t max_ids, set stored, list added,
+                         _SnapshotWriter packed, list gone):
+        # stored is None: every message inline (snapshot); else each message is a reference
+        # (SNAPSHOT_APART), the ids of those not in stored go to added and their records to
+        # packed, and the ids in stored that are no longer pending go to gone.
         if self.closed:
             raise LocalProtocolError(f"session is closed ({self.close_reason})")
         cdef _SnapshotWriter w = _SnapshotWriter()
+        cdef Py_ssize_t start
         cdef _OutMessage m
         cdef _HeldFrame h
         cdef _Slot* slot
         cdef uint64_t seq
-        cdef dict index = {}
+        cdef dict index
         cdef list messages = []
         w.raw(SNAPSHOT_MAGIC)
         w.varint(SNAPSHOT_VERSION)
@@ -1210,25 +1244,41 @@ cdef class Engine:
         w.f64(self._rto)
         w.varint(self._has_rtt)
         # Send side: every message not yet acknowledged, once, then the frames in flight.
+        self._snap_marks += 1
+        cdef uint64_t mark = self._snap_marks
         seq = self._acked.base
         while seq < self._snd_next:
             if not self._acked.is_marked_c(seq):
-                m = self._slot_msgs[seq & self._slot_mask]
-                if m.msg_id not in index:
-                    index[m.msg_id] = len(messages)
+                m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
+                if m.snap_mark != mark:
+                    m.snap_mark = mark
+                    m.snap_index = len(messages)
                     messages.append(m)
             seq += 1
         for m in self._queue:
-            if m.msg_id not in index:
-                index[m.msg_id] = len(messages)
+            if m.snap_mark != mark:
+                m.snap_mark = mark
+                m.snap_index = len(messages)
                 messages.append(m)
         w.varint(len(messages))
+        if stored:
+            # (the outbox by id is then kept up to date as messages come and go)
+            index = self._pending_ids()
+            for i in stored:
+                if i not in index:
+                    gone.append(i)
         for m in messages:
             w.raw(m.msg_id)
-            w.varint(m.flags)
-            if m.flags & FLAG_RESPONSE:
-                w.raw(m.reply_to)
-            w.blob(_whole_payload(m))
+            if stored is None:
+                _write_message(w, m)
+            else:
+                w.varint(m.flags | SNAPSHOT_APART)
+                if m.msg_id not in stored:
+                    added.append(m.msg_id)
+                    packed.raw(m.msg_id)
+                    start = packed.skip(4)
+                    _write_message(packed, m)
+                    packed.u32_at(start, <uint32_t>(packed.size() - start - 4))
             w.varint(m.framed)
             w.f64(now - m.accepted_at)
         w.varint(self._acked.base)
@@ -1238,16 +1288,16 @@ cdef class Engine:
         while seq < self._snd_next:
             if not self._acked.is_marked_c(seq):
                 slot = &self._slots[seq & self._slot_mask]
-                m = self._slot_msgs[seq & self._slot_mask]
+                m = <_OutMessage>self._slot_msgs[seq & self._slot_mask]
                 w.varint(seq)
-                w.varint(index[m.msg_id])
+                w.varint(m.snap_index)
                 w.varint(slot.offset)
                 w.varint(slot.length)
                 w.varint(slot.transmissions)
             seq += 1
         w.varint(len(self._queue))
         for m in self._queue:
-            w.varint(index[m.msg_id])
+            w.varint(m.snap_index)
         # Receive side: the cumulative point, the in-order chunk stream, the held frames.
         w.varint(self._rcv.base)
         if self._rx_chunk_id is None:
@@ -1289,9 +1339,11 @@ cdef class Engine:
         return w.getvalue()
 
     @staticmethod
-    def restore(bytes data not None, config=None, *, double now=0.0):
+    def restore(bytes data not None, config=None, *, double now=0.0, dict records=None):
         """A new engine carrying on the session in ``data`` (from :meth:`snapshot`), disconnected:
-        call :meth:`resume` with the peer's state once a link is up.
+        call :meth:`resume` with the peer's state once a link is up. ``records``: the message
+        records of a :meth:`snapshot_apart` (id -> record; records ``data`` does not name are
+        ignored).
 
         :raises RemoteProtocolError: the snapshot is malformed, of an unknown version, or does not
                                      fit this ``config``'s limits.
@@ -1299,7 +1351,7 @@ cdef class Engine:
         cdef Engine e = Engine(config, now=now, id_prefix=b"\0" * 8)
         cdef _SnapshotReader r = _SnapshotReader(data)
         try:
-            e._load(r, now)
+            e._load(r, now, records)
         except (ValueError, OverflowError, KeyError, IndexError) as exc:
             raise RemoteProtocolError(f"snapshot: invalid ({exc})") from None
         except RemoteProtocolError as exc:
@@ -1311,7 +1363,19 @@ cdef class Engine:
             raise RemoteProtocolError("snapshot: trailing bytes")
         return e
 
-    cdef int _load(self, _SnapshotReader r, double now) except -1:
+    cdef int _read_message(self, _SnapshotReader r, _OutMessage m, uint64_t flags) except -1:
+        # The rest of a message's record after its flags (see _write_message), inline in a
+        # snapshot or stored apart.
+        if flags & ~(FLAG_REQUEST | FLAG_RESPONSE | FLAG_CHUNK):
+            raise RemoteProtocolError("snapshot: unknown message flags")
+        m.flags = <uint8_t>flags
+        if m.flags & FLAG_RESPONSE:
+            m.reply_to = r.raw(ID_SIZE)
+            _id_words(m.reply_to, &m.reply_hi, &m.reply_lo)
+        m.payload = r.blob(self._max_message)
+        return 0
+
+    cdef int _load(self, _SnapshotReader r, double now, dict records) except -1:
         cdef _OutMessage m
         cdef _HeldFrame h
         cdef _Slot* slot
@@ -1320,7 +1384,9 @@ cdef class Engine:
         cdef bytes chunk
         cdef list messages = []
         cdef dict by_id = {}
-        cdef uint64_t framed, offset, length, transmissions, k, full
+        cdef uint64_t framed, offset, length, transmissions, k, full, flags
+        cdef object record
+        cdef _SnapshotReader apart
         cdef Py_ssize_t nframes
         cdef bint framed_all
         if r.raw(len(SNAPSHOT_MAGIC)) != SNAPSHOT_MAGIC:
@@ -1341,13 +1407,19 @@ cdef class Engine:
             m = _OutMessage.__new__(_OutMessage)
             m.msg_id = r.raw(ID_SIZE)
             _id_words(m.msg_id, &m.hi, &m.lo)
-            m.flags = r.varint()
-            if m.flags & ~(FLAG_REQUEST | FLAG_RESPONSE | FLAG_CHUNK):
-                raise RemoteProtocolError("snapshot: unknown message flags")
-            if m.flags & FLAG_RESPONSE:
-                m.reply_to = r.raw(ID_SIZE)
-                _id_words(m.reply_to, &m.reply_hi, &m.reply_lo)
-            m.payload = r.blob(self._max_message)
+            flags = r.varint()
+            if flags & SNAPSHOT_APART:
+                record = records.get(m.msg_id) if records is not None else None
+                if type(record) is not bytes:
+                    raise RemoteProtocolError("snapshot: the record of a message is missing")
+                apart = _SnapshotReader(record)
+                if apart.varint() != flags & ~SNAPSHOT_APART:
+                    raise RemoteProtocolError("snapshot: a message record does not match")
+                self._read_message(apart, m, flags & ~SNAPSHOT_APART)
+                if apart.pos != len(record):
+                    raise RemoteProtocolError("snapshot: trailing bytes in a message record")
+            else:
+                self._read_message(r, m, flags)
             m.size = len(m.payload)
             if bool(m.flags & FLAG_CHUNK) != (m.size > self._chunk_size):
                 raise RemoteProtocolError("snapshot: message chunking does not match chunk_size")
@@ -1604,27 +1676,85 @@ COUNTERS = ("messages_sent", "messages_delivered", "messages_expired", "messages
 
 
 cdef class _SnapshotWriter:
-    cdef list _parts
-    cdef unsigned char _buf[8]
+    """Appends to one growing C buffer (a snapshot is taken at every durable save: one bytes
+    object per field, as before, cost ~0.5 µs per queued message per save)."""
+    cdef unsigned char* _buf
+    cdef Py_ssize_t _len
+    cdef Py_ssize_t _cap
 
     def __cinit__(self):
-        self._parts = []
+        self._cap = 4096
+        self._len = 0
+        self._buf = <unsigned char*>PyMem_Malloc(self._cap)
+        if self._buf == NULL:
+            raise MemoryError()
 
-    cdef void raw(self, bytes b):
-        self._parts.append(b)
+    def __dealloc__(self):
+        PyMem_Free(self._buf)
 
-    cdef void varint(self, uint64_t v):
-        self._parts.append(PyBytes_FromStringAndSize(<char*>self._buf, write_varint(self._buf, v)))
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap = self._cap
+        cdef unsigned char* grown
+        if self._len + n <= cap:
+            return 0
+        while self._len + n > cap:
+            cap *= 2
+        grown = <unsigned char*>PyMem_Realloc(self._buf, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self._buf, self._cap = grown, cap
+        return 0
 
-    cdef void f64(self, double v):
-        self._parts.append(_F64.pack(v))
+    cdef int raw(self, bytes b) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+        self._reserve(n)
+        memcpy(self._buf + self._len, PyBytes_AS_STRING(b), n)
+        self._len += n
+        return 0
 
-    cdef void blob(self, bytes b):
-        self.varint(len(b))
-        self._parts.append(b)
+    cdef int varint(self, uint64_t v) except -1:
+        self._reserve(8)
+        self._len += write_varint(self._buf + self._len, v)
+        return 0
+
+    cdef int f64(self, double v) except -1:
+        cdef uint64_t bits
+        memcpy(&bits, &v, 8)
+        self._reserve(8)
+        write_u64(self._buf + self._len, bits)   # big-endian IEEE 754, as struct's ">d"
+        self._len += 8
+        return 0
+
+    cdef int blob(self, bytes b) except -1:
+        self.varint(PyBytes_GET_SIZE(b))
+        return self.raw(b)
 
     cdef bytes getvalue(self):
-        return b"".join(self._parts)
+        return PyBytes_FromStringAndSize(<char*>self._buf, self._len)
+
+    cdef Py_ssize_t size(self) noexcept:
+        return self._len
+
+    cdef Py_ssize_t skip(self, Py_ssize_t n) except -1:
+        # Leave n bytes to fill in later (u32_at); returns where they are.
+        self._reserve(n)
+        self._len += n
+        return self._len - n
+
+    cdef void u32_at(self, Py_ssize_t pos, uint32_t v) noexcept:
+        self._buf[pos] = <unsigned char>(v >> 24)
+        self._buf[pos + 1] = <unsigned char>((v >> 16) & 0xFF)
+        self._buf[pos + 2] = <unsigned char>((v >> 8) & 0xFF)
+        self._buf[pos + 3] = <unsigned char>(v & 0xFF)
+
+
+cdef int _write_message(_SnapshotWriter w, _OutMessage m) except -1:
+    # What never changes of a queued message: its flags, what it answers, its payload.
+    w.varint(m.flags)
+    if m.flags & FLAG_RESPONSE:
+        w.raw(m.reply_to)
+    w.blob(_whole_payload(m))
+    return 0
 
 
 cdef class _SnapshotReader:
