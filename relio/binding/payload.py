@@ -238,7 +238,7 @@ def decode(payload: bytes | MessageReceived | ResponseReceived,
     """
     data: bytes = payload if payload.__class__ is bytes else payload.payload  # type: ignore
     try:
-        if data[0] == 0:                          # no attachments (the common case)
+        if data and data[0] == 0:                 # no attachments (the common case)
             items = codec.loads_after_tag(data)
         elif data is not payload:
             del data            # decode_received needs the event to hold the payload alone
@@ -257,7 +257,7 @@ def decode(payload: bytes | MessageReceived | ResponseReceived,
     except RemoteProtocolError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, RecursionError,
-            UnicodeDecodeError) as exc:         # (IndexError: an empty payload too)
+            UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"invalid application payload: {exc}") from None
     if not isinstance(items, list):
         raise RemoteProtocolError("invalid application payload: not a list")
