@@ -140,14 +140,17 @@ def _bound_stdlib_loads(decoder: _stdlib_json.JSONDecoder,
     scan_once = decoder.scan_once  # type: ignore[attr-defined]  # set in JSONDecoder.__init__
     decode = decoder.decode
 
+    def slow(data: bytes) -> Any:          # the standard library's result or error, as is
+        return decode(data[start:].decode())
+
     def loads(data: bytes) -> Any:
-        text = data.decode()
         try:
+            text = data.decode()
             obj, end = scan_once(text, start)
-        except StopIteration:
-            return decode(text[start:])
+        except (StopIteration, ValueError):    # (UnicodeDecodeError, JSONDecodeError)
+            return slow(data)
         if end != len(text):
-            return decode(text[start:])
+            return slow(data)
         return obj
 
     return loads
