@@ -17,7 +17,12 @@ in any other stream (HTTP long-polling), each chunk as read from the socket, as 
 
 from __future__ import annotations
 
+import re
+
 __all__ = ['DropUnits']
+
+#: The header line of an HTTP head that asks for (or grants) the upgrade, in lower case.
+_UPGRADE = re.compile(rb'(?:^|\r\n)upgrade:[ \t]*websocket[ \t]*(?:\r\n|$)')
 
 #: An HTTP head longer than this without its end is not followed (the stream is then unframed).
 MAX_HTTP_HEAD = 65536
@@ -55,7 +60,7 @@ class DropUnits:
             return [(view, True)]
         head = bytes(self._head[:end + 4]).lower()
         self._head = bytearray()
-        if b'upgrade: websocket' not in head:
+        if not _UPGRADE.search(head):
             self._plain = True       # plain HTTP: keep-alive requests are not followed
             return [(view, True)]
         self._framed = True
