@@ -248,6 +248,7 @@ async def test_drop_blackholes_under_a_throttle_lose_whole_frames_never_cut_one(
 
         def receive() -> tuple[list[bytes], Exception | None]:
             ws = websocket.create_connection(f'ws://127.0.0.1:{proxy.port}/', timeout=WAIT)
+            loop.call_soon_threadsafe(blackholes)     # once the handshake is through
             frames: list[bytes] = []
             try:
                 for _ in range(RECEIVE):
@@ -258,8 +259,10 @@ async def test_drop_blackholes_under_a_throttle_lose_whole_frames_never_cut_one(
                 ws.shutdown()
             return frames, None
 
-        for k in range(1, 40):
-            loop.call_later(0.1 * k, proxy.blackhole, 'down', 0.03)
+        def blackholes() -> None:
+            for k in range(1, 40):
+                loop.call_later(0.1 * k, proxy.blackhole, 'down', 0.03)
+
         got, error = await asyncio.to_thread(receive)
     numbers = [int.from_bytes(frame[:8], 'big') for frame in got]
     corrupted = [n for n, frame in zip(numbers, got, strict=True)

@@ -12,7 +12,8 @@ slices, and a slow reader makes the proxy's writer wait between two pieces of on
 :class:`DropUnits` follows the stream so that the proxy drops whole units only: after an HTTP
 head that asks for (or grants) a websocket upgrade, each websocket frame (RFC 6455 section 5.2:
 two bytes, an extended length of 2 or 8 bytes, a 4-byte mask key when masked, the payload);
-in any other stream (HTTP long-polling), each chunk as read from the socket, as before.
+before that (the HTTP head) and in any other stream (HTTP long-polling), each chunk as read from
+the socket, as before: losing part of an HTTP message fails the request visibly.
 """
 
 from __future__ import annotations
