@@ -7,25 +7,28 @@ The workload and the checks are ``test_sync_e2e_faults``'s: numbered emits both 
 calls both ways, a big payload each way, cuts, blackholes and a partition; nothing lost,
 duplicated or run twice, one session (same sid) resumed after the faults. The server's driver and
 handler threads are greenlets there: the process serves 32 concurrent calls on a few OS threads.
+In the second test the ``relio.Client`` runs in that process too, on greenlets (through the fault
+proxy of the test process).
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import socketio
 
 import relio
-from relio.demo.faultproxy import FaultProxy
-from tests.support.wsgi import LoopThread, wait_for
+from relio.demo.faultproxy import FaultProxy, Schedule
+from tests.support.sync_workload import run_client_half
+from tests.support.wsgi import LoopThread
 from tests.test_e2e_faults import _summary
 from tests.test_sync_e2e_faults import (
     BIG,
@@ -33,6 +36,7 @@ from tests.test_sync_e2e_faults import (
     SEED,
     SEND_SECONDS,
     N,
+    _assert_delivered_once,
     _assert_exactly_once,
     _schedule,
 )
@@ -47,119 +51,121 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class GeventProcess:
+    """The running gevent process: its port, the process, and what it wrote on stderr."""
+
+    def __init__(self, port: int, proc: subprocess.Popen, stderr: Any):
+        self.port, self.proc, self._stderr = port, proc, stderr
+
+    def stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()[-3000:]
+
+    def read_line(self, timeout: float) -> str:
+        """The next line it prints on stdout (bounded wait)."""
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()),  # type: ignore
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        assert lines and lines[0].strip(), \
+            f'nothing from the gevent process (exit {self.proc.poll()}):\n{self.stderr_tail()}'
+        return lines[0]
+
+
 @contextlib.contextmanager
-def gevent_server() -> Iterator[int]:
-    """The gevent server process; yields its port. Closing its standard input stops it."""
+def gevent_server(mode: str) -> Iterator[GeventProcess]:
+    """The gevent process (``tests/support/gevent_server.py`` in ``mode``), listening. Closing
+    its standard input stops it."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (
         str(ROOT), os.environ.get('PYTHONPATH')))))
-    proc = subprocess.Popen(
-        [sys.executable, '-m', 'tests.support.gevent_server', str(N), str(SEND_SECONDS),
-         str(CALLS), str(BIG), str(SEED)],
-        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()          # its port, once it listens (or '' if it died)
-        assert line.strip().isdigit(), f'the gevent server did not start: {line!r}'
-        yield int(line)
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
+    with tempfile.TemporaryFile('w+') as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'tests.support.gevent_server', mode, str(N),
+             str(SEND_SECONDS), str(CALLS), str(BIG), str(SEED)],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+            text=True)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def run_gevent_workload() -> dict:
-    """The fault workload with the server under gevent; the same result as ``run_workload``."""
-    r: dict = dict(s2c=[], client_calls_run={}, big_down=[], emit_errors=0, call_results=[],
-                   call_errors=0)
-    lock = threading.Lock()
-    blob_up = os.urandom(BIG)
-    client = relio.Client(reconnection_delay=0.1, reconnection_delay_max=0.3,
-                          randomization_factor=0.0, handle_sigint=False)
-
-    @client.event
-    def s2c(n):
-        r['s2c'].append(n)
-
-    @client.event
-    def ccalc(k):
-        with lock:
-            r['client_calls_run'][k] = r['client_calls_run'].get(k, 0) + 1
-        return 3 * k
-
-    @client.event
-    def big(blob):
-        r['big_down'].append(hashlib.sha256(blob).hexdigest())
-
-    with LoopThread() as lt, gevent_server() as port:
-        proxy = FaultProxy(port)
-        lt.run(proxy.start())
-        try:
-            client.connect(proxy.url, transports=['websocket'], wait_timeout=5)
-            sid = client.get_sid()
-            assert client.call('start', timeout=10) is True
-            t0 = time.monotonic()
-            deliveries = []
-
-            def client_sender():
-                for n in range(N):
-                    wait = t0 + n * SEND_SECONDS / N - time.monotonic()
-                    if wait > 0:
-                        time.sleep(wait)
-                    if n == N // 3:
-                        deliveries.append(client.emit('big', blob_up))
-                    deliveries.append(client.emit('c2s', n))
-
-            def one_call(k):
-                time.sleep(k * SEND_SECONDS / CALLS)
-                try:
-                    r['call_results'].append((k, client.call('calc', k, timeout=60)))
-                except (socketio.exceptions.SocketIOError, relio.DeliveryError):
-                    r['call_errors'] += 1
-
-            threads = [threading.Thread(target=fn, daemon=True) for fn in (
-                client_sender, *(lambda k=k: one_call(k) for k in range(CALLS)))]
-            for t in threads:
-                t.start()
-            schedule = _schedule(SEED)
-            lt.run(proxy.run_schedule(schedule), 90)
-            for t in threads:
-                t.join(90)
-                assert not t.is_alive(), 'a sender or a call did not end'
-            lt.loop.call_soon_threadsafe(proxy.clear)
-            deadline = time.monotonic() + 60
-            for delivery in deliveries:
-                delivery.wait(max(0.1, deadline - time.monotonic()))
-            assert wait_for(lambda: len(r['big_down']) == 1 and len(r['s2c']) >= N, 20)
-            server = client.call('report', timeout=120)
-            r['proxy'] = proxy.stats.as_dict()
-            r['schedule'] = schedule.summary()
-            r['client_stats'] = client.session_stats()
-            r['same_sid'] = client.get_sid() == sid
-            client.disconnect()
+            process = GeventProcess(0, proc, stderr)
+            line = process.read_line(60)           # its port, once it listens
+            assert line.strip().isdigit(), f'the gevent server did not start: {line!r}'
+            process.port = int(line)
+            yield process
         finally:
-            lt.run(proxy.close(), 10)
-    r['server'] = {k: server.pop(k) for k in ('senders_done', 'delivery_errors',
-                                              'threading_patched', 'os_threads')}
-    server['server_calls_run'] = dict(server['server_calls_run'])
-    server['server_call_results'] = [tuple(pair) for pair in server['server_call_results']]
-    r['call_errors'] += server.pop('call_errors')
-    r.update(server)
-    r['expected_big_up'] = hashlib.sha256(blob_up).hexdigest()
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _read_result(process: GeventProcess, timeout: float) -> dict:
+    """The JSON line the gevent process prints at the end of its workload."""
+    r = json.loads(process.read_line(timeout))
+    for key in ('call_results', 'server_call_results'):
+        r[key] = [tuple(pair) for pair in r[key]]
+    r['client_calls_run'] = {int(k): v for k, v in r['client_calls_run'].items()}
+    r['server_calls_run'] = {int(k): v for k, v in r['server_calls_run'].items()}
     return r
 
 
-def test_relio_server_under_gevent_delivers_exactly_once_under_faults():
-    rel = run_gevent_workload()
-    print('\nrelio (gevent server, thread-based client):', _summary(rel), rel['server'])
-    _assert_exactly_once(rel)
+def _check(rel: dict, label: str, blackholes: bool = True) -> None:
+    print(f'\nrelio ({label}):', _summary(rel), rel['server'])
+    if blackholes:
+        _assert_exactly_once(rel)
+    else:
+        assert rel['proxy']['connections_cut'] >= 2, rel['proxy']
+        _assert_delivered_once(rel)
     server = rel['server']
     assert server['senders_done'] and server['delivery_errors'] == []
     # monkey-patched: relio's driver, the handler threads and the 32 waiting calls are greenlets
     assert server['threading_patched']
     assert server['os_threads'] < CALLS // 4, server
+
+
+def test_relio_server_under_gevent_delivers_exactly_once_under_faults():
+    schedule = _schedule(SEED)
+    with LoopThread() as lt, gevent_server('server') as process:
+        proxy = FaultProxy(process.port)
+        lt.run(proxy.start())
+        try:
+            client = relio.Client(reconnection_delay=0.1, reconnection_delay_max=0.3,
+                                  randomization_factor=0.0, handle_sigint=False)
+            rel = run_client_half(
+                client, proxy.url, n=N, send_seconds=SEND_SECONDS, calls=CALLS, big=BIG,
+                faults=lambda: lt.run(proxy.run_schedule(schedule), 90),
+                after_faults=lambda: lt.loop.call_soon_threadsafe(proxy.clear))
+            rel['proxy'] = proxy.stats.as_dict()
+            rel['schedule'] = schedule.summary()
+        finally:
+            lt.run(proxy.close(), 10)
+    _check(rel, 'gevent server, thread-based client')
+
+
+def test_relio_client_and_server_under_gevent_deliver_exactly_once_under_cuts():
+    """Cuts and a partition only: with the client on greenlets too, the down-blackhole of
+    ``_schedule`` mostly catches no bytes at all (nothing is forwarded down while it lasts; the
+    workload still completes exactly once), so the run could not show that it was faulted."""
+    schedule = Schedule.random(SEED, duration=SEND_SECONDS, kinds=('cut', 'partition'),
+                               weights=(2, 1), start=0.4, mean_gap=0.8, min_gap=0.3,
+                               partition_seconds=(0.2, 0.8))
+    with LoopThread() as lt, gevent_server('both') as process:
+        proxy = FaultProxy(process.port)
+        lt.run(proxy.start())
+        try:
+            assert process.proc.stdin is not None
+            process.proc.stdin.write(proxy.url + '\n')
+            process.proc.stdin.flush()
+            assert process.read_line(30).strip() == 'sending'
+            lt.run(proxy.run_schedule(schedule), 90)
+            lt.loop.call_soon_threadsafe(proxy.clear)
+            rel = _read_result(process, 180)
+            rel['proxy'] = proxy.stats.as_dict()
+            rel['schedule'] = schedule.summary()
+        finally:
+            lt.run(proxy.close(), 10)
+    _check(rel, 'gevent server and client', blackholes=False)

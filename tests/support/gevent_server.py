@@ -1,5 +1,5 @@
 """A ``relio.Server`` under gevent, in a process of its own:
-``python -m tests.support.gevent_server N SEND_SECONDS CALLS BIG SEED``.
+``python -m tests.support.gevent_server MODE N SEND_SECONDS CALLS BIG SEED``.
 
 The standard library is monkey-patched before anything else is imported (gevent's rule), so
 relio's driver thread, the sessions' handler threads, their locks, conditions and
@@ -17,12 +17,19 @@ client; it records what its handlers receive (``c2s``, ``calc``, ``big``). The c
 call returns the record once every emit's delivery has resolved: what a ``run_workload`` result
 holds for the server side, the session's stats, and how many OS threads the process has
 (greenlets are not threads).
+
+MODE ``server``: the test's client connects from outside. MODE ``both``: the client half too runs
+here, on greenlets (``tests/support/sync_workload.py``, a ``relio.Client``): the process reads the
+URL to connect to (the test's fault proxy) from its standard input, runs the workload (it prints
+``sending`` once its senders have started: the test then starts its faults), prints the result as
+one line of JSON, and ends.
 """
 from gevent import monkey
 
 monkey.patch_all()
 
 import hashlib  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
@@ -37,9 +44,20 @@ from gevent.pywsgi import WSGIServer  # noqa: E402
 import relio  # noqa: E402
 
 
-def main(n: int, send_seconds: float, calls: int, big: int, seed: int) -> None:
+def _read_line(fd: int) -> bytes:
+    """A line of ``fd`` (b'' at its end), read cooperatively: no thread for it."""
+    data = b''
+    while not data.endswith(b'\n'):
+        chunk = gevent.os.nb_read(fd, 1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def main(mode: str, n: int, send_seconds: float, calls: int, big_size: int, seed: int) -> None:
     sio = relio.Server(async_mode='gevent', ping_interval=1, ping_timeout=1)
-    blob_down = random.Random(seed).randbytes(big)
+    blob_down = random.Random(seed).randbytes(big_size)
     record: dict = dict(c2s=[], server_calls_run={}, big_up=[], connects=0, disconnects=0,
                         server_call_results=[], call_errors=0, delivery_errors=[])
     lock = threading.Lock()
@@ -112,15 +130,23 @@ def main(n: int, send_seconds: float, calls: int, big: int, seed: int) -> None:
     server = WSGIServer(('127.0.0.1', 0), socketio.WSGIApp(sio), log=None, error_log=None)
     server.start()
     print(server.server_port, flush=True)
-    # Serve until the test closes our standard input (read cooperatively: no thread for it).
     stdin = sys.stdin.fileno()
     gevent.os.make_nonblocking(stdin)
-    while gevent.os.nb_read(stdin, 4096):
+    if mode == 'both':
+        from tests.support.sync_workload import run_client_half
+        url = _read_line(stdin).decode().strip()
+        client = relio.Client(reconnection_delay=0.1, reconnection_delay_max=0.3,
+                              randomization_factor=0.0, handle_sigint=False)
+        result = run_client_half(client, url, n=n, send_seconds=send_seconds, calls=calls,
+                                 big=big_size, faults=lambda: print('sending', flush=True))
+        print(json.dumps(result, default=str), flush=True)
+    # Serve until the test closes our standard input.
+    while _read_line(stdin):
         pass
     server.stop(timeout=1)
     sio.shutdown()
 
 
 if __name__ == '__main__':
-    main(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
-         int(sys.argv[5]))
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+         int(sys.argv[6]))
