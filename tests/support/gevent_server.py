@@ -21,8 +21,9 @@ holds for the server side, the session's stats, and how many OS threads the proc
 MODE ``server``: the test's client connects from outside. MODE ``both``: the client half too runs
 here, on greenlets (``tests/support/sync_workload.py``, a ``relio.Client``): the process reads the
 URL to connect to (the test's fault proxy) from its standard input, runs the workload (it prints
-``sending`` once its senders have started: the test then starts its faults), prints the result as
-one line of JSON, and ends.
+``sending`` once its senders have started: the test then starts its faults, and ``sent`` once
+they have finished: the test then clears its faults), prints the result as one line of JSON, and
+ends.
 """
 from gevent import monkey
 
@@ -138,7 +139,8 @@ def main(mode: str, n: int, send_seconds: float, calls: int, big_size: int, seed
         client = relio.Client(reconnection_delay=0.1, reconnection_delay_max=0.3,
                               randomization_factor=0.0, handle_sigint=False)
         result = run_client_half(client, url, n=n, send_seconds=send_seconds, calls=calls,
-                                 big=big_size, faults=lambda: print('sending', flush=True))
+                                 big=big_size, faults=lambda: print('sending', flush=True),
+                                 after_faults=lambda: print('sent', flush=True))
         print(json.dumps(result, default=str), flush=True)
     # Serve until the test closes our standard input.
     while _read_line(stdin):
