@@ -1,15 +1,27 @@
 """The TCP fault proxy itself (relio.demo.faultproxy: the demo's flaky link and the fault tests'
 proxy), against a raw echo server: every fault does what it says, and its counters say what it did
 to real bytes and connections (the fault tests rest their "the faults were real" on them).
+
+A 'drop' blackhole discards whole websocket frames (``relio.demo.wsframes``): a frame cut in two
+by a gap would be completed with later frames' bytes and delivered corrupted (a 4 MB payload of
+the thread-based fault test once arrived with a wrong SHA-256 that way).
 """
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
+import websocket
 
 from relio.demo.faultproxy import Fault, FaultProxy, Schedule
-from tests.support.servers import echo_server
+from relio.demo.wsframes import DropUnits
+from tests.support.servers import (
+    echo_server,
+    numbered_frame,
+    websocket_frame_header,
+    websocket_frame_server,
+)
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(30)
@@ -172,3 +184,90 @@ def test_the_demo_plan_is_seeded_cuts_and_one_stall():
 def test_refuses_a_non_loopback_upstream():
     with pytest.raises(ValueError):
         FaultProxy(80, '10.0.0.1')
+
+
+# --- 'drop' blackholes discard whole websocket frames ---------------------------------------------
+UPGRADE_REQUEST = (b'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                   b'Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+
+
+def _units(units: DropUnits, chunks: list[bytes]) -> list[bytes]:
+    """The stream ``chunks`` as the units DropUnits finds in it (pieces joined per unit)."""
+    found: list[bytearray] = []
+    for chunk in chunks:
+        pieces = units.split(chunk)
+        assert b''.join(bytes(p) for p, _ in pieces) == chunk
+        for piece, starts in pieces:
+            if starts or not found:
+                found.append(bytearray())
+            found[-1] += piece
+    return [bytes(u) for u in found]
+
+
+def test_drop_units_are_the_websocket_frames_after_the_upgrade_however_the_stream_is_read():
+    mask = b'\x01\x02\x03\x04'
+    frames = [websocket_frame_header(n, mask=mask if n % 2 else b'') + os.urandom(n)
+              for n in (0, 1, 125, 126, 65535, 65536, 70000)]
+    stream = UPGRADE_REQUEST + b''.join(frames)
+    expected = [UPGRADE_REQUEST, *frames]
+    assert _units(DropUnits(), [stream]) == expected                     # one read
+    small = UPGRADE_REQUEST + b''.join(frames[:4])                     # a byte at a time
+    assert _units(DropUnits(), [bytes([b]) for b in small]) == \
+        [*(bytes([b]) for b in UPGRADE_REQUEST), *frames[:4]]
+    for cut in (1, 2, 3, 7, 9, 13, len(UPGRADE_REQUEST) + 1, len(UPGRADE_REQUEST) + 3,
+                len(stream) - 1):                                      # every kind of split
+        head = _units(DropUnits(), [stream[:cut], stream[cut:]])
+        if cut <= len(UPGRADE_REQUEST):
+            assert head[0] + head[1] == UPGRADE_REQUEST and head[2:] == frames
+        else:
+            assert head == expected
+
+
+def test_drop_units_of_a_stream_without_an_upgrade_are_its_reads():
+    polling = b'POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nContent-Length: 3\r\n\r\n40/'
+    units = DropUnits()
+    assert _units(units, [polling, b'more', b'bytes']) == [polling, b'more', b'bytes']
+    raw = DropUnits()
+    assert _units(raw, [b'\x82\x05hello', b'x' * 70_000, b'y']) == \
+        [b'\x82\x05hello', b'x' * 70_000, b'y']        # no HTTP head: never framed
+
+
+RECEIVE = 40            # frames the client reads
+FRAME_SIZE = 65_600     # what a relio chunk of 64 KiB is on the wire, about
+
+
+async def test_drop_blackholes_under_a_throttle_lose_whole_frames_never_cut_one():
+    """The throttle forwards each frame in slices, so blackholes begin and end inside frames: the
+    frames that begin during one are lost whole, every frame delivered is intact (before the
+    proxy followed frames, the first gap spliced two frames into a corrupt one, and the client
+    failed on the misaligned header after it)."""
+    loop = asyncio.get_running_loop()
+    async with websocket_frame_server(4 * RECEIVE, FRAME_SIZE, 0.02) as port, \
+            FaultProxy(port) as proxy:
+        proxy.throttle(3_000_000, 'down')        # about the server's pace: a frame in ~22 ms
+
+        def receive() -> tuple[list[bytes], Exception | None]:
+            ws = websocket.create_connection(f'ws://127.0.0.1:{proxy.port}/', timeout=WAIT)
+            loop.call_soon_threadsafe(blackholes)     # once the handshake is through
+            frames: list[bytes] = []
+            try:
+                for _ in range(RECEIVE):
+                    frames.append(ws.recv())
+            except websocket.WebSocketException as exc:
+                return frames, exc
+            finally:
+                ws.shutdown()
+            return frames, None
+
+        def blackholes() -> None:
+            for k in range(1, 40):
+                loop.call_later(0.1 * k, proxy.blackhole, 'down', 0.03)
+
+        got, error = await asyncio.to_thread(receive)
+    numbers = [int.from_bytes(frame[:8], 'big') for frame in got]
+    corrupted = [n for n, frame in zip(numbers, got, strict=True)
+                 if frame != numbered_frame(n, FRAME_SIZE)]
+    assert not corrupted, f'a corrupted frame among {numbers}'
+    assert error is None
+    assert numbers == sorted(set(numbers)) and numbers[-1] >= RECEIVE      # some lost, whole
+    assert proxy.stats.dropped_chunks_down >= 1

@@ -218,6 +218,7 @@ def run_workload(lib: Any, server_kind: type, client_kind: type, seed: int = SEE
 
         def big(sid, blob):
             r['big_up'].append(hashlib.sha256(blob).hexdigest())
+            _note_difference(r, 'big_up', blob, blob_up)
 
         def s2c(n):
             r['s2c'].append(n)
@@ -229,6 +230,7 @@ def run_workload(lib: Any, server_kind: type, client_kind: type, seed: int = SEE
 
         def big_down(blob):
             r['big_down'].append(hashlib.sha256(blob).hexdigest())
+            _note_difference(r, 'big_down', blob, blob_down)
 
         server.on('connect', connect, join='feed')
         for name, fn in (('disconnect', disconnect), ('c2s', c2s), ('calc', calc),
@@ -337,13 +339,26 @@ def run_workload(lib: Any, server_kind: type, client_kind: type, seed: int = SEE
     return r
 
 
+def _note_difference(r: dict, name: str, got: bytes, sent: bytes) -> None:
+    """Record where a big payload that arrived differs from the one sent (for the failure
+    message: which 64 KiB chunk, how many bytes, so that a corruption can be traced)."""
+    if got == sent:
+        return
+    common = min(len(got), len(sent))
+    first = next((i for i in range(common) if got[i] != sent[i]), common)
+    last = next((i for i in range(common - 1, -1, -1) if got[i] != sent[i]), first)
+    r.setdefault('differences', []).append(dict(
+        payload=name, size=len(got), sent_size=len(sent), first_byte=first, last_byte=last,
+        differing_bytes=sum(got[i] != sent[i] for i in range(common)), chunk=first // (64 * 1024)))
+
+
 def _assert_exactly_once(rel: dict) -> None:
     _faults_bit(rel)
     # nothing lost, nothing duplicated, order kept - both ways
     assert rel['c2s'] == list(range(N))
     assert rel['s2c'] == list(range(N))
-    assert rel['big_up'] == [rel['expected_big_up']]
-    assert rel['big_down'] == [rel['expected_big_down']]
+    assert rel['big_up'] == [rel['expected_big_up']], rel.get('differences')
+    assert rel['big_down'] == [rel['expected_big_down']], rel.get('differences')
     # every call resolved with its own answer and each handler ran exactly once
     assert rel['call_errors'] == 0
     assert sorted(rel['call_results']) == [(k, 2 * k) for k in range(CALLS)]

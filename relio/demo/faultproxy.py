@@ -21,11 +21,12 @@ Directions: 'up' = client -> upstream server, 'down' = upstream server -> client
 dropped, held, delayed or throttled), so that a test can tell that its faults were real from the
 proxy itself rather than from what some library lost.
 
-'drop' blackholes discard whole chunks as read from the socket.  On loopback a chunk is
-usually one or more complete websocket frames, so drops are often *silent* (the connection
-survives with messages missing, or a PONG vanishes and the heartbeat kills the session); a
-chunk boundary inside a frame corrupts the stream and the peer closes it.  Both are faults
-a reliable layer must survive.
+'drop' blackholes discard whole websocket frames: those that begin while the blackhole is on
+(:mod:`relio.demo.wsframes`; other streams, HTTP long-polling, lose whole chunks as read from the
+socket). The connection survives with messages missing, or a PONG vanishes and the heartbeat kills
+the session: faults a reliable layer must survive. A frame is never cut: the bytes after a gap
+would complete it with later frames' bytes, a corruption no TCP link produces and that the peer
+delivers before it fails on the next header (a wrong payload that no layer above could detect).
 
 It knows nothing of Socket.IO. Every loop is bounded in iterations; the proxy refuses non-loopback
 upstreams and closes itself after ``max_lifetime`` seconds; ``close()`` (or leaving ``async with``)
@@ -40,6 +41,8 @@ import random
 import socket
 import struct
 from collections.abc import Iterable
+
+from relio.demo.wsframes import DropUnits
 
 __all__ = ['FaultProxy', 'Schedule', 'Fault', 'ProxyStats']
 
@@ -78,7 +81,7 @@ class ProxyStats:
     bytes_down: int = 0
     dropped_up: int = 0               # discarded by 'drop' blackholes
     dropped_down: int = 0
-    dropped_chunks_up: int = 0
+    dropped_chunks_up: int = 0        # units dropped: websocket frames (read chunks elsewhere)
     dropped_chunks_down: int = 0
     held_up: int = 0                  # bytes that had to wait out a 'hold' blackhole or a stall
     held_down: int = 0
@@ -388,7 +391,8 @@ class FaultProxy:
     def blackhole(self, direction: str = 'both', seconds: float = 1.0, *,
                   mode: str = 'drop') -> None:
         """Stop forwarding for ``seconds`` while keeping sockets open.
-        mode='drop' discards the bytes, mode='hold' stalls them (delivered afterwards)."""
+        mode='drop' discards the websocket frames that begin meanwhile, mode='hold' stalls the bytes
+        (delivered afterwards)."""
         if mode not in ('drop', 'hold'):
             raise ValueError(mode)
         until = self._now() + seconds
@@ -602,6 +606,8 @@ class FaultProxy:
         flowing = self._flowing
         assert flowing is not None
         next_free = 0.0  # token-bucket time for the throttle
+        units = DropUnits()     # what a 'drop' blackhole discards whole (see relio.demo.wsframes)
+        dropping: bool | None = False
         for _ in range(_MAX_CHUNKS):
             item = await q.get()
             if item is None:
@@ -622,42 +628,48 @@ class FaultProxy:
                 self.stats.add('delayed', direction, len(data))
             if writer.transport.is_closing():
                 return
-            view = memoryview(data)
-            off = 0
-            held = False
-            for _ in range(_MAX_SLEEP_STEPS):
-                if off >= len(view):
-                    break
-                hold = not flowing.is_set()                     # a stall
-                now = loop.time()
-                if not hold and now < st.blackhole_until:
-                    if st.blackhole_mode == 'drop':
-                        self.stats.add('dropped', direction, len(view) - off)
-                        self.stats.add('dropped_chunks', direction, 1)
+            for piece, starts in units.split(data):
+                if starts:
+                    dropping = None            # a unit is dropped or forwarded whole
+                off = 0
+                held = False
+                for _ in range(_MAX_SLEEP_STEPS):
+                    if off >= len(piece):
                         break
-                    hold = True                                 # a 'hold' blackhole
-                if hold:
-                    if not held:
-                        held = True
-                        self.stats.add('held', direction, len(view) - off)
-                    if not flowing.is_set():
-                        await flowing.wait()
-                    else:
-                        await asyncio.sleep(min(st.blackhole_until - now, 0.05))
-                    if writer.transport.is_closing():           # cut or aborted by its stall
-                        return
-                    continue
-                bps = st.bps
-                if bps:
-                    if next_free > now:
-                        await asyncio.sleep(min(next_free - now, 0.05))
+                    hold = not flowing.is_set()                     # a stall
+                    now = loop.time()
+                    blackhole = now < st.blackhole_until
+                    if dropping is None and not hold:
+                        dropping = blackhole and st.blackhole_mode == 'drop'
+                        if dropping:
+                            self.stats.add('dropped_chunks', direction, 1)
+                    if dropping:
+                        self.stats.add('dropped', direction, len(piece) - off)
+                        break
+                    if blackhole and st.blackhole_mode == 'hold':
+                        hold = True                                 # a 'hold' blackhole
+                    if hold:
+                        if not held:
+                            held = True
+                            self.stats.add('held', direction, len(piece) - off)
+                        if not flowing.is_set():
+                            await flowing.wait()
+                        else:
+                            await asyncio.sleep(min(st.blackhole_until - now, 0.05))
+                        if writer.transport.is_closing():           # cut or aborted by its stall
+                            return
                         continue
-                    n = max(1, min(len(view) - off, int(bps * 0.02)))
-                    next_free = max(now, next_free) + n / bps
-                    self.stats.add('throttled', direction, n)
-                else:
-                    n = len(view) - off
-                writer.write(bytes(view[off:off + n]))
-                off += n
-                self.stats.add('bytes', direction, n)
-                await writer.drain()
+                    bps = st.bps
+                    if bps:
+                        if next_free > now:
+                            await asyncio.sleep(min(next_free - now, 0.05))
+                            continue
+                        n = max(1, min(len(piece) - off, int(bps * 0.02)))
+                        next_free = max(now, next_free) + n / bps
+                        self.stats.add('throttled', direction, n)
+                    else:
+                        n = len(piece) - off
+                    writer.write(bytes(piece[off:off + n]))
+                    off += n
+                    self.stats.add('bytes', direction, n)
+                    await writer.drain()

@@ -73,6 +73,21 @@ class _StopSafeQueue(queue.Queue):
         super().put(item, block, timeout)
 
 
+def _wait_until_sent(q: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds until engine.io's writer has sent what is in its queue
+    (``task_done`` for each). The queue is the standard library's, or gevent's once the standard
+    library is monkey-patched: gevent's has no ``all_tasks_done`` but a ``join`` that takes a
+    timeout."""
+    all_tasks_done = getattr(q, 'all_tasks_done', None)
+    if all_tasks_done is None:
+        q.join(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    with all_tasks_done:
+        while q.unfinished_tasks and time.monotonic() < deadline:
+            all_tasks_done.wait(deadline - time.monotonic())
+
+
 class _EngineIOClient(engineio.Client):
     """python-engineio's thread-based client with :class:`_StopSafeQueue` as its send queue."""
 
@@ -212,10 +227,7 @@ class Client(ClientShell, socketio.Client):
         # the DISCONNECTs), briefly, or the server takes the close for a dropped connection.
         q = self.eio.queue
         if self.eio.state == 'connected' and q is not None:
-            deadline = time.monotonic() + DISCONNECT_FLUSH_WAIT
-            with q.all_tasks_done:
-                while q.unfinished_tasks and time.monotonic() < deadline:
-                    q.all_tasks_done.wait(deadline - time.monotonic())
+            _wait_until_sent(q, DISCONNECT_FLUSH_WAIT)
         self.eio.disconnect()
 
     # --- handshake -------------------------------------------------------------------------------

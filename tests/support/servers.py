@@ -150,3 +150,60 @@ async def echo_server() -> AsyncIterator[int]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def numbered_frame(n: int, size: int) -> bytes:
+    """Frame ``n`` of :func:`websocket_frame_server`: its number, then bytes derived from it."""
+    import hashlib
+    head = n.to_bytes(8, 'big')
+    block = hashlib.sha256(head).digest()
+    return head + (block * (size // len(block) + 1))[:size - 8]
+
+
+def websocket_frame_header(length: int, opcode: int = 0x2, mask: bytes = b'') -> bytes:
+    """The header of a final websocket frame of ``length`` payload bytes (RFC 6455 section 5.2)."""
+    masked = 0x80 if mask else 0
+    if length < 126:
+        head = bytes((0x80 | opcode, masked | length))
+    elif length < 65536:
+        head = bytes((0x80 | opcode, masked | 126)) + length.to_bytes(2, 'big')
+    else:
+        head = bytes((0x80 | opcode, masked | 127)) + length.to_bytes(8, 'big')
+    return head + mask
+
+
+@contextlib.asynccontextmanager
+async def websocket_frame_server(count: int, size: int,
+                                 interval: float = 0.0) -> AsyncIterator[int]:
+    """A minimal websocket server (RFC 6455 handshake, then unmasked binary frames) on
+    127.0.0.1:<free port> that sends each connection :func:`numbered_frame` 0..count-1, one every
+    ``interval`` seconds, and waits for it to close; yields the port."""
+    import base64
+    import hashlib
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b'\r\n\r\n')
+            key = next(line.split(b':', 1)[1].strip() for line in head.split(b'\r\n')
+                       if line.lower().startswith(b'sec-websocket-key:'))
+            accept = base64.b64encode(hashlib.sha1(
+                key + b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest())
+            writer.write(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n'
+                         b'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + b'\r\n\r\n')
+            for n in range(count):
+                payload = numbered_frame(n, size)
+                writer.write(websocket_frame_header(len(payload)) + payload)
+                await writer.drain()
+                await asyncio.sleep(interval)
+            await reader.read()
+        except (ConnectionError, asyncio.IncompleteReadError, StopIteration):
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(serve, '127.0.0.1', 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -90,12 +90,17 @@ cdef bytes _check_id(object msg_id, str what):
 
 
 # ------------------------------------------------------------------------------------------------
-# Scratch buffer shared by every engine in the process: batches are built here and copied out once.
-# Engines run under the GIL and never re-enter data_to_send, so one buffer serves them all and an idle
-# session costs no encoding memory.
+# Scratch buffer shared by every engine in the process: batches are built here and copied out once,
+# so an idle session costs no encoding memory. The GIL alone does not make one buffer enough:
+# building a batch may allocate (the slot table grows), an allocation may start a garbage
+# collection, and a collection runs Python code (finalizers, callbacks) where another engine can
+# build its own batch, in this thread or in another one the GIL passes to. So a build takes the
+# buffer for its duration (_buffer_take / _buffer_give), and one that finds it taken builds in a
+# buffer of its own (a rare, short allocation) instead of overwriting the half-built batch.
 
 cdef unsigned char* _scratch = NULL
 cdef Py_ssize_t _scratch_cap = 0
+cdef bint _scratch_taken = False
 
 
 cdef unsigned char* _scratch_reserve(Py_ssize_t needed) except NULL:
@@ -110,6 +115,31 @@ cdef unsigned char* _scratch_reserve(Py_ssize_t needed) except NULL:
         _scratch = p
         _scratch_cap = cap
     return _scratch
+
+
+cdef unsigned char* _buffer_take(Py_ssize_t needed, unsigned char** own) except NULL:
+    """A buffer of ``needed`` bytes to build in: the shared scratch buffer, or, while another build
+    holds it, a new one (``*own``, freed by _buffer_give)."""
+    global _scratch_taken
+    cdef unsigned char* p
+    if _scratch_taken:
+        p = <unsigned char*>PyMem_Malloc(needed)
+        if p == NULL:
+            raise MemoryError()
+        own[0] = p
+        return p
+    p = _scratch_reserve(needed)
+    _scratch_taken = True
+    own[0] = NULL
+    return p
+
+
+cdef inline void _buffer_give(unsigned char* own) noexcept:
+    global _scratch_taken
+    if own != NULL:
+        PyMem_Free(own)
+    else:
+        _scratch_taken = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -632,9 +662,13 @@ cdef class Engine:
 
     def resume_state(self):
         """Our receive state (an ACK frame): hand it to the peer's :meth:`resume` on reconnect."""
-        cdef unsigned char* buf = _scratch_reserve(ACK_HEADER_MAX + 2 * VARINT_MAX * self._max_ranges)
-        cdef Py_ssize_t n = self._write_ack(buf, 0.0, 0.0)
-        return PyBytes_FromStringAndSize(<char*>buf, n)
+        cdef unsigned char* own
+        cdef unsigned char* buf = _buffer_take(ACK_HEADER_MAX + 2 * VARINT_MAX * self._max_ranges,
+                                               &own)
+        try:
+            return PyBytes_FromStringAndSize(<char*>buf, self._write_ack(buf, 0.0, 0.0))
+        finally:
+            _buffer_give(own)
 
     def resume(self, bytes peer_state not None, double now):
         """The link is back: apply the peer's receive state (its :meth:`resume_state`) and queue for
@@ -1098,7 +1132,16 @@ cdef class Engine:
 
     cdef int _fill_batches(self, double now, list out) except -1:
         cdef Py_ssize_t ack_max = ACK_HEADER_MAX + 2 * VARINT_MAX * self._max_ranges
-        cdef unsigned char* buf = _scratch_reserve(ack_max + self._coalesce + self._chunk_size + 256)
+        cdef unsigned char* own
+        cdef unsigned char* buf = _buffer_take(ack_max + self._coalesce + self._chunk_size + 256,
+                                               &own)
+        try:
+            self._fill_batches_in(buf, now, out)
+        finally:
+            _buffer_give(own)
+        return 0
+
+    cdef int _fill_batches_in(self, unsigned char* buf, double now, list out) except -1:
         cdef Py_ssize_t used = 1
         cdef Py_ssize_t frames = 0
         cdef bint has_data = False
