@@ -151,6 +151,8 @@ export class RelioSocket {
   private sessionConnected = false;      // the application got `connect` for this session
   private linkUp = false;                // the session's carriers may be written
   private resuming = false;
+  /** the application got `relio_suspend` and not yet `relio_resume`: the two always pair */
+  private suspended = false;
   private leaving = false;
   private early: EarlyEmit[] = [];
   private flushScheduled = false;
@@ -402,6 +404,7 @@ export class RelioSocket {
     }
     const wasConnected = this.connected;
     this.sessionConnected = false;
+    this.suspended = false;
     this.linkUp = false;
     this.cancelTimer();
     this.sio.disconnect();
@@ -566,6 +569,10 @@ export class RelioSocket {
 
   private onSioConnect(): void {
     if (this.mode === "relio" && this.session !== null) {
+      // socket.io-client hands a decoded packet to its Socket a tick later: a CONNECT decoded
+      // just before its connection closed arrives after the close. That connection is gone
+      // (linkUp was cleared); the next one sends its own CONNECT.
+      if (!this.linkUp) return;
       const resumed = this.resuming;
       this.resuming = false;
       if (!this.sessionConnected) {
@@ -573,7 +580,8 @@ export class RelioSocket {
         this.recovered = resumed;
         this.sessionConnected = true;
         this.fire("connect", []);
-      } else if (resumed) {
+      } else if (resumed && this.suspended) {
+        this.suspended = false;
         this.fire(RESUME_EVENT, []);
       }
       this.replayEarly();
@@ -612,6 +620,8 @@ export class RelioSocket {
       return;
     }
     this.armExpiry(session);
+    if (this.suspended || !this.sessionConnected) return;   // one suspend per resume
+    this.suspended = true;
     this.fire(SUSPEND_EVENT, [reason]);
   }
 
@@ -639,6 +649,7 @@ export class RelioSocket {
     this.session = null;
     this.forget();
     this.linkUp = false;
+    this.suspended = false;
     this.cancelTimer();
     for (const waiter of session.waiters.values()) {
       if (waiter.timer) clearTimeout(waiter.timer);
