@@ -13,6 +13,7 @@ import asyncio
 import pytest
 
 import relio
+from relio.demo.faultproxy import FaultProxy
 from tests.support.servers import serve_socketio
 
 pytestmark = pytest.mark.timeout(30)
@@ -43,3 +44,66 @@ async def test_write_loop_stops_after_read_loop_gives_up_even_with_packets_queue
         assert client.session_stats()['outbox_messages'] >= 1     # 99 waits for a resume
         await eio.disconnect(abort=True)
     assert got[:5] == [0, 1, 2, 3, 4]
+
+
+async def _resume_through(wreck) -> tuple[list, list, bool]:
+    """Connect through a proxy, cut the connection, let ``wreck(client, connect)`` stand in for
+    python-socketio's first reconnect attempt, then emit both ways: (received by the server,
+    received by the client, whether the sid stayed the same)."""
+    sio = relio.AsyncServer(async_mode='asgi')
+    got_server, got_client = [], []
+    sio.on('up', lambda sid, n: got_server.append(n))
+    client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.1,
+                               randomization_factor=0.0, handle_sigint=False)
+    client.on('down', lambda n: got_client.append(n))
+    attempts = []
+    real_connect = client.connect
+
+    async def connect(*args, **kwargs):
+        attempts.append(kwargs.get('retry'))
+        if len(attempts) == 2:               # the first reconnect attempt
+            return await wreck(client, lambda: real_connect(*args, **kwargs))
+        return await real_connect(*args, **kwargs)
+
+    client.connect = connect
+    async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        await client.connect(proxy.url, transports=['websocket'])
+        sid = client.get_sid()
+        await client.emit('up', 0)
+        await sio.emit('down', 0, to=sid)
+        assert await proxy.cut() == 1
+        await client.emit('up', 1)                 # queued in the suspended session
+        await sio.emit('down', 1, to=sid)
+        for _ in range(400):
+            if len(got_server) == 2 and len(got_client) == 2 and client.connected:
+                break
+            await asyncio.sleep(0.025)
+        same = client.get_sid() == sid
+        await client.disconnect()
+    return got_server, got_client, same
+
+
+async def test_an_unexpected_error_in_a_reconnect_attempt_does_not_end_the_session():
+    """python-socketio's loop only catches ConnectionError/ValueError from an attempt: anything
+    else would end it, and with it every relio session, for one bad attempt."""
+    async def fail(client, connect):
+        raise RuntimeError('an attempt failed in a way python-socketio does not expect')
+
+    got_server, got_client, same = await _resume_through(fail)
+    assert (got_server, got_client, same) == ([0, 1], [0, 1], True)
+
+
+async def test_a_connection_lost_as_it_was_made_is_reconnected():
+    """The attempt succeeds, then its connection dies before connect() returns: that loss comes
+    while python-socketio's loop still runs, so it starts no new loop; relio goes on."""
+    async def made_and_lost(client, connect):
+        result = await connect()
+        await client.eio.ws.close()        # the transport dies (the read loop sees the close)
+        for _ in range(200):
+            if client.eio.state != 'connected':
+                break
+            await asyncio.sleep(0.01)
+        return result
+
+    got_server, got_client, same = await _resume_through(made_and_lost)
+    assert (got_server, got_client, same) == ([0, 1], [0, 1], True)

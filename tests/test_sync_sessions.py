@@ -147,3 +147,45 @@ def test_full_outbox_raises_queue_full_or_waits_never_drops():
         assert wait_for(lambda: got == list(range(len(sent) + 20)), 20)
         client.disconnect()
         lt.run(proxy.close())
+
+
+@pytest.mark.parametrize('wreck', ['raises', 'lost as made'])
+def test_reconnect_loop_exits_that_are_not_giving_up_keep_the_session(wreck):
+    """python-socketio's reconnect loop ends on an attempt raising something other than
+    ConnectionError/ValueError, and counts an attempt whose connection died before connect()
+    returned as a success (starting no new loop for that loss): neither ends the session."""
+    sio = relio.Server(async_mode='threading')
+    up: list = []
+    sio.on('up', lambda sid, n: up.append(n))
+    with LoopThread() as lt, serve_sync_socketio(sio) as port:
+        proxy = lt.run(FaultProxy(port).start())
+        client = _client()
+        down: list = []
+        client.on('down', lambda n: down.append(n))
+        attempts: list = []
+        real_connect = client.connect
+
+        def connect(*args, **kwargs):
+            attempts.append(1)
+            if len(attempts) != 2:               # not the first reconnect attempt
+                return real_connect(*args, **kwargs)
+            if wreck == 'raises':
+                raise RuntimeError('an attempt failed in a way python-socketio does not expect')
+            result = real_connect(*args, **kwargs)
+            client.eio.ws.close()                # the transport dies as the attempt returns
+            wait_for(lambda: client.eio.state != 'connected', 5)
+            return result
+
+        client.connect = connect
+        client.connect(proxy.url, transports=['websocket'])
+        sid = client.get_sid()
+        client.emit('up', 0)
+        sio.emit('down', 0, to=sid)
+        assert lt.run(proxy.cut()) == 1
+        client.emit('up', 1)
+        sio.emit('down', 1, to=sid)
+        assert wait_for(lambda: up == [0, 1] and down == [0, 1] and client.connected, 20), \
+            (up, down, attempts)
+        assert client.get_sid() == sid and len(attempts) >= 3
+        client.disconnect()
+        lt.run(proxy.close())

@@ -303,7 +303,17 @@ class AsyncClient(ClientShell, socketio.AsyncClient):
     async def _handle_reconnect(self):
         self._relio_reconnecting = True
         try:
-            await super()._handle_reconnect()
+            while True:
+                try:
+                    await super()._handle_reconnect()
+                except Exception as exc:
+                    if not self._relio_reconnect_again(exc):
+                        raise
+                else:
+                    if not self._relio_reconnect_again():
+                        break
+                    await self._relio_forget_lost_connection()
+                self._reconnect_task = asyncio.current_task()
         finally:
             self._relio_reconnecting = False
             if self.eio.state != 'connected':
@@ -311,6 +321,16 @@ class AsyncClient(ClientShell, socketio.AsyncClient):
                 # and everything still pending in them is reported undelivered.
                 for session in list(self.relio_sessions.values()):
                     await self._end_session(session, 'reconnection failed')
+
+    async def _relio_forget_lost_connection(self):
+        """python-socketio took a connection that was already lost for a success: undo what it
+        set (its plain namespaces get ``disconnect``, as a drop gives them)."""
+        if self.connected:
+            for n in list(self.namespaces):
+                if n not in self.relio_sessions:
+                    await self._trigger_event('disconnect', n, self.reason.TRANSPORT_ERROR)
+        self.namespaces = {}
+        self.connected = False
 
     async def _handle_disconnect(self, namespace):
         namespace = namespace or '/'

@@ -17,6 +17,7 @@ import logging
 from typing import Any, Generic, Protocol, TypeVar
 
 from engineio import packet as eio_packet
+from socketio import base_client
 
 from relio.binding import payload as payload_codec
 from relio.binding import wire
@@ -62,7 +63,10 @@ class ClientShell(Shell):
     connection_namespaces: Any
     failed_namespaces: Any
     reconnection: Any
+    reconnection_attempts: Any
     sid: Any
+    _reconnect_abort: Any
+    _reconnect_task: Any
     _connect_event: Any
     # the client's own
     relio_sessions: dict[str, Any]
@@ -231,6 +235,34 @@ class ClientShell(Shell):
         sessions stay suspended; only giving up ends them."""
         return bool(self.reconnection and (self.eio.state == 'connected'
                                            or self._relio_reconnecting))
+
+    def _relio_reconnect_again(self, exc: BaseException | None = None) -> bool:
+        """After python-socketio's reconnect loop returned (or raised ``exc``): whether relio
+        runs it again instead of ending the sessions.
+
+        The loop ends for good when it connected, gave up (``reconnection_attempts``) or was told
+        to stop. Two other exits are not the application's choice and would lose every session:
+        an attempt raising something other than the ConnectionError/ValueError the loop expects
+        (an unexpected transport error; retried unless attempts are limited), and an attempt the
+        loop counted a success whose connection was already lost (its CONNECT answered, then the
+        transport died before ``connect()`` returned): that loss came while the loop still ran,
+        so python-socketio started no new loop for it, and the client would sit disconnected.
+        """
+        if self.eio.state == 'connected' or not self.reconnection:
+            return False
+        if self._reconnect_abort is not None and self._reconnect_abort.is_set():
+            return False
+        if exc is not None:
+            if self in base_client.reconnecting_clients:
+                base_client.reconnecting_clients.remove(self)
+            if self.reconnection_attempts:
+                return False
+            logger.warning('relio: reconnection attempt failed (%r); trying again', exc)
+            return True
+        if self._reconnect_task is not None:
+            return False                # python-socketio gave up (attempts exhausted)
+        logger.info('relio: the connection was lost as it was made; reconnecting')
+        return True
 
     def _relio_fail_connect_attempt(self) -> None:
         """The connection died while connect() waits for the namespaces' answers (a resume in

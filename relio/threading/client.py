@@ -332,7 +332,18 @@ class Client(ClientShell, socketio.Client):
     def _handle_reconnect(self):
         self._relio_reconnecting = True
         try:
-            super()._handle_reconnect()
+            while True:
+                task = self._reconnect_task or threading.current_thread()
+                try:
+                    super()._handle_reconnect()
+                except Exception as exc:
+                    if not self._relio_reconnect_again(exc):
+                        raise
+                else:
+                    if not self._relio_reconnect_again():
+                        break
+                    self._relio_forget_lost_connection()
+                self._reconnect_task = task      # (shutdown() joins it)
         finally:
             self._relio_reconnecting = False
             if self.eio.state != 'connected':
@@ -340,6 +351,16 @@ class Client(ClientShell, socketio.Client):
                 # here and everything still pending in them is reported undelivered.
                 for session in list(self.relio_sessions.values()):
                     self._end_session(session, 'reconnection failed')
+
+    def _relio_forget_lost_connection(self):
+        """python-socketio took a connection that was already lost for a success: undo what it
+        set (its plain namespaces get ``disconnect``, as a drop gives them)."""
+        if self.connected:
+            for n in list(self.namespaces):
+                if n not in self.relio_sessions:
+                    self._trigger_event('disconnect', n, self.reason.TRANSPORT_ERROR)
+        self.namespaces = {}
+        self.connected = False
 
     def _handle_disconnect(self, namespace):
         namespace = namespace or '/'
