@@ -15,8 +15,10 @@ runs: connections cut, bytes dropped or held by the blackholes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
+import warnings
 
 import pytest
 import socketio
@@ -26,7 +28,14 @@ from relio.demo.faultproxy import FaultProxy, Schedule
 from tests.support.servers import serve_socketio
 from tests.support.waiting import poll
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [
+    pytest.mark.timeout(150),
+    # python-engineio's asyncio client can leave the socket of a connection attempt that a fault
+    # cut mid-handshake to the garbage collector (seen once in ~30 runs, in whichever run the
+    # collector happened to run): upstream's warning, not a relio leak; the sync fault test
+    # ignores the same one.
+    pytest.mark.filterwarnings('ignore:unclosed <socket.socket:ResourceWarning'),
+]
 
 N = 3000                    # numbered emits per direction
 SEND_SECONDS = 6.0          # both senders are paced over this window
@@ -200,6 +209,10 @@ async def test_relio_delivers_exactly_once_under_faults(record_property):
                   'call_errors': plain['call_errors'], 'emit_errors': plain['emit_errors']}
     print('\npython-socketio:', _summary(plain), 'lost:', plain_lost)
     record_property('python_socketio_lost', plain_lost)
+    with warnings.catch_warnings():
+        # what the baseline's dead connections left behind goes now, not during relio's run
+        warnings.simplefilter('ignore', ResourceWarning)
+        gc.collect()
     rel = await run_workload(relio)
     print('relio:', _summary(rel))
     print('relio server session:', rel['server_stats'])
