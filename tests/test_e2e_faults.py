@@ -31,9 +31,8 @@ from tests.support.waiting import poll
 pytestmark = [
     pytest.mark.timeout(150),
     # python-engineio's asyncio client can leave the socket of a connection attempt that a fault
-    # cut mid-handshake to the garbage collector (seen once in ~30 runs, in whichever run the
-    # collector happened to run): upstream's warning, not a relio leak; the sync fault test
-    # ignores the same one.
+    # cut mid-handshake to the garbage collector (seen once in a full local run, raised in the
+    # run during which the collector ran): upstream's warning, as in the sync fault test.
     pytest.mark.filterwarnings('ignore:unclosed <socket.socket:ResourceWarning'),
 ]
 
