@@ -47,26 +47,28 @@ async def test_write_loop_stops_after_read_loop_gives_up_even_with_packets_queue
 
 
 async def _resume_through(wreck) -> tuple[list, list, bool]:
-    """Connect through a proxy, cut the connection, let ``wreck(client, connect)`` stand in for
-    python-socketio's first reconnect attempt, then emit both ways: (received by the server,
-    received by the client, whether the sid stayed the same)."""
+    """Connect through a proxy, cut the connection, let ``wreck(client, connect, proxy)`` stand
+    in for python-socketio's first reconnect attempt, then emit both ways: (received by the
+    server, received by the client, whether the sid stayed the same)."""
     sio = relio.AsyncServer(async_mode='asgi')
     got_server, got_client = [], []
     sio.on('up', lambda sid, n: got_server.append(n))
     client = relio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.1,
                                randomization_factor=0.0, handle_sigint=False)
     client.on('down', lambda n: got_client.append(n))
-    attempts = []
+    attempts: list = []
+    links: list = []                        # the proxy, once it runs
     real_connect = client.connect
 
     async def connect(*args, **kwargs):
         attempts.append(kwargs.get('retry'))
         if len(attempts) == 2:               # the first reconnect attempt
-            return await wreck(client, lambda: real_connect(*args, **kwargs))
+            return await wreck(client, lambda: real_connect(*args, **kwargs), links[0])
         return await real_connect(*args, **kwargs)
 
     client.connect = connect
     async with serve_socketio(sio) as port, FaultProxy(port) as proxy:
+        links.append(proxy)
         await client.connect(proxy.url, transports=['websocket'])
         sid = client.get_sid()
         await client.emit('up', 0)
@@ -86,7 +88,7 @@ async def _resume_through(wreck) -> tuple[list, list, bool]:
 async def test_an_unexpected_error_in_a_reconnect_attempt_does_not_end_the_session():
     """python-socketio's loop only catches ConnectionError/ValueError from an attempt: anything
     else would end it, and with it every relio session, for one bad attempt."""
-    async def fail(client, connect):
+    async def fail(client, connect, proxy):
         raise RuntimeError('an attempt failed in a way python-socketio does not expect')
 
     got_server, got_client, same = await _resume_through(fail)
@@ -96,14 +98,18 @@ async def test_an_unexpected_error_in_a_reconnect_attempt_does_not_end_the_sessi
 async def test_a_connection_lost_as_it_was_made_is_reconnected():
     """The attempt succeeds, then its connection dies before connect() returns: that loss comes
     while python-socketio's loop still runs, so it starts no new loop; relio goes on."""
-    async def made_and_lost(client, connect):
+    lost: list = []
+
+    async def made_and_lost(client, connect, proxy):
         result = await connect()
-        await client.eio.ws.close()        # the transport dies (the read loop sees the close)
-        for _ in range(200):
+        await proxy.cut()                   # the transport dies as the attempt returns
+        for _ in range(400):
             if client.eio.state != 'connected':
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.025)
+        lost.append(client.eio.state != 'connected')
         return result
 
     got_server, got_client, same = await _resume_through(made_and_lost)
+    assert lost == [True]                   # the attempt's connection did die before it returned
     assert (got_server, got_client, same) == ([0, 1], [0, 1], True)
