@@ -248,13 +248,13 @@ class ClientShell(Shell):
         transport died before ``connect()`` returned): that loss came while the loop still ran,
         so python-socketio started no new loop for it, and the client would sit disconnected.
         """
+        if exc is not None and self in base_client.reconnecting_clients:
+            base_client.reconnecting_clients.remove(self)   # the loop's clean-up the raise skipped
         if self.eio.state == 'connected' or not self.reconnection:
             return False
         if self._reconnect_abort is not None and self._reconnect_abort.is_set():
             return False
         if exc is not None:
-            if self in base_client.reconnecting_clients:
-                base_client.reconnecting_clients.remove(self)
             if self.reconnection_attempts:
                 return False
             logger.warning('relio: reconnection attempt failed (%r); trying again', exc)
