@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-COMPILED = ["_engine", "_frames", "_events", "_idset", "_ackwindow", "_lru", "_chunks"]
+COMPILED = ["_engine", "_frames", "_events", "_idset", "_ackwindow", "_lru", "_chunks", "_step"]
 
 
 @pytest.mark.parametrize("name", COMPILED)
