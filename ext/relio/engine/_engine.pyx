@@ -18,6 +18,7 @@ Sequence numbers are per session and per direction, one per frame (a chunk is a 
 Message ids are 128-bit: a random 64-bit session prefix and a 64-bit counter.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_DelItem, PyDict_GetItem, PyDict_SetItem
 from cpython.object cimport PyObject
@@ -151,9 +152,15 @@ cdef inline bint _starts_request(uint8_t flags, uint64_t offset) noexcept:
     return (flags & FLAG_REQUEST) != 0 and not ((flags & FLAG_CHUNK) and offset != 0)
 
 
+@cython.final
+@cython.no_gc  # it holds bytes and a tuple of bytes only: no reference cycle can pass through it
 cdef class _OutMessage:
     """A message accepted by send/reply and not yet acknowledged or expired. An outbox holds at
-    most one message per id (``Engine._pending_ids``)."""
+    most one message per id (``Engine._pending_ids``).
+
+    Not tracked by the garbage collector: an outbox holds up to ``max_outbox_messages`` of them
+    for as long as their acknowledgements take, and each tracked one counted towards the
+    collector's next run and was traversed again by every collection of its generation."""
     cdef bytes msg_id
     cdef uint64_t hi, lo
     cdef bytes reply_to            # the request this answers, or None
