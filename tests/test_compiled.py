@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-COMPILED = ["_engine", "_frames", "_events", "_idset", "_ackwindow", "_lru", "_chunks", "_step"]
+COMPILED = ["_engine", "_frames", "_events", "_idset", "_ackwindow", "_lru", "_chunks", "_step",
+            "_payload"]
 
 
 @pytest.mark.parametrize("name", COMPILED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import engineio.json
 import pytest
@@ -306,3 +307,37 @@ def test_a_client_grows_its_chunks_to_what_a_relio_server_takes():
     # the connection's own limit still comes first
     tight = wire.fit_config(config, 200_000, "/", False, reply["max_batch"])
     assert tight.max_batch_size <= 200_000
+
+
+emit_data = st.none() | json_values | st.tuples(json_values, json_values) | st.tuples() \
+    | plain_json
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=10), emit_data)
+def test_an_emits_payload_in_one_compiled_call_is_the_general_ways(event, data):
+    """``encode_event`` (the compiled encoder of relio.engine._payload, with the general way
+    behind it for binary) gives byte for byte what the general way gives, and decodes back."""
+    codec = payload.JsonCodec()
+    assert codec.encode_event_fast is not None
+    general = payload.encode_parts([event, *payload.as_args(data)], codec)
+    assert payload.encode_event(event, data, codec) == general
+    if isinstance(general, bytes):
+        assert payload.decode(general, codec) == [event, *payload.as_args(data)] \
+            or general.count(b"NaN")           # NaN != NaN: compared by bytes above
+
+
+def test_an_emits_errors_are_the_general_ways():
+    codec = payload.JsonCodec()
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        payload.encode_event("x", {"when": object()}, codec)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        payload.encode_event("x", loop, codec)
+    # a module without the compiled path (any custom json=) goes the general way
+    assert payload.JsonCodec(json).encode_event_fast is not None       # the stdlib is bound too
+    custom = payload.JsonCodec(types.SimpleNamespace(dumps=json.dumps, loads=json.loads))
+    assert custom.encode_event_fast is None
+    assert payload.encode_event("x", (1, b"\x00"), custom) == \
+        payload.encode_parts(["x", 1, b"\x00"], custom)

@@ -101,9 +101,7 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
                 channel = server.relio_registry.channel(room)
                 if channel is not None:
                     if encoded is None:
-                        assert args is not None
-                        encoded = payload_codec.encode_parts([event, *args],
-                                                             server.relio_codec)
+                        encoded = payload_codec.encode_event(event, data, server.relio_codec)
                     try:
                         channel.send_nowait(encoded, event, delivery, callback, _msg_id)
                         return delivery

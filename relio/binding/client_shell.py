@@ -102,8 +102,7 @@ class ClientShell(Shell):
         logs it)."""
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info('Emitting event "%s" [%s]', event, namespace)
-        return payload_codec.encode_parts([event, *payload_codec.as_args(data)],
-                                          self.relio_codec)
+        return payload_codec.encode_event(event, data, self.relio_codec)
 
     def session_stats(self, namespace='/') -> dict | None:
         """Counters of the relio session of ``namespace``, or None (plain server, no session)."""

@@ -34,6 +34,7 @@ from typing import Any
 
 from relio.engine._chunks import take_range
 from relio.engine._events import MessageReceived, ResponseReceived
+from relio.engine._payload import EventEncoder
 from relio.engine.errors import RemoteProtocolError
 
 #: A message's payload as :func:`encode_parts` gives it (and ``Engine.send`` takes it): bytes, or
@@ -49,7 +50,7 @@ _VARINT_MAX = 9
 class JsonCodec:
     """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
 
-    __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes")
+    __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes", "encode_event_fast")
 
     dumps: Callable[[Any], str]
     loads: Callable[[bytes], Any]
@@ -58,6 +59,10 @@ class JsonCodec:
     #: ``dumps`` raises TypeError for ``bytes`` anywhere in the data (the standard library's
     #: encoder without ``default``): binary can be looked for only when it does.
     refuses_bytes: bool
+    #: ``(event, data) -> payload`` without attachments in one compiled call (the standard
+    #: library's encoder; None for other modules), raising TypeError or RecursionError where the
+    #: general way must take over: see :func:`encode_event`.
+    encode_event_fast: Callable[[str, Any], bytes] | None
 
     def __init__(self, json_module: Any = None):
         import engineio.json
@@ -67,6 +72,7 @@ class JsonCodec:
             encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
+            self.encode_event_fast = _compiled_event_encoder(encoder)
             self.loads = _bound_stdlib_loads(decoder)
             self.loads_after_tag = _bound_stdlib_loads(decoder, start=1)
             self.refuses_bytes = True
@@ -85,6 +91,7 @@ class JsonCodec:
             self.loads = module_loads
             self.loads_after_tag = loads_after_tag
             self.refuses_bytes = _refuses_binary(dumps)
+            self.encode_event_fast = None
 
 
 def _refuses_binary(dumps: Callable[[Any], str]) -> bool:
@@ -109,14 +116,9 @@ def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], st
     ``encoder.encode`` so that the caller gets the standard library's own error
     (``ValueError: Circular reference detected``, or ``RecursionError`` for data nested too
     deep)."""
-    make = getattr(_stdlib_encoder, "c_make_encoder", None)
-    if make is None:                  # an interpreter without the C accelerator
+    c_encode = _c_encoder(encoder)
+    if c_encode is None:              # an interpreter without the C accelerator
         return encoder.encode
-    escape = (_stdlib_encoder.encode_basestring_ascii if encoder.ensure_ascii
-              else _stdlib_encoder.encode_basestring)
-    c_encode = make(None, encoder.default, escape, None,
-                    encoder.key_separator, encoder.item_separator, encoder.sort_keys,
-                    encoder.skipkeys, encoder.allow_nan)
     join = "".join
     slow = encoder.encode
 
@@ -127,6 +129,27 @@ def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], st
             return slow(obj)
 
     return dumps
+
+
+def _compiled_event_encoder(
+        encoder: _stdlib_json.JSONEncoder) -> Callable[[str, Any], bytes] | None:
+    """:class:`relio.engine._payload.EventEncoder` on the C encoder of ``encoder``'s settings
+    (None without the C accelerator)."""
+    c_encode = _c_encoder(encoder)
+    return None if c_encode is None else EventEncoder(c_encode).encode
+
+
+def _c_encoder(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any, int], Any] | None:
+    """The standard library's C encoder with ``encoder``'s settings and no cycle detection (see
+    :func:`_bound_stdlib_dumps`), called as ``c_encode(obj, 0)`` for the text's pieces; None on an
+    interpreter without the C accelerator."""
+    make = getattr(_stdlib_encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    escape = (_stdlib_encoder.encode_basestring_ascii if encoder.ensure_ascii
+              else _stdlib_encoder.encode_basestring)
+    return make(None, encoder.default, escape, None, encoder.key_separator,
+                encoder.item_separator, encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
 
 
 def _bound_stdlib_loads(decoder: _stdlib_json.JSONDecoder,
@@ -168,6 +191,18 @@ def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
             pass                      # binary inside (or an unencodable object: raised below)
     encoded = _encode_separating_binary(items, codec)
     return encoded if isinstance(encoded, bytes) else b"".join(encoded)
+
+
+def encode_event(event: str, data: Any, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:
+    """The payload of an emit: ``encode_parts([event, *as_args(data)], codec)``, in one compiled
+    call when the codec has one and the data has no binary (the common case)."""
+    fast = codec.encode_event_fast
+    if fast is not None:
+        try:
+            return fast(event, data)
+        except (TypeError, RecursionError):
+            pass             # binary inside, an unencodable object or a cycle: the general way
+    return encode_parts([event, *as_args(data)], codec)
 
 
 def encode_parts(items: list, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:

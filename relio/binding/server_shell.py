@@ -108,9 +108,7 @@ class ServerShell(Shell):
                 raise error
             return None, None
         self.logger.info('emitting event "%s" to %s [%s]', event, target, namespace or '/')
-        encoded = payload_codec.encode_parts([event, *payload_codec.as_args(data)],
-                                             self.relio_codec)
-        return channel, encoded
+        return channel, payload_codec.encode_event(event, data, self.relio_codec)
 
     def _relio_refuse_connect(self, session: ServerSession, error: Exception | None):
         """The application's ``connect`` handler refused a new session (returned False, or raised
