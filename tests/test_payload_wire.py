@@ -341,3 +341,34 @@ def test_an_emits_errors_are_the_general_ways():
     assert custom.encode_event_fast is None
     assert payload.encode_event("x", (1, b"\x00"), custom) == \
         payload.encode_parts(["x", 1, b"\x00"], custom)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(json_values, max_size=5), st.booleans())
+def test_a_received_list_in_one_compiled_call_is_what_decoding_gives(items, as_event):
+    """The compiled decoder gives what :func:`payload.decode` gives, or None (binary
+    attachments): never a different value."""
+    codec = payload.JsonCodec()
+    encoded = payload.encode(items, codec)
+    message = MessageReceived(b"\x01" * 16, encoded, False) if as_event else encoded
+    fast = codec.decode_event_fast(message)
+    if b"_placeholder" in encoded and encoded[0] != 0:
+        assert fast is None
+    else:
+        assert fast == payload.decode(encoded, codec) == items
+
+
+@pytest.mark.parametrize("bad", [
+    b"", b"\x00", b"\x00[", b"\x00[1", b"\x00[1] ", b"\x00 [1]", b"\x00{}", b"\x00\"x\"",
+    b"\x00[\xff]", b"\x00[1][2]", b"\x01\x00[]", b"\x00[" + b"1" * 101 + b"]",
+    b"\x00" + b"[" * 100_000, b"\x00[NaN]x",
+])
+def test_the_compiled_decoder_leaves_anything_unusual_to_the_general_way(bad):
+    codec = payload.JsonCodec()
+    assert codec.decode_event_fast(bad) is None
+    assert codec.decode_event_fast(MessageReceived(b"\x01" * 16, bad, False)) is None
+    assert codec.decode_event_fast(bytearray(b"\x00[1]")) is None      # not bytes: general way
+    try:
+        payload.decode(bad, codec)
+    except RemoteProtocolError:
+        pass                                        # the general way says what is wrong

@@ -34,7 +34,7 @@ from typing import Any
 
 from relio.engine._chunks import take_range
 from relio.engine._events import MessageReceived, ResponseReceived
-from relio.engine._payload import EventEncoder
+from relio.engine._payload import EventDecoder, EventEncoder
 from relio.engine.errors import RemoteProtocolError
 
 #: A message's payload as :func:`encode_parts` gives it (and ``Engine.send`` takes it): bytes, or
@@ -50,7 +50,8 @@ _VARINT_MAX = 9
 class JsonCodec:
     """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
 
-    __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes", "encode_event_fast")
+    __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes", "encode_event_fast",
+                 "decode_event_fast")
 
     dumps: Callable[[Any], str]
     loads: Callable[[bytes], Any]
@@ -63,6 +64,10 @@ class JsonCodec:
     #: library's encoder; None for other modules), raising TypeError or RecursionError where the
     #: general way must take over: see :func:`encode_event`.
     encode_event_fast: Callable[[str, Any], bytes] | None
+    #: ``(payload or MessageReceived) -> list or None``: a payload without attachments holding
+    #: exactly one JSON list, decoded in one compiled call (the standard library's decoder; None
+    #: for other modules); None from it means "decode the general way" (:func:`decode`).
+    decode_event_fast: Callable[[Any], list | None] | None
 
     def __init__(self, json_module: Any = None):
         import engineio.json
@@ -73,6 +78,7 @@ class JsonCodec:
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
             self.encode_event_fast = _compiled_event_encoder(encoder)
+            self.decode_event_fast = EventDecoder(decoder.scan_once).decode  # type: ignore
             self.loads = _bound_stdlib_loads(decoder)
             self.loads_after_tag = _bound_stdlib_loads(decoder, start=1)
             self.refuses_bytes = True
@@ -92,6 +98,7 @@ class JsonCodec:
             self.loads_after_tag = loads_after_tag
             self.refuses_bytes = _refuses_binary(dumps)
             self.encode_event_fast = None
+            self.decode_event_fast = None
 
 
 def _refuses_binary(dumps: Callable[[Any], str]) -> bool:

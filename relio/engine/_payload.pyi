@@ -17,3 +17,13 @@ class EventEncoder:
 
         :raises TypeError: binary data or an object the encoder cannot take.
         :raises RecursionError: a cyclic or too deeply nested structure."""
+
+
+class EventDecoder:
+    """``decode(message)``: the list a payload without attachments holds, with a JSON scanner made
+    by ``json.scanner.c_make_scanner``, or None where the general way must decode it."""
+
+    def __init__(self, scan_once: Callable[[str, int], tuple[Any, int]]) -> None: ...
+    def decode(self, message: Any) -> list | None:
+        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` holding one) if
+        its tag says no attachments and the rest is exactly one JSON list; None otherwise."""

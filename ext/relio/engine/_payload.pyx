@@ -1,5 +1,6 @@
-"""The compiled step of an emit's encoding: ``[event, *args]`` as a relio payload without attachments,
-from the standard library's C JSON encoder, in one call.
+"""The compiled steps of an application payload's common case (no binary attachments): an emit's
+``[event, *args]`` encoded, and a received message's list decoded, each in one call around the
+standard library's C JSON encoder or scanner.
 
 ``relio.binding.payload`` defines the payload (a count of binary attachments, then the JSON text of
 the list; the common case is the byte 0 and the text). For python-socketio's default JSON module it
@@ -8,16 +9,24 @@ around that encoder (the argument rule, the list, the join of the encoder's piec
 UTF-8 bytes, the tag byte put in front with a copy): ~0.25 µs of a small emit's ~1.6 µs of encoding.
 Here the list is built, the pieces joined and the text copied once into the payload behind its tag.
 
+Decoding is the mirror image: the payload's tag checked, the text after it decoded from UTF-8 in
+place (no slice of the payload first) and handed to the C scanner, its end and type checked: one
+call instead of three (~0.2 µs of a small message).
+
 Nothing here decides anything: binary data and objects the encoder cannot take raise its
-``TypeError``, a cyclic structure its ``RecursionError``; the caller then encodes the general way
-(separating binary attachments, the standard library's own errors).
+``TypeError``, a cyclic structure its ``RecursionError``; a payload the decoder does not take as it
+is (attachments, whitespace around the value, invalid JSON or UTF-8, not a list) gives None. The
+caller then encodes or decodes the general way (binary attachments, the standard library's own
+errors, ``RemoteProtocolError`` for a peer's bad payload).
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.unicode cimport PyUnicode_Join
 from libc.string cimport memcpy
 
 from relio.engine._build cimport RELIO_DEBUG_BUILD
+from relio.engine._events cimport MessageReceived
 
 #: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
 DEBUG_BUILD = RELIO_DEBUG_BUILD
@@ -55,3 +64,37 @@ cdef class EventEncoder:
         out[0] = 0
         memcpy(out + 1, utf8, size)
         return payload
+
+
+cdef class EventDecoder:
+    """``decode(payload)``: the list a payload without attachments holds, with a JSON scanner made
+    by ``json.scanner.c_make_scanner`` (called as ``scan_once(text, index)``, giving the value and
+    where it ended), or None where the general way must decode it."""
+
+    cdef object _scan_once
+
+    def __init__(self, scan_once):
+        self._scan_once = scan_once
+
+    def decode(self, message):
+        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` holding one) if
+        its tag says no attachments and the rest is exactly one JSON list; None otherwise."""
+        cdef bytes payload
+        if type(message) is MessageReceived:
+            payload = (<MessageReceived>message).payload
+        elif type(message) is bytes:
+            payload = <bytes>message
+        else:
+            return None
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
+        cdef const char* data = PyBytes_AS_STRING(payload)
+        if size < 2 or data[0] != 0 or data[1] != 91:       # the tag 0, then "["
+            return None
+        try:
+            text = PyUnicode_DecodeUTF8(data + 1, size - 1, NULL)
+            value, end = self._scan_once(text, 0)
+        except (ValueError, StopIteration, RecursionError):
+            return None          # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        if end != len(text) or type(value) is not list:
+            return None
+        return value
