@@ -372,3 +372,29 @@ def test_the_compiled_decoder_leaves_anything_unusual_to_the_general_way(bad):
         payload.decode(bad, codec)
     except RemoteProtocolError:
         pass                                        # the general way says what is wrong
+
+
+@pytest.mark.parametrize("digits", [1, 98, 99, 100, 101, 4000])
+@pytest.mark.parametrize("sign", ["", "-"])
+@pytest.mark.parametrize("where", ["int", "float", "string"])
+def test_the_compiled_decoder_keeps_python_socketios_integer_cap(digits, sign, where):
+    """engineio's decoder refuses integers of more than 100 characters (sign included); the
+    compiled decoder, which has no per-integer hook, must give the same value or error."""
+    number = sign + "7" * digits
+    literal = {"int": number, "float": number + ".5", "string": json.dumps(number)}[where]
+    text = '["m",{"n":' + literal + "}]"
+    codec = payload.JsonCodec()
+    encoded = b"\x00" + text.encode()
+    try:
+        expected = engineio.json.loads(text)
+    except ValueError:
+        with pytest.raises(RemoteProtocolError):
+            payload.decode(encoded, codec)
+        assert codec.decode_event_fast(encoded) is None
+        return
+    assert payload.decode(encoded, codec) == expected
+    assert codec.decode_event_fast(encoded) in (None, expected)
+    if digits < 99:
+        assert codec.decode_event_fast(encoded) == expected     # the common case stays fast
+    # the plain standard library module has no cap: nothing is left to the general way for it
+    assert payload.JsonCodec(json).decode_event_fast(encoded) in (expected, None)

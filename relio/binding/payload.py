@@ -43,6 +43,8 @@ Encoded = bytes | tuple[bytes, ...]
 
 _PLACEHOLDER = "_placeholder"
 _NO_ATTACHMENTS = b"\x00"
+#: Most digits of an integer python-socketio's JSON module (``engineio.json._safe_int``) accepts.
+_SAFE_INT_DIGITS = 100
 #: Bytes of the longest varint :func:`_read_varint` accepts.
 _VARINT_MAX = 9
 
@@ -78,7 +80,11 @@ class JsonCodec:
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
             self.encode_event_fast = _compiled_event_encoder(encoder)
-            self.decode_event_fast = EventDecoder(decoder.scan_once).decode  # type: ignore
+            # The same decoder without the integer hook: the digit cap is checked on the text
+            # (see EventDecoder); parse_int=int is the C scanner's own integer parsing.
+            self.decode_event_fast = EventDecoder(
+                _stdlib_json.JSONDecoder().scan_once,  # type: ignore[attr-defined]
+                0 if safe_int is int else _SAFE_INT_DIGITS).decode
             self.loads = _bound_stdlib_loads(decoder)
             self.loads_after_tag = _bound_stdlib_loads(decoder, start=1)
             self.refuses_bytes = True
