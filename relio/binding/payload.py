@@ -277,6 +277,11 @@ def decode_reply(payload: bytes | ResponseReceived,
             return failure["failed"][:MAX_FAILURE_REASON]
         raise RemoteProtocolError("invalid application payload: not a list")
     del data                # decode_received needs an event to hold its payload alone
+    fast = codec.decode_event_fast
+    if fast is not None:
+        args = fast(payload)
+        if args is not None:
+            return args
     return decode(payload, codec)
 
 

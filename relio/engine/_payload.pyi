@@ -29,5 +29,6 @@ class EventDecoder:
         to the general way (python-socketio's integer cap, applied there by its decoder's
         hook)."""
     def decode(self, message: Any) -> list | None:
-        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` holding one) if
-        its tag says no attachments and the rest is exactly one JSON list; None otherwise."""
+        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` or
+        ``ResponseReceived`` holding one) if its tag says no attachments and the rest is exactly
+        one JSON list; None otherwise."""

@@ -26,7 +26,7 @@ from cpython.unicode cimport PyUnicode_Join
 from libc.string cimport memcpy
 
 from relio.engine._build cimport RELIO_DEBUG_BUILD
-from relio.engine._events cimport MessageReceived
+from relio.engine._events cimport MessageReceived, ResponseReceived
 
 #: True when this module was compiled as a debug build (RELIO_DEBUG_BUILD=1; see setup.py).
 DEBUG_BUILD = RELIO_DEBUG_BUILD
@@ -88,11 +88,14 @@ cdef class EventDecoder:
         self._max_int_digits = max_int_digits
 
     def decode(self, message):
-        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` holding one) if
-        its tag says no attachments and the rest is exactly one JSON list; None otherwise."""
+        """The list in ``message`` (a payload, or the engine's ``MessageReceived`` or
+        ``ResponseReceived`` holding one) if its tag says no attachments and the rest is exactly
+        one JSON list; None otherwise."""
         cdef bytes payload
         if type(message) is MessageReceived:
             payload = (<MessageReceived>message).payload
+        elif type(message) is ResponseReceived:
+            payload = (<ResponseReceived>message).payload
         elif type(message) is bytes:
             payload = <bytes>message
         else:
