@@ -87,16 +87,16 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
         delivery = Delivery()
         room = to or room
         server = self.server
-        args = None if data is FROM_ENCODED else payload_codec.as_args(data)
         encoded: payload_codec.Encoded | None = _encoded
-        if namespace not in self.rooms:
+        rooms = self.rooms.get(namespace)
+        if rooms is None:
             self._fail_if_ended(delivery, room, namespace, event)
             return delivery
         if skip_sid is None and type(room) is str:
             # The common case, an emit to one client's sid: straight into its session's outbox
             # (what the routing below does for a one-member room, without its bookkeeping). Any
             # trouble (a full outbox, an ended session) goes the general way, which handles it.
-            members = self.rooms[namespace].get(room)
+            members = rooms.get(room)
             if members is not None and len(members) == 1 and room in members:
                 channel = server.relio_registry.channel(room)
                 if channel is not None:
@@ -107,6 +107,7 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
                         return delivery
                     except (QueueFull, DeliveryError):
                         pass                # encoded: the general way takes it as it is
+        args = None if data is FROM_ENCODED else payload_codec.as_args(data)
         if not isinstance(skip_sid, list):
             skip_sid = [skip_sid]
         route = EmitRoute(delivery, args, encoded)
