@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import types
 
@@ -325,6 +326,15 @@ def test_an_emits_payload_in_one_compiled_call_is_the_general_ways(event, data):
     if isinstance(general, bytes):
         assert payload.decode(general, codec) == [event, *payload.as_args(data)] \
             or general.count(b"NaN")           # NaN != NaN: compared by bytes above
+
+
+def test_an_emits_arguments_follow_python_socketios_tuple_rule():
+    codec = payload.JsonCodec()
+    point = collections.namedtuple("Point", "x y")(1, 2)
+    for data in (point, (1, 2), [1, 2], None, 5, ()):
+        assert payload.encode_event("e", data, codec) == \
+            payload.encode(["e", *payload.as_args(data)], codec)
+    assert payload.decode(payload.encode_event("e", point, codec)) == ["e", 1, 2]
 
 
 def test_an_emits_errors_are_the_general_ways():

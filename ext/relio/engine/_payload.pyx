@@ -49,7 +49,7 @@ cdef class EventEncoder:
     def encode(self, event, data):
         """The payload: the byte 0 (no attachments), then the JSON text of ``[event, *args]``."""
         cdef list items
-        if type(data) is tuple:
+        if isinstance(data, tuple):             # subclasses too (a namedtuple), as python-socketio
             items = [event]
             items.extend(<tuple>data)
         elif data is None:
