@@ -266,7 +266,8 @@ def test_speedups_table_from_results():
 @pytest.fixture(scope='module')
 def speedups_run(tmp_path_factory):
     return _run_runner(tmp_path_factory.mktemp('e2e-speedups'),
-                       ['--only', 'emit_c2s,big_200MiB', '--speedups', '--no-png'], 'e2e', 120,
+                       ['--only', 'emit_c2s,big_200MiB', '--speedups', '--no-png'], 'e2e-speedups',
+                       120,
                        False)
 
 
@@ -290,4 +291,5 @@ def test_speedups_run_measures_both_in_one_file(speedups_run):
             assert r['n'] == n and r['dups'] == 0
             _check_cpu(r, n)
     assert 'optional speedups, measured right after the defaults' in proc.stdout
-    assert 'relio +uvloop+orjson' in (out / 'e2e.md').read_text()
+    assert 'relio +uvloop+orjson' in (out / 'e2e-speedups.md').read_text()
+    assert not (out / 'e2e.json').exists()       # the default run's files are left alone

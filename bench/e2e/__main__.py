@@ -430,16 +430,18 @@ def main(argv=None) -> int:
     ap.add_argument('--speedups', action='store_true',
                     help='run with the defaults, and each throughput workload again right after '
                          'with the speedups (--loop/--json, or both uvloop and orjson if neither '
-                         'is given): both in one run and one file')
+                         'is given): both in one run and one file (e2e-speedups.*)')
     ap.add_argument('--name', default=None,
-                    help='file stem of the results (default e2e, or e2e-<options> with options)')
+                    help='file stem of the results (default e2e, e2e-<options> with options, '
+                         'e2e-speedups with --speedups)')
     args = ap.parse_args(argv)
     options = {'loop': args.loop, 'json': args.json}
     speedups = None
     if args.speedups:
         speedups = options if options != DEFAULT_OPTIONS else {'loop': 'uvloop', 'json': 'orjson'}
         options = dict(DEFAULT_OPTIONS)
-    stem = args.name or results_name(options)
+    # a --speedups run is not the default run: its own files keep the default run's (e2e.*)
+    stem = args.name or ('e2e-speedups' if speedups else results_name(options))
     scale = args.scale if args.scale is not None else (W.QUICK_SCALE if args.quick else 1.0)
     if not scale > 0:
         raise SystemExit('--scale must be positive')
