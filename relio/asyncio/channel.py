@@ -78,9 +78,6 @@ class Channel:
         self.handler = handler
         self.json = json if isinstance(json, payload_codec.JsonCodec) else \
             payload_codec.JsonCodec(json)
-        #: a received message's list in one compiled call (the common case), or None: see
-        #: :attr:`relio.binding.payload.JsonCodec.decode_event_fast`
-        self._decode_fast = self.json.decode_event_fast
         self.sid = sid
         self.namespace = namespace
         #: how errors name the peer (default: the sid; a client's channel says "the server")
@@ -338,14 +335,11 @@ class Channel:
         malformed (the session is closed). ``payload``: the message, or the engine's event
         carrying it, whose payload is then taken (a big binary attachment without a copy:
         :func:`relio.binding.payload.decode_received`)."""
-        decode_fast = self._decode_fast
-        items = decode_fast(payload) if decode_fast is not None else None
-        if items is None:                           # binary attachments, or something wrong
-            try:
-                items = payload_codec.decode(payload, self.json)
-            except RemoteProtocolError as exc:
-                self.protocol_error(exc)
-                return False
+        try:
+            items = payload_codec.decode(payload, self.json)
+        except RemoteProtocolError as exc:
+            self.protocol_error(exc)
+            return False
         self.handler.on_message(self, msg_id, items, request)
         return True
 

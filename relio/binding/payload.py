@@ -68,7 +68,7 @@ class JsonCodec:
     encode_event_fast: Callable[[str, Any], bytes] | None
     #: ``(payload or MessageReceived) -> list or None``: a payload without attachments holding
     #: exactly one JSON list, decoded in one compiled call (the standard library's decoder; None
-    #: for other modules); None from it means "decode the general way" (:func:`decode`).
+    #: for other modules; :func:`decode` tries it first); None from it means "the general way".
     decode_event_fast: Callable[[Any], list | None] | None
 
     def __init__(self, json_module: Any = None):
@@ -79,7 +79,8 @@ class JsonCodec:
             encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
-            self.encode_event_fast = _compiled_event_encoder(encoder)
+            c_encode = _c_encoder(encoder)
+            self.encode_event_fast = None if c_encode is None else EventEncoder(c_encode).encode
             # The same decoder without the integer hook: the digit cap is checked on the text
             # (see EventDecoder); parse_int=int is the C scanner's own integer parsing.
             self.decode_event_fast = EventDecoder(
@@ -144,14 +145,6 @@ def _bound_stdlib_dumps(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any], st
     return dumps
 
 
-def _compiled_event_encoder(
-        encoder: _stdlib_json.JSONEncoder) -> Callable[[str, Any], bytes] | None:
-    """:class:`relio.engine._payload.EventEncoder` on the C encoder of ``encoder``'s settings
-    (None without the C accelerator)."""
-    c_encode = _c_encoder(encoder)
-    return None if c_encode is None else EventEncoder(c_encode).encode
-
-
 def _c_encoder(encoder: _stdlib_json.JSONEncoder) -> Callable[[Any, int], Any] | None:
     """The standard library's C encoder with ``encoder``'s settings and no cycle detection (see
     :func:`_bound_stdlib_dumps`), called as ``c_encode(obj, 0)`` for the text's pieces; None on an
@@ -213,8 +206,10 @@ def encode_event(event: str, data: Any, codec: JsonCodec = DEFAULT_CODEC) -> Enc
     if fast is not None:
         try:
             return fast(event, data)
-        except (TypeError, RecursionError):
-            pass             # binary inside, an unencodable object or a cycle: the general way
+        except TypeError:    # binary inside (or an unencodable object: raised there)
+            return _encode_separating_binary([event, *as_args(data)], codec)
+        except RecursionError:
+            pass             # a cycle: encode_parts gives the standard library's error
     return encode_parts([event, *as_args(data)], codec)
 
 
@@ -277,11 +272,6 @@ def decode_reply(payload: bytes | ResponseReceived,
             return failure["failed"][:MAX_FAILURE_REASON]
         raise RemoteProtocolError("invalid application payload: not a list")
     del data                # decode_received needs an event to hold its payload alone
-    fast = codec.decode_event_fast
-    if fast is not None:
-        args = fast(payload)
-        if args is not None:
-            return args
     return decode(payload, codec)
 
 
@@ -292,6 +282,11 @@ def decode(payload: bytes | MessageReceived | ResponseReceived,
 
     :raises RemoteProtocolError: the payload is not a valid relio application payload.
     """
+    fast = codec.decode_event_fast      # the common case in one compiled call, else None
+    if fast is not None:
+        items = fast(payload)
+        if items is not None:
+            return items
     data: bytes = payload if payload.__class__ is bytes else payload.payload  # type: ignore
     try:
         if data and data[0] == 0:                 # no attachments (the common case)
