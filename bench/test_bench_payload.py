@@ -2,8 +2,8 @@
 they replaced, on the same data in the same run (ratios printed by bench/conftest.py):
 
 * ``relio.engine._payload.EventEncoder``: an emit's payload (``[event, *args]`` as the tag byte and
-  the JSON text) from the standard library's C encoder, against the Python way: the argument rule,
-  the list, the bound encoder, the text's bytes, the tag put in front;
+  the JSON text) written by the compiled writer, against the Python way: the argument rule, the
+  list, the bound standard-library C encoder, the text's bytes, the tag put in front;
 * ``relio.engine._payload.EventDecoder``: a received message's list, against the Python way (the
   bound decoder with engineio's per-integer hook, as ``relio.binding.payload.decode`` runs it);
 * ``relio.engine._step.run_in_context_copy``: an inline handler (a coroutine function without await
@@ -46,14 +46,16 @@ def run(benchmark, group, function, inputs):
 
 
 def python_encode_event(event, data):
-    return payload_codec.encode_parts([event, *payload_codec.as_args(data)], CODEC)
+    return b"\x00" + CODEC.dumps([event, *payload_codec.as_args(data)]).encode()
 
 
+@pytest.mark.parametrize("payloads", ["small", "ten-integers"])
 @pytest.mark.parametrize("impl", ["compiled", "python"])
-def test_encode_emit(benchmark, impl):
+def test_encode_emit(benchmark, impl, payloads):
     encode = CODEC.encode_event_fast if impl == "compiled" else python_encode_event
-    out = run(benchmark, "payload-encode-emit", lambda d: encode('m', d), DATA)
-    assert out == [python_encode_event('m', d) for d in DATA]
+    data = DATA if payloads == "small" else TELEMETRY
+    out = run(benchmark, f"payload-encode-{payloads}", lambda d: encode('m', d), data)
+    assert out == [python_encode_event('m', d) for d in data]
 
 
 def _received(data):

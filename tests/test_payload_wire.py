@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import enum
 import json
 import types
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from relio.binding import payload, wire
 from relio.config import Config
 from relio.engine._events import MessageReceived, ResponseReceived
+from relio.engine._payload import MAX_FAST_DEPTH
 from relio.engine.errors import RemoteProtocolError
 from tests.support.delivery import engine_delivery
 
@@ -409,3 +411,91 @@ def test_the_compiled_decoder_keeps_python_socketios_integer_cap(digits, sign, w
         assert codec.decode_event_fast(encoded) == expected     # the common case stays fast
     # the plain standard library module has no cap: nothing is left to the general way for it
     assert payload.JsonCodec(json).decode_event_fast(encoded) in (expected, None)
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+class _Text(str):
+    pass
+
+
+class _Real(float):
+    pass
+
+
+_any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=24)
+#: Values for the compiled writer: what it writes itself (exact built-in types, every code point
+#: including lone surrogates, integers past 64 bits, NaN and infinities) and what it hands to the
+#: standard library's encoder (subclasses, non-str keys, tuples inside).
+writer_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-2**64, 2**64)
+    | st.floats(allow_nan=True, allow_infinity=True) | _any_text
+    | st.sampled_from([_Colour.RED, _Text("sub"), _Real(2.5), -0.0, 5e-324, 1e300]),
+    lambda children: st.lists(children, max_size=4)
+    | st.lists(children, max_size=3).map(tuple)
+    | st.dictionaries(_any_text, children, max_size=4)
+    | st.dictionaries(st.integers() | st.booleans() | st.none() | st.floats(), children,
+                      max_size=2)
+    | st.lists(st.tuples(_any_text, children), max_size=3).map(collections.OrderedDict),
+    max_leaves=24)
+
+
+def _standard_library_payload(items: list) -> bytes:
+    return b"\x00" + json.dumps(items, separators=(",", ":")).encode()
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_any_text, st.none() | writer_values | st.tuples(writer_values, writer_values))
+def test_the_compiled_writer_writes_what_the_standard_library_writes(event, data):
+    """Byte for byte ``json.dumps(separators=(",", ":"))`` behind the tag, whether the compiled
+    writer wrote the payload or handed it to the standard library's encoder."""
+    codec = payload.JsonCodec()
+    items = [event, *payload.as_args(data)]
+    expected = _standard_library_payload(items)
+    assert codec.encode_event_fast(event, data) == expected
+    assert codec.encode_list_fast(items) == expected
+    assert payload.encode_parts(items, codec) == expected
+
+
+@pytest.mark.parametrize("size", [1, 1000, 1023, 1024, 5000, 100_000])
+@pytest.mark.parametrize("text", ["x", "\"", "\n", "\x01", "é", "\u2028", "😀", "\udc00"])
+def test_the_compiled_writer_grows_past_its_stack_buffer(size, text):
+    codec = payload.JsonCodec()
+    data = {"s": text * size, "n": [text] * 3}
+    assert codec.encode_event_fast("e", data) == _standard_library_payload(["e", data])
+
+
+@pytest.mark.parametrize("depth", [MAX_FAST_DEPTH - 2, MAX_FAST_DEPTH - 1,
+                                   MAX_FAST_DEPTH, MAX_FAST_DEPTH + 1, 300])
+def test_nesting_deeper_than_the_writer_follows_is_the_standard_librarys(depth):
+    codec = payload.JsonCodec()
+    nested: object = 1
+    for level in range(depth):
+        nested = [nested] if level % 2 else {"k": nested}
+    assert codec.encode_event_fast("e", nested) == _standard_library_payload(["e", nested])
+    assert codec.encode_list_fast([nested]) == _standard_library_payload([nested])
+
+
+@pytest.mark.parametrize("blob", [b"\x01", bytearray(b"\x01"), memoryview(b"\x01")])
+def test_the_compiled_writer_refuses_binary_for_the_attachments_way(blob):
+    codec = payload.JsonCodec()
+    with pytest.raises(TypeError):
+        codec.encode_event_fast("e", {"a": ["x" * 2000, blob]})
+    with pytest.raises(TypeError):
+        codec.encode_list_fast([1, blob])
+    encoded = payload.encode_event("e", {"a": ["x", blob]}, codec)
+    assert payload.decode(b"".join(encoded), codec) == ["e", {"a": ["x", b"\x01"]}]
+
+
+def test_the_compiled_writers_refusals_give_the_standard_librarys_errors():
+    codec = payload.JsonCodec()
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        codec.encode_list_fast(["ok", {"a": 1, "when": object()}])
+    with pytest.raises(TypeError, match="keys must be str"):
+        codec.encode_event_fast("e", {("a",): 1})
+    loop: dict = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular reference detected"):
+        payload.encode_parts(["e", loop], codec)

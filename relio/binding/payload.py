@@ -53,7 +53,7 @@ class JsonCodec:
     """``dumps(obj) -> str`` and ``loads(bytes) -> obj`` for one json module."""
 
     __slots__ = ("dumps", "loads", "loads_after_tag", "refuses_bytes", "encode_event_fast",
-                 "decode_event_fast")
+                 "encode_list_fast", "decode_event_fast")
 
     dumps: Callable[[Any], str]
     loads: Callable[[bytes], Any]
@@ -66,6 +66,9 @@ class JsonCodec:
     #: library's encoder; None for other modules), raising TypeError or RecursionError where the
     #: general way must take over: see :func:`encode_event`.
     encode_event_fast: Callable[[str, Any], bytes] | None
+    #: ``items -> payload`` (a list: a reply's arguments, a broadcast's ``[event, *args]``) in
+    #: one compiled call, as ``encode_event_fast``: see :func:`encode_parts`.
+    encode_list_fast: Callable[[list], bytes] | None
     #: ``(payload or MessageReceived) -> list or None``: a payload without attachments holding
     #: exactly one JSON list, decoded in one compiled call (the standard library's decoder; None
     #: for other modules; :func:`decode` tries it first); None from it means "the general way".
@@ -80,7 +83,9 @@ class JsonCodec:
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
             c_encode = _c_encoder(encoder)
-            self.encode_event_fast = None if c_encode is None else EventEncoder(c_encode).encode
+            compiled = None if c_encode is None else EventEncoder(c_encode)
+            self.encode_event_fast = None if compiled is None else compiled.encode
+            self.encode_list_fast = None if compiled is None else compiled.encode_list
             # The same decoder without the integer hook: the digit cap is checked on the text
             # (see EventDecoder); parse_int=int is the C scanner's own integer parsing.
             self.decode_event_fast = EventDecoder(
@@ -105,6 +110,7 @@ class JsonCodec:
             self.loads_after_tag = loads_after_tag
             self.refuses_bytes = _refuses_binary(dumps)
             self.encode_event_fast = None
+            self.encode_list_fast = None
             self.decode_event_fast = None
 
 
@@ -190,12 +196,7 @@ DEFAULT_CODEC = JsonCodec()
 
 def encode(items: list, codec: JsonCodec = DEFAULT_CODEC) -> bytes:
     """Encode a JSON list that may hold ``bytes`` anywhere into one payload."""
-    if codec.refuses_bytes:
-        try:
-            return _NO_ATTACHMENTS + codec.dumps(items).encode()
-        except TypeError:
-            pass                      # binary inside (or an unencodable object: raised below)
-    encoded = _encode_separating_binary(items, codec)
+    encoded = encode_parts(items, codec)
     return encoded if isinstance(encoded, bytes) else b"".join(encoded)
 
 
@@ -219,6 +220,14 @@ def encode_parts(items: list, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:
     takes the tuple as one message (``Engine.send``) and copies each chunk straight from the
     parts. A big attachment is then never copied into a payload-sized buffer first (for 50 MiB
     that join was ~30 ms of page faults, spent before the first chunk could leave)."""
+    fast = codec.encode_list_fast
+    if fast is not None and type(items) is list:
+        try:
+            return fast(items)
+        except TypeError:    # binary inside (or an unencodable object: raised there)
+            return _encode_separating_binary(items, codec)
+        except RecursionError:
+            pass             # a cycle: the standard library's error below
     if codec.refuses_bytes:
         try:
             return _NO_ATTACHMENTS + codec.dumps(items).encode()

@@ -6,14 +6,24 @@ from typing import Any
 
 #: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
 DEBUG_BUILD: bool
+#: Deepest nesting of lists and dicts the compiled writer follows; deeper data (and a cycle) is
+#: encoded, or refused, by the standard library's encoder.
+MAX_FAST_DEPTH: int
 
 class EventEncoder:
-    """``encode(event, data)``: the payload of an emit of ``data`` under ``event``, with a JSON
-    encoder made by ``json.encoder.c_make_encoder``."""
+    """``encode(event, data)``: the payload of an emit of ``data`` under ``event``;
+    ``encode_list(items)``: the payload of a list. Written by the compiled writer (exact built-in
+    JSON types), else with ``encoder``, a JSON encoder made by ``json.encoder.c_make_encoder`` with
+    compact separators: the same text as ``json.dumps(value, separators=(",", ":"))``."""
 
     def __init__(self, encoder: Callable[[Any, int], Iterable[str]]) -> None: ...
     def encode(self, event: str, data: Any) -> bytes:
         """The payload: the byte 0 (no attachments), then the JSON text of ``[event, *args]``.
+
+        :raises TypeError: binary data or an object the encoder cannot take.
+        :raises RecursionError: a cyclic or too deeply nested structure."""
+    def encode_list(self, items: list) -> bytes:
+        """The payload: the byte 0 (no attachments), then the JSON text of ``items``.
 
         :raises TypeError: binary data or an object the encoder cannot take.
         :raises RecursionError: a cyclic or too deeply nested structure."""
