@@ -499,3 +499,102 @@ def test_the_compiled_writers_refusals_give_the_standard_librarys_errors():
     loop["self"] = loop
     with pytest.raises(ValueError, match="Circular reference detected"):
         payload.encode_parts(["e", loop], codec)
+
+
+readable_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-2**64, 2**64)
+    | st.floats(allow_nan=False, allow_infinity=False) | _any_text,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(_any_text, children, max_size=4),
+    max_leaves=24)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(readable_values, max_size=5), st.booleans(),
+       st.sampled_from([(",", ":"), (", ", ": "), (" ,\t", "\n:\r ")]))
+def test_the_compiled_reader_reads_what_the_standard_library_reads(items, ascii, separators):
+    """Whatever the encoder (escaped or raw UTF-8, whitespace between tokens), the compiled
+    reader builds what ``json.loads`` builds: same types, values and key order."""
+    text = json.dumps(items, ensure_ascii=ascii, separators=separators)
+    raw = text.encode("utf-8", "surrogatepass")  # a raw lone surrogate: not UTF-8
+    codec = payload.JsonCodec(json)               # the plain module: no integer cap
+    fast = codec.decode_event_fast(b"\x00" + raw)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert fast is None                       # the general way's UTF-8 error
+    else:
+        assert repr(fast) == repr(json.loads(text))
+
+
+_escape_piece = st.one_of(
+    _any_text.filter(lambda t: '"' not in t and "\\" not in t),
+    st.integers(0, 0xFFFF).map(lambda u: f"\\u{u:04x}"),
+    st.integers(0, 0xFFFF).map(lambda u: f"\\u{u:04X}"),
+    st.integers(0xD800, 0xDBFF).map(lambda u: f"\\u{u:04x}"),
+    st.integers(0xDC00, 0xDFFF).map(lambda u: f"\\u{u:04x}"),
+    st.sampled_from(['\\"', "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\x", "\\u12",
+                     "\\ud800\\u", "\\ud800\\uzzzz", "\\", "\x00", "\x1f", "\x7f", "é", "😀"]))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_escape_piece, max_size=8), st.binary(max_size=3))
+def test_the_compiled_reader_decodes_strings_as_the_standard_library_does(pieces, raw):
+    """Escapes (pairs, lone and reversed surrogates, bad ones), raw UTF-8 and raw bytes inside a
+    string: the reader's string is the standard library's, or it leaves the payload to the
+    general way where the standard library refuses it."""
+    body = "".join(pieces).encode("utf-8", "surrogatepass") + raw
+    encoded = b'\x00["m","' + body + b'"]'
+    codec = payload.JsonCodec()
+    try:
+        expected = json.loads(encoded[1:].decode("utf-8"))
+    except ValueError:                                 # invalid UTF-8 or JSON
+        assert codec.decode_event_fast(encoded) is None
+        with pytest.raises(RemoteProtocolError):
+            payload.decode(encoded, codec)
+        return
+    assert codec.decode_event_fast(encoded) == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(readable_values, min_size=1, max_size=3), st.data())
+def test_the_compiled_reader_never_reads_a_broken_payload(items, data):
+    """A valid payload with bytes changed, cut or added: the reader gives what the standard
+    library gives, or None (never another value, never an exception)."""
+    text = bytearray(json.dumps(items, separators=(",", ":")).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        where = data.draw(st.integers(0, len(text)))
+        change = data.draw(st.sampled_from(["cut", "put", "flip"]))
+        if change == "cut":
+            del text[where:]
+        elif change == "put":
+            text[where:where] = data.draw(st.sampled_from(
+                [b",", b"]", b"[", b"{", b"}", b":", b'"', b"\\", b"-", b".", b"e", b"0", b"9",
+                 b" ", b"\xc3", b"\xff", b"NaN", b"tru", b"null"]))
+        elif where < len(text):
+            text[where] ^= data.draw(st.integers(1, 255))
+    encoded = b"\x00" + bytes(text)
+    codec = payload.JsonCodec()
+    fast = codec.decode_event_fast(encoded)
+    try:
+        expected = engineio.json.loads(bytes(text).decode("utf-8"))
+    except ValueError:
+        assert fast is None
+        return
+    assert fast is None or repr(fast) == repr(expected)
+
+
+@pytest.mark.parametrize("literal", ["0", "-0", "-0.0", "1e5", "1E+5", "1e-5", "2.5e", "1.5E-",
+                                     "9" * 18, "-" + "9" * 18, "9" * 19, "-" + "9" * 19,
+                                     str(2**63), str(-2**63), str(-2**63 - 1), "1e400",
+                                     "-1e400", "1e-400", "0.1", "123.456e-7",
+                                     "3.141592653589793238462643383279"])
+def test_the_compiled_reader_reads_numbers_as_the_standard_library_does(literal):
+    encoded = b'\x00["m",' + literal.encode() + b"]"
+    codec = payload.JsonCodec()
+    try:
+        expected = json.loads(encoded[1:])
+    except ValueError:
+        assert codec.decode_event_fast(encoded) is None
+        return
+    assert repr(codec.decode_event_fast(encoded)) == repr(expected)

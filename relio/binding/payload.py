@@ -86,10 +86,9 @@ class JsonCodec:
             compiled = None if c_encode is None else EventEncoder(c_encode)
             self.encode_event_fast = None if compiled is None else compiled.encode
             self.encode_list_fast = None if compiled is None else compiled.encode_list
-            # The same decoder without the integer hook: the digit cap is checked on the text
-            # (see EventDecoder); parse_int=int is the C scanner's own integer parsing.
+            # The compiled reader has no integer hook: an integer as long as the cap is left to
+            # the general way, which has it (see EventDecoder).
             self.decode_event_fast = EventDecoder(
-                _stdlib_json.JSONDecoder().scan_once,  # type: ignore[attr-defined]
                 0 if safe_int is int else _SAFE_INT_DIGITS).decode
             self.loads = _bound_stdlib_loads(decoder)
             self.loads_after_tag = _bound_stdlib_loads(decoder, start=1)

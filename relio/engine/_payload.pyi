@@ -30,14 +30,13 @@ class EventEncoder:
 
 
 class EventDecoder:
-    """``decode(message)``: the list a payload without attachments holds, with a JSON scanner made
-    by ``json.scanner.c_make_scanner``, or None where the general way must decode it."""
+    """``decode(message)``: the list a payload without attachments holds, read by the compiled
+    reader (what ``json.loads`` of the text gives), or None where the general way must decode
+    it."""
 
-    def __init__(self, scan_once: Callable[[str, int], tuple[Any, int]],
-                 max_int_digits: int = 0) -> None:
-        """``max_int_digits`` (0: none): a text holding a run of that many digits or more is left
-        to the general way (python-socketio's integer cap, applied there by its decoder's
-        hook)."""
+    def __init__(self, max_int_digits: int = 0) -> None:
+        """``max_int_digits`` (0: none): an integer of that many characters or more is left to
+        the general way (python-socketio's integer cap, applied there by its decoder's hook)."""
     def decode(self, message: Any) -> list | None:
         """The list in ``message`` (a payload, or the engine's ``MessageReceived`` or
         ``ResponseReceived`` holding one) if its tag says no attachments and the rest is exactly

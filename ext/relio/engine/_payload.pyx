@@ -1,5 +1,6 @@
 """The compiled steps of an application payload's common case (no binary attachments): an emit's
-``[event, *args]`` encoded, and a received message's list decoded, each in one call.
+``[event, *args]`` encoded, and a received message's list decoded, each in one call that
+allocates only the result.
 
 ``relio.binding.payload`` defines the payload (a count of binary attachments, then the JSON text of
 the list; the common case is the byte 0 and the text). For python-socketio's default JSON module
@@ -11,17 +12,18 @@ printable ASCII as ``\\uXXXX``, a surrogate pair above the BMP; floats by ``floa
 ``NaN`` and ``Infinity`` as the standard library writes them); Hypothesis checks it
 (tests/test_payload_wire.py). The standard library's C encoder makes a str per token, a list of
 them, joins them and the caller then copies the text's UTF-8 behind the tag: about three times the
-work (1.9 -> 0.5 µs for a 100-byte payload). Anything else (a subclass, a non-str key, a big
+work (1.6 -> 0.25 µs for a 100-byte payload). Anything else (a subclass, a non-str key, a big
 integer, nesting deeper than :data:`MAX_FAST_DEPTH`, which is also where a cycle ends up) is
 encoded by the standard library's C encoder, as before: the same text, or its errors; binary data
 (``bytes``, ``bytearray``, ``memoryview``) raises ``TypeError`` at once, as that encoder would
-after walking the rest. Only exact
-built-in types are walked, so no Python code runs while the buffer is written (nothing can change
-the containers under the borrowed references).
+after walking the rest. Only exact built-in types are walked, so no Python code runs while the
+buffer is written (nothing can change the containers under the borrowed references).
 
-Decoding: the payload's tag checked, the text after it decoded from UTF-8 in place (no slice of
-the payload first) and handed to the C scanner, its end and type checked: one call instead of three
-(~0.2 µs of a small message).
+Decoding is the mirror image: the payload's tag checked, then the UTF-8 text read where it is
+by the compiled reader (no str of the whole text, no slice of the payload) into exactly what
+``json.loads`` builds (see :class:`EventDecoder`). The standard library's scanner needs the text
+decoded first and is called through Python: 1.0 -> 0.5 µs for a 100-byte payload, and no
+Python call per integer for python-socketio's digit cap.
 
 Nothing here decides anything: binary data and objects the encoder cannot take raise its
 ``TypeError``, a cyclic structure its ``RecursionError``; a payload the decoder does not take as it
@@ -37,7 +39,7 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.unicode cimport PyUnicode_Join
 from libc.math cimport isfinite, isnan
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcmp, memcpy, strlen
 
 from relio.engine._build cimport RELIO_DEBUG_BUILD
 from relio.engine._events cimport MessageReceived, ResponseReceived
@@ -425,24 +427,29 @@ cdef class EventEncoder:
 
 
 cdef class EventDecoder:
-    """``decode(payload)``: the list a payload without attachments holds, with a JSON scanner made
-    by ``json.scanner.c_make_scanner`` (called as ``scan_once(text, index)``, giving the value and
-    where it ended), or None where the general way must decode it.
+    """``decode(payload)``: the list a payload without attachments holds, read by the compiled
+    reader, or None where the general way must decode it.
+
+    The reader takes the UTF-8 text as it is in the payload (no str made of it first) and builds
+    exactly what ``json.loads`` of that text builds (Hypothesis checks it, tests/test_payload_wire
+    .py): strict UTF-8, JSON's escapes (a surrogate pair joined, a lone surrogate kept, as the
+    standard library does), integers exact, floats by the interpreter's own conversion
+    (``PyOS_string_to_double``, what ``float()`` uses), duplicate keys the last one winning. It
+    leaves to the general way, by returning None, whatever it is not sure of: invalid UTF-8 or
+    JSON, control characters inside strings, ``NaN`` and ``Infinity``, whitespace around the
+    list, nesting deeper than :data:`MAX_FAST_DEPTH`, integers of ``max_int_digits`` characters
+    or more. The general way then gives the standard library's value or error.
 
     ``max_int_digits`` (0: no limit) stands for python-socketio's integer cap: its JSON module
-    (``engineio.json``) refuses integers of more than 100 digits (against the CPU cost of parsing
-    huge ones) with a ``parse_int`` hook, a Python call for every integer of every message (~0.2 µs
-    each). The scanner given here has no hook; instead a payload whose text holds a run of that
-    many digits or more (an integer, its sign counted by the hook; or digits in a string: not told
-    apart) is left to the general way, whose decoder has the hook and gives the same value or error
-    as python-socketio.
+    (``engineio.json``) refuses integers of more than 100 characters (against the CPU cost of
+    parsing huge ones) with a ``parse_int`` hook, a Python call for every integer of every message
+    (~0.2 µs each). The reader has no hook; an integer that long is left to the general way, whose
+    decoder has it and gives the same value or error as python-socketio.
     """
 
-    cdef object _scan_once
     cdef Py_ssize_t _max_int_digits
 
-    def __init__(self, scan_once, Py_ssize_t max_int_digits=0):
-        self._scan_once = scan_once
+    def __init__(self, Py_ssize_t max_int_digits=0):
         self._max_int_digits = max_int_digits
 
     def decode(self, message):
@@ -459,28 +466,366 @@ cdef class EventDecoder:
         else:
             return None
         cdef Py_ssize_t size = PyBytes_GET_SIZE(payload)
-        cdef const char* data = PyBytes_AS_STRING(payload)
+        cdef const unsigned char* data = <const unsigned char*>PyBytes_AS_STRING(payload)
         if size < 2 or data[0] != 0 or data[1] != 91:       # the tag 0, then "["
             return None
-        if self._max_int_digits and _longest_digit_run(data + 1, size - 1) >= self._max_int_digits:
-            return None
-        try:
-            text = PyUnicode_DecodeUTF8(data + 1, size - 1, NULL)
-            value, end = self._scan_once(text, 0)
-        except (ValueError, StopIteration, RecursionError):
-            return None          # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
-        if end != len(text) or type(value) is not list:
+        cdef _In text
+        text.at = data + 2
+        text.end = data + size          # a bytes object's buffer has a NUL after it, too
+        text.max_int_digits = self._max_int_digits
+        value = _read_list(&text, 1)
+        if value is _LEFT or text.at != text.end:
             return None
         return value
 
 
-cdef Py_ssize_t _longest_digit_run(const char* text, Py_ssize_t size) noexcept:
-    cdef Py_ssize_t i, run = 0, longest = 0
-    for i in range(size):
-        if 48 <= text[i] <= 57:                 # "0".."9"
-            run += 1
-            if run > longest:
-                longest = run
+# --- the reader ------------------------------------------------------------------------------
+# Each function reads one value at ``text.at`` and leaves ``text.at`` after it, returning the value
+# or _LEFT: not read, the whole payload is left to the general way.
+
+cdef struct _In:
+    const unsigned char* at
+    const unsigned char* end
+    Py_ssize_t max_int_digits
+
+cdef object _LEFT = object()
+
+cdef extern from "Python.h":
+    object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* _ascii_data "PyUnicode_DATA"(object text)
+    double PyOS_string_to_double(const char* text, char** end, PyObject* overflow) except? -1.0
+    int PyUnicode_4BYTE_KIND
+
+
+cdef inline bint _is_digit(unsigned char c) noexcept:
+    return 48 <= c <= 57
+
+
+cdef inline void _skip_space(_In* text) noexcept:
+    cdef unsigned char c
+    while text.at < text.end:
+        c = text.at[0]
+        if c == 32 or c == 9 or c == 10 or c == 13:
+            text.at += 1
         else:
-            run = 0
-    return longest
+            return
+
+
+cdef object _read_value(_In* text, int depth):
+    if text.at >= text.end:
+        return _LEFT
+    cdef unsigned char c = text.at[0]
+    cdef Py_ssize_t left = text.end - text.at
+    if c == 34:                                 # '"'
+        text.at += 1
+        return _read_str(text)
+    if c == 123:                                # "{"
+        text.at += 1
+        return _read_dict(text, depth + 1)
+    if c == 91:                                 # "["
+        text.at += 1
+        return _read_list(text, depth + 1)
+    if c == 45 or _is_digit(c):                 # "-", digits
+        return _read_number(text)
+    if c == 116 and left >= 4 and memcmp(text.at, b"true", 4) == 0:
+        text.at += 4
+        return True
+    if c == 102 and left >= 5 and memcmp(text.at, b"false", 5) == 0:
+        text.at += 5
+        return False
+    if c == 110 and left >= 4 and memcmp(text.at, b"null", 4) == 0:
+        text.at += 4
+        return None
+    return _LEFT                                # NaN, Infinity, or not JSON
+
+
+cdef object _read_list(_In* text, int depth):
+    """After "[": the list's items and "]"."""
+    if depth > _MAX_DEPTH:
+        return _LEFT
+    cdef list items = []
+    _skip_space(text)
+    if text.at < text.end and text.at[0] == 93:         # "]"
+        text.at += 1
+        return items
+    while True:
+        _skip_space(text)
+        item = _read_value(text, depth)
+        if item is _LEFT:
+            return _LEFT
+        items.append(item)
+        _skip_space(text)
+        if text.at >= text.end:
+            return _LEFT
+        if text.at[0] == 44:                            # ","
+            text.at += 1
+        elif text.at[0] == 93:
+            text.at += 1
+            return items
+        else:
+            return _LEFT
+
+
+cdef object _read_dict(_In* text, int depth):
+    """After "{": the members and "}"."""
+    if depth > _MAX_DEPTH:
+        return _LEFT
+    cdef dict mapping = {}
+    _skip_space(text)
+    if text.at < text.end and text.at[0] == 125:        # "}"
+        text.at += 1
+        return mapping
+    while True:
+        _skip_space(text)
+        if text.at >= text.end or text.at[0] != 34:
+            return _LEFT
+        text.at += 1
+        key = _read_str(text)
+        if key is _LEFT:
+            return _LEFT
+        _skip_space(text)
+        if text.at >= text.end or text.at[0] != 58:     # ":"
+            return _LEFT
+        text.at += 1
+        _skip_space(text)
+        value = _read_value(text, depth)
+        if value is _LEFT:
+            return _LEFT
+        mapping[key] = value                            # a repeated key: the last one wins
+        _skip_space(text)
+        if text.at >= text.end:
+            return _LEFT
+        if text.at[0] == 44:
+            text.at += 1
+        elif text.at[0] == 125:
+            text.at += 1
+            return mapping
+        else:
+            return _LEFT
+
+
+cdef object _read_number(_In* text):
+    """A number as the standard library's scanner delimits it: an integer, or a float when a
+    fraction or an exponent follows."""
+    cdef const unsigned char* start = text.at
+    cdef const unsigned char* at = start
+    cdef const unsigned char* end = text.end
+    cdef const unsigned char* exponent
+    cdef bint is_float = False
+    if at[0] == 45:
+        at += 1
+    if at >= end:
+        return _LEFT
+    if at[0] == 48:                                     # a leading 0 is the whole integer part
+        at += 1
+    elif _is_digit(at[0]):
+        while at < end and _is_digit(at[0]):
+            at += 1
+    else:
+        return _LEFT                                    # "-Infinity", or not a number
+    if at + 1 < end and at[0] == 46 and _is_digit(at[1]):       # "." and a digit
+        is_float = True
+        at += 2
+        while at < end and _is_digit(at[0]):
+            at += 1
+    if at < end and (at[0] == 101 or at[0] == 69):             # "e", "E"
+        exponent = at + 1
+        if exponent < end and (exponent[0] == 43 or exponent[0] == 45):
+            exponent += 1
+        if exponent < end and _is_digit(exponent[0]):
+            is_float = True
+            at = exponent
+            while at < end and _is_digit(at[0]):
+                at += 1
+        # else: the "e" is not the number's (the caller finds it where a "," should be)
+    text.at = at
+    cdef Py_ssize_t length = at - start
+    cdef char* parsed_to
+    cdef double real
+    if is_float:
+        # What float() does with the same characters; the number is followed by a character
+        # that cannot continue it (or by the NUL after the buffer).
+        try:
+            real = PyOS_string_to_double(<const char*>start, &parsed_to, NULL)
+        except ValueError:
+            return _LEFT
+        if parsed_to != <char*>at:
+            return _LEFT
+        return real
+    if text.max_int_digits and length >= text.max_int_digits:
+        return _LEFT                                    # python-socketio's cap: its hook decides
+    cdef long long value = 0
+    cdef const unsigned char* digit
+    if length <= 18:
+        digit = start + 1 if start[0] == 45 else start
+        while digit < at:
+            value = value * 10 + (digit[0] - 48)
+            digit += 1
+        return -value if start[0] == 45 else value
+    try:
+        return int(PyBytes_FromStringAndSize(<const char*>start, length))
+    except ValueError:                                  # past the interpreter's digit limit
+        return _LEFT
+
+
+cdef object _read_str(_In* text):
+    """After the opening quote: the string and its closing quote."""
+    cdef const unsigned char* start = text.at
+    cdef const unsigned char* at = start
+    cdef const unsigned char* end = text.end
+    cdef unsigned char c
+    cdef bint ascii = True
+    while at < end:
+        c = at[0]
+        if c == 34 or c == 92 or c < 32:                # '"', "\\", a control character
+            break
+        if c >= 128:
+            ascii = False
+        at += 1
+    if at >= end:
+        return _LEFT
+    cdef Py_ssize_t length = at - start
+    if at[0] == 34:                                     # no escapes: the common case
+        text.at = at + 1
+        if ascii:
+            value = PyUnicode_New(length, 127)
+            memcpy(_ascii_data(value), start, length)
+            return value
+        try:
+            return PyUnicode_DecodeUTF8(<const char*>start, length, NULL)
+        except UnicodeDecodeError:
+            return _LEFT
+    if at[0] != 92:
+        return _LEFT                                    # a raw control character: strict JSON
+    return _read_escaped_str(text)
+
+
+cdef int _hex4(const unsigned char* at) noexcept:
+    """The value of four hex digits at ``at``, or -1."""
+    cdef int value = 0, i
+    cdef unsigned char c
+    for i in range(4):
+        c = at[i]
+        if 48 <= c <= 57:
+            value = value * 16 + (c - 48)
+        elif 97 <= c <= 102:
+            value = value * 16 + (c - 87)
+        elif 65 <= c <= 70:
+            value = value * 16 + (c - 55)
+        else:
+            return -1
+    return value
+
+
+cdef Py_ssize_t _utf8_char(const unsigned char* at, const unsigned char* end,
+                           unsigned int* out) noexcept:
+    """The bytes of the well-formed UTF-8 sequence at ``at`` (its code point in ``out``), or 0:
+    what Python's strict decoder refuses (overlong forms, surrogates, past U+10FFFF, cut)."""
+    cdef unsigned char first = at[0]
+    cdef Py_ssize_t size
+    cdef unsigned int value, low = 0x80, high = 0xBF
+    if 0xC2 <= first <= 0xDF:
+        size, value = 2, first & 0x1F
+    elif 0xE0 <= first <= 0xEF:
+        size, value = 3, first & 0x0F
+        if first == 0xE0:
+            low = 0xA0
+        elif first == 0xED:
+            high = 0x9F                                 # no encoded surrogates
+    elif 0xF0 <= first <= 0xF4:
+        size, value = 4, first & 0x07
+        if first == 0xF0:
+            low = 0x90
+        elif first == 0xF4:
+            high = 0x8F
+    else:
+        return 0
+    if end - at < size or not (low <= at[1] <= high):
+        return 0
+    value = (value << 6) | (at[1] & 0x3F)
+    cdef Py_ssize_t i
+    for i in range(2, size):
+        if not (0x80 <= at[i] <= 0xBF):
+            return 0
+        value = (value << 6) | (at[i] & 0x3F)
+    out[0] = value
+    return size
+
+
+cdef object _read_escaped_str(_In* text):
+    """A string with escapes, from its first character: decoded into code points first (never
+    more of them than bytes), as the standard library's scanner decodes it."""
+    cdef const unsigned char* at = text.at
+    cdef const unsigned char* end = text.end
+    cdef const unsigned char* close = at
+    while close < end and close[0] != 34:               # an upper bound of the length
+        close += 2 if close[0] == 92 else 1
+    if close >= end:
+        return _LEFT
+    cdef unsigned int* points = <unsigned int*>PyMem_Malloc((close - at + 1) * sizeof(unsigned int))
+    if points == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t count = 0, size
+    cdef unsigned char c
+    cdef int unit, low
+    cdef unsigned int point
+    try:
+        while True:
+            if at >= end:
+                return _LEFT
+            c = at[0]
+            if c == 34:
+                text.at = at + 1
+                return PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, points, count)
+            if c < 32:
+                return _LEFT
+            if c < 128 and c != 92:
+                points[count] = c
+                count += 1
+                at += 1
+                continue
+            if c >= 128:
+                size = _utf8_char(at, end, &point)
+                if size == 0:
+                    return _LEFT
+                points[count] = point
+                count += 1
+                at += size
+                continue
+            if end - at < 2:                            # a backslash
+                return _LEFT
+            c = at[1]
+            at += 2
+            if c == 34 or c == 92 or c == 47:           # '"' "\\" "/"
+                points[count] = c
+            elif c == 98:
+                points[count] = 8
+            elif c == 102:
+                points[count] = 12
+            elif c == 110:
+                points[count] = 10
+            elif c == 114:
+                points[count] = 13
+            elif c == 116:
+                points[count] = 9
+            elif c == 117:                              # "u" and four hex digits
+                if end - at < 4:
+                    return _LEFT
+                unit = _hex4(at)
+                if unit < 0:
+                    return _LEFT
+                at += 4
+                if 0xD800 <= unit <= 0xDBFF and end - at >= 6 and at[0] == 92 and at[1] == 117:
+                    low = _hex4(at + 2)
+                    if low < 0:
+                        return _LEFT                    # the standard library's error too
+                    if 0xDC00 <= low <= 0xDFFF:         # a surrogate pair: one code point
+                        unit = 0x10000 + (((unit - 0xD800) << 10) | (low - 0xDC00))
+                        at += 6
+                points[count] = unit
+            else:
+                return _LEFT
+            count += 1
+    finally:
+        PyMem_Free(points)
