@@ -405,10 +405,17 @@ class Channel:
         engine = self.engine
         budget = self._events_per_turn
         next_event = engine.next_event
+        # The common case (a message without attachments, python-socketio's default json)
+        # decoded and handed to the layer here, without the calls of _deliver and decode.
+        decode_fast = self.json.decode_event_fast
+        on_message = self.handler.on_message
         event = next_event()
         while event is not None:
-            if type(event) is MessageReceived:          # the common case, without a call more
-                if not self._deliver(event.msg_id, event, event.request):
+            if type(event) is MessageReceived:
+                items = None if decode_fast is None else decode_fast(event)
+                if items is not None:
+                    on_message(self, event.msg_id, items, event.request)
+                elif not self._deliver(event.msg_id, event, event.request):
                     return
             elif not self._handle_event(event):
                 return
