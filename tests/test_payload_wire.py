@@ -598,3 +598,24 @@ def test_the_compiled_reader_reads_numbers_as_the_standard_library_does(literal)
         assert codec.decode_event_fast(encoded) is None
         return
     assert repr(codec.decode_event_fast(encoded)) == repr(expected)
+
+
+_SHARED_CODEC = payload.JsonCodec()        # one decoder, its key cache kept across examples
+_keys = st.text(st.sampled_from("abcé_\"\\\n"), max_size=34) | st.sampled_from(["i", "user", "x" * 32])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.dictionaries(_keys, st.integers(0, 9), max_size=6), min_size=1, max_size=4))
+def test_the_compiled_readers_key_cache_never_gives_another_key(objects):
+    """One decoder over many payloads: keys found in its cache, replaced in it (a few slots for
+    every key), too long for it, or escaped: every object is what ``json.loads`` gives."""
+    text = json.dumps(["m", *objects], separators=(",", ":"))
+    assert repr(_SHARED_CODEC.decode_event_fast(b"\x00" + text.encode())) == repr(json.loads(text))
+
+
+def test_the_compiled_reader_shares_a_key_between_messages():
+    codec = payload.JsonCodec()
+    first = codec.decode_event_fast(b'\x00["m",{"price":1}]')[1]
+    second = codec.decode_event_fast(b'\x00["m",{"price":2},{"price":3}]')
+    (key_1,), (key_2,), (key_3,) = first, second[1], second[2]
+    assert key_1 == key_2 == "price" and key_1 is key_2 is key_3

@@ -36,10 +36,11 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.unicode cimport PyUnicode_Join
 from libc.math cimport isfinite, isnan
-from libc.string cimport memcmp, memcpy, strlen
+from libc.string cimport memcmp, memcpy, memset, strlen
 
 from relio.engine._build cimport RELIO_DEBUG_BUILD
 from relio.engine._events cimport MessageReceived, ResponseReceived
@@ -56,6 +57,9 @@ cdef enum:
     # What a writer function returns: written, or a value the writer does not take (the caller
     # then encodes the whole payload the standard library's way); -1 with an exception set
     # (MemoryError) is an error.
+    # Slots of a decoder's cache of dict keys (a power of two), and the longest key it keeps.
+    _KEY_CACHE_SLOTS = 512
+    _KEY_CACHE_MAX_LENGTH = 32
     _WRITTEN = 0
     _NOT_MINE = 1
     _BINARY = 2             # bytes, bytearray or memoryview: the payload needs attachments
@@ -438,7 +442,9 @@ cdef class EventDecoder:
     leaves to the general way, by returning None, whatever it is not sure of: invalid UTF-8 or
     JSON, control characters inside strings, ``NaN`` and ``Infinity``, whitespace around the
     list, nesting deeper than :data:`MAX_FAST_DEPTH`, integers of ``max_int_digits`` characters
-    or more. The general way then gives the standard library's value or error.
+    or more. The general way then gives the standard library's value or error. Short keys come
+    from a cache of the keys seen lately (one str for a key in every message, as the standard
+    library shares one within a document; bounded, see :func:`_read_key`).
 
     ``max_int_digits`` (0: no limit) stands for python-socketio's integer cap: its JSON module
     (``engineio.json``) refuses integers of more than 100 characters (against the CPU cost of
@@ -448,9 +454,19 @@ cdef class EventDecoder:
     """
 
     cdef Py_ssize_t _max_int_digits
+    # Keys seen lately (see _read_key): a str or NULL per slot, owned references.
+    cdef PyObject* _keys[_KEY_CACHE_SLOTS]
+
+    def __cinit__(self):
+        memset(self._keys, 0, sizeof(self._keys))
 
     def __init__(self, Py_ssize_t max_int_digits=0):
         self._max_int_digits = max_int_digits
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(_KEY_CACHE_SLOTS):
+            Py_XDECREF(self._keys[i])
 
     def decode(self, message):
         """The list in ``message`` (a payload, or the engine's ``MessageReceived`` or
@@ -473,6 +489,7 @@ cdef class EventDecoder:
         text.at = data + 2
         text.end = data + size          # a bytes object's buffer has a NUL after it, too
         text.max_int_digits = self._max_int_digits
+        text.keys = self._keys
         value = _read_list(&text, 1)
         if value is _LEFT or text.at != text.end:
             return None
@@ -487,6 +504,7 @@ cdef struct _In:
     const unsigned char* at
     const unsigned char* end
     Py_ssize_t max_int_digits
+    PyObject** keys                 # the decoder's key cache (_KEY_CACHE_SLOTS slots)
 
 cdef object _LEFT = object()
 
@@ -581,7 +599,7 @@ cdef object _read_dict(_In* text, int depth):
         if text.at >= text.end or text.at[0] != 34:
             return _LEFT
         text.at += 1
-        key = _read_str(text)
+        key = _read_key(text)
         if key is _LEFT:
             return _LEFT
         _skip_space(text)
@@ -667,6 +685,41 @@ cdef object _read_number(_In* text):
         return int(PyBytes_FromStringAndSize(<const char*>start, length))
     except ValueError:                                  # past the interpreter's digit limit
         return _LEFT
+
+
+cdef object _read_key(_In* text):
+    """After a key's opening quote: the key, and its closing quote. A short ASCII key without
+    escapes (nearly every key) is looked up in the decoder's cache first: the messages of one
+    application repeat a few keys, and the standard library's scanner shares a key between the
+    objects of one document; here it is shared across messages too, without a new str for each.
+    A key that is not in the cache replaces what its slot held (the cache stays its size, whatever
+    keys a peer sends)."""
+    cdef const unsigned char* start = text.at
+    cdef const unsigned char* at = start
+    cdef const unsigned char* end = text.end
+    cdef unsigned int slot = 0
+    cdef unsigned char c
+    while at < end:
+        c = at[0]
+        if c == 34 or c == 92 or c < 32 or c >= 128:
+            break
+        slot = slot * 31 + c
+        at += 1
+    cdef Py_ssize_t length = at - start
+    if at >= end or at[0] != 34 or length > _KEY_CACHE_MAX_LENGTH:
+        return _read_str(text)              # escapes, non-ASCII, long: read as any string
+    text.at = at + 1
+    slot = (slot ^ <unsigned int>length) & (_KEY_CACHE_SLOTS - 1)
+    cdef PyObject* cached = text.keys[slot]
+    if cached != NULL and _unicode_length(cached) == length \
+            and memcmp(_unicode_data(cached), start, length) == 0:
+        return <object>cached               # (cached keys are compact ASCII: their bytes are these)
+    key = PyUnicode_New(length, 127)
+    memcpy(_ascii_data(key), start, length)
+    Py_XDECREF(cached)
+    Py_INCREF(key)
+    text.keys[slot] = <PyObject*>key
+    return key
 
 
 cdef object _read_str(_In* text):
