@@ -96,8 +96,10 @@ class AsyncManager(ManagerShell, socketio.AsyncManager):
             # The common case, an emit to one client's sid: straight into its session's outbox
             # (what the routing below does for a one-member room, without its bookkeeping). Any
             # trouble (a full outbox, an ended session) goes the general way, which handles it.
+            # (The room's members read from its bidict's forward dict, as python-socketio's own
+            # get_participants reads them: the bidict's len and "in" are two Python calls more.)
             members = rooms.get(room)
-            if members is not None and len(members) == 1 and room in members:
+            if members is not None and len(fwd := members._fwdm) == 1 and room in fwd:
                 channel = server.relio_registry.channel(room)
                 if channel is not None:
                     if encoded is None:
