@@ -108,7 +108,13 @@ cdef unsigned char _ASCII_EXTRA[128]
 cdef int _c
 for _c in range(128):
     _ASCII_EXTRA[_c] = 0 if 32 <= _c <= 126 else 5
-for _c in (8, 9, 10, 12, 13, 34, 92):        # \b \t \n \f \r " \\
+#: The letter of each two-character escape (``\b`` ...), 0 for the rest.
+cdef char _SHORT_ESCAPE[128]
+for _c in range(128):
+    _SHORT_ESCAPE[_c] = 0
+for _c, _letter in ((8, b"b"), (9, b"t"), (10, b"n"), (12, b"f"), (13, b"r"), (34, b'"'),
+                    (92, b"\\")):
+    _SHORT_ESCAPE[_c] = _letter[0]
     _ASCII_EXTRA[_c] = 1
 
 
@@ -150,46 +156,30 @@ cdef inline int _put(_Out* out, const char* text, Py_ssize_t size) except -1:
     return 0
 
 
+cdef inline void _put_unit(char* at, unsigned int unit) noexcept:
+    """``\\u`` and the four hex digits of the UTF-16 code unit ``unit``, at ``at``."""
+    at[0] = 92                                  # "\\"
+    at[1] = 117                                 # "u"
+    at[2] = _HEX[(unit >> 12) & 15]
+    at[3] = _HEX[(unit >> 8) & 15]
+    at[4] = _HEX[(unit >> 4) & 15]
+    at[5] = _HEX[unit & 15]
+
+
 cdef inline Py_ssize_t _put_escape(char* at, unsigned int c) noexcept:
     """Write the escape of ``c`` (not a printable ASCII character, or one of ``"`` and ``\\``)
     at ``at``; its length."""
-    at[0] = 92                                  # "\\"
-    if c == 34 or c == 92:
-        at[1] = <char>c
+    if c < 128 and _SHORT_ESCAPE[c]:
+        at[0] = 92
+        at[1] = _SHORT_ESCAPE[c]
         return 2
-    if c == 8:
-        at[1] = 98                              # b
-        return 2
-    if c == 9:
-        at[1] = 116                             # t
-        return 2
-    if c == 10:
-        at[1] = 110                             # n
-        return 2
-    if c == 12:
-        at[1] = 102                             # f
-        return 2
-    if c == 13:
-        at[1] = 114                             # r
-        return 2
-    cdef Py_ssize_t n = 0
-    cdef unsigned int high
-    if c >= 0x10000:                            # a UTF-16 surrogate pair, as JSON has it
-        high = 0xD800 | ((c - 0x10000) >> 10)
-        at[1] = 117                             # u
-        at[2] = _HEX[(high >> 12) & 15]
-        at[3] = _HEX[(high >> 8) & 15]
-        at[4] = _HEX[(high >> 4) & 15]
-        at[5] = _HEX[high & 15]
-        at[6] = 92
-        n = 6
-        c = 0xDC00 | ((c - 0x10000) & 0x3FF)
-    at[n + 1] = 117
-    at[n + 2] = _HEX[(c >> 12) & 15]
-    at[n + 3] = _HEX[(c >> 8) & 15]
-    at[n + 4] = _HEX[(c >> 4) & 15]
-    at[n + 5] = _HEX[c & 15]
-    return n + 6
+    if c < 0x10000:
+        _put_unit(at, c)
+        return 6
+    c -= 0x10000                                # a UTF-16 surrogate pair, as JSON has it
+    _put_unit(at, 0xD800 | (c >> 10))
+    _put_unit(at + 6, 0xDC00 | (c & 0x3FF))
+    return 12
 
 
 @cython.boundscheck(False)
@@ -345,6 +335,43 @@ cdef int _write(_Out* out, PyObject* value, int depth) except -1:
     return _NOT_MINE
 
 
+cdef inline void _start(_Out* out, char* stack) noexcept:
+    out.data = stack
+    out.size = 0
+    out.capacity = _STACK_BYTES
+    out.on_heap = False
+
+
+cdef int _write_event(_Out* out, event, data) except -1:
+    """The tag, then ``[event, *args]`` with python-socketio's argument rule."""
+    _put(out, b"\x00[", 2)
+    cdef int written = _write(out, <PyObject*>event, 0)
+    cdef Py_ssize_t i = 0, count
+    if isinstance(data, tuple):                 # subclasses too (a namedtuple), as python-socketio
+        count = _tuple_size(<PyObject*>data)
+        while written == _WRITTEN and i < count:
+            _put(out, b",", 1)
+            written = _write(out, _tuple_item(<PyObject*>data, i), 1)
+            i += 1
+    elif data is not None and written == _WRITTEN:
+        _put(out, b",", 1)
+        written = _write(out, <PyObject*>data, 1)
+    if written == _WRITTEN:
+        _put(out, b"]", 1)
+    return written
+
+
+cdef object _written(_Out* out, int written):
+    """The payload the writer wrote, or None where the standard library's encoder must take it.
+
+    :raises TypeError: binary data (the payload needs attachments)."""
+    if written == _WRITTEN:
+        return PyBytes_FromStringAndSize(out.data, out.size)
+    if written == _BINARY:
+        raise TypeError("binary data: a payload with attachments")
+    return None
+
+
 cdef class EventEncoder:
     """``encode(event, data)``: the payload of an emit of ``data`` (python-socketio's argument
     rule: a tuple is several arguments, None none, anything else one) under ``event``;
@@ -361,33 +388,14 @@ cdef class EventEncoder:
         """The payload: the byte 0 (no attachments), then the JSON text of ``[event, *args]``."""
         cdef char stack[_STACK_BYTES]
         cdef _Out out
-        out.data = stack
-        out.size = 0
-        out.capacity = _STACK_BYTES
-        out.on_heap = False
-        cdef int written
-        cdef Py_ssize_t i, count
+        _start(&out, stack)
         try:
-            _put(&out, b"\x00[", 2)
-            written = _write(&out, <PyObject*>event, 0)
-            if isinstance(data, tuple):         # subclasses too (a namedtuple), as python-socketio
-                count = _tuple_size(<PyObject*>data)
-                i = 0
-                while written == _WRITTEN and i < count:
-                    _put(&out, b",", 1)
-                    written = _write(&out, _tuple_item(<PyObject*>data, i), 1)
-                    i += 1
-            elif data is not None and written == _WRITTEN:
-                _put(&out, b",", 1)
-                written = _write(&out, <PyObject*>data, 1)
-            if written == _WRITTEN:
-                _put(&out, b"]", 1)
-                return PyBytes_FromStringAndSize(out.data, out.size)
+            payload = _written(&out, _write_event(&out, event, data))
         finally:
             if out.on_heap:
                 PyMem_Free(out.data)
-        if written == _BINARY:
-            raise TypeError("binary data: a payload with attachments")
+        if payload is not None:
+            return payload
         cdef list items
         if isinstance(data, tuple):
             items = [event]
@@ -402,21 +410,15 @@ cdef class EventEncoder:
         """The payload: the byte 0 (no attachments), then the JSON text of ``items``."""
         cdef char stack[_STACK_BYTES]
         cdef _Out out
-        out.data = stack
-        out.size = 0
-        out.capacity = _STACK_BYTES
-        out.on_heap = False
-        cdef int written
+        _start(&out, stack)
         try:
             _put(&out, b"\x00", 1)
-            written = _write(&out, <PyObject*>items, 0)
-            if written == _WRITTEN:
-                return PyBytes_FromStringAndSize(out.data, out.size)
+            payload = _written(&out, _write(&out, <PyObject*>items, 0))
         finally:
             if out.on_heap:
                 PyMem_Free(out.data)
-        if written == _BINARY:
-            raise TypeError("binary data: a payload with attachments")
+        if payload is not None:
+            return payload
         return self._by_standard_library(items)
 
     cdef bytes _by_standard_library(self, list items):
