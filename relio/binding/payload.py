@@ -15,7 +15,8 @@ client's ``json`` module (python-socketio's ``json=`` option), with the same sep
 :class:`JsonCodec` binds that module once: for python-socketio's default (``engineio.json``, the
 standard library with integers capped at 100 digits against CPU exhaustion) it keeps one encoder and
 one decoder instead of building them per message, as ``json.dumps(..., separators=...)`` and
-``engineio.json.loads`` do.
+``engineio.json.loads`` do, and writes and reads the common payload in compiled code
+(``relio.engine._payload``: the same text and values, the general way behind it).
 
 Binary is separated before the JSON module sees the data, as python-socketio does, whatever module
 the application gives: a custom ``dumps`` with ``default=str`` (the usual way to encode datetimes)
