@@ -446,16 +446,35 @@ def _standard_library_payload(items: list) -> bytes:
     return b"\x00" + json.dumps(items, separators=(",", ":")).encode()
 
 
+def _writable(value, depth: int = 0) -> bool:
+    """Whether the compiled writer writes ``value`` itself (at ``depth`` of nesting) rather than
+    leave it to the standard library's encoder."""
+    kind = type(value)
+    if value is None or kind in (bool, str, float):
+        return True
+    if kind is int:
+        return -2**63 <= value < 2**63
+    if kind in (list, tuple):
+        return depth < MAX_FAST_DEPTH and all(_writable(v, depth + 1) for v in value)
+    if kind is dict:
+        return depth < MAX_FAST_DEPTH and all(
+            type(k) is str and _writable(v, depth + 1) for k, v in value.items())
+    return False
+
+
 @settings(max_examples=1500, deadline=None)
 @given(_any_text, st.none() | writer_values | st.tuples(writer_values, writer_values))
 def test_the_compiled_writer_writes_what_the_standard_library_writes(event, data):
     """Byte for byte ``json.dumps(separators=(",", ":"))`` behind the tag, whether the compiled
-    writer wrote the payload or handed it to the standard library's encoder."""
+    writer wrote the payload or left it (None) to the standard library's encoder; it leaves
+    exactly the values it does not take."""
     codec = payload.JsonCodec()
     items = [event, *payload.as_args(data)]
     expected = _standard_library_payload(items)
-    assert codec.encode_event_fast(event, data) == expected
-    assert codec.encode_list_fast(items) == expected
+    written = expected if _writable(items) else None
+    assert codec.encode_event_fast(event, data) == written
+    assert codec.encode_list_fast(items) == written
+    assert payload.encode_event(event, data, codec) == expected
     assert payload.encode_parts(items, codec) == expected
 
 
@@ -474,8 +493,11 @@ def test_nesting_deeper_than_the_writer_follows_is_the_standard_librarys(depth):
     nested: object = 1
     for level in range(depth):
         nested = [nested] if level % 2 else {"k": nested}
-    assert codec.encode_event_fast("e", nested) == _standard_library_payload(["e", nested])
-    assert codec.encode_list_fast([nested]) == _standard_library_payload([nested])
+    assert payload.encode_event("e", nested, codec) == _standard_library_payload(["e", nested])
+    assert payload.encode_parts([nested], codec) == _standard_library_payload([nested])
+    written = codec.encode_list_fast([nested])
+    assert written == (_standard_library_payload([nested]) if _writable([nested]) else None)
+    assert (written is None) == (depth >= MAX_FAST_DEPTH)   # (the list around it is a level)
 
 
 @pytest.mark.parametrize("blob", [b"\x01", bytearray(b"\x01"), memoryview(b"\x01")])
@@ -491,10 +513,12 @@ def test_the_compiled_writer_refuses_binary_for_the_attachments_way(blob):
 
 def test_the_compiled_writers_refusals_give_the_standard_librarys_errors():
     codec = payload.JsonCodec()
+    assert codec.encode_list_fast(["ok", {"a": 1, "when": object()}]) is None
     with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
-        codec.encode_list_fast(["ok", {"a": 1, "when": object()}])
+        payload.encode_parts(["ok", {"a": 1, "when": object()}], codec)
+    assert codec.encode_event_fast("e", {("a",): 1}) is None
     with pytest.raises(TypeError, match="keys must be str"):
-        codec.encode_event_fast("e", {("a",): 1})
+        payload.encode_event("e", {("a",): 1}, codec)
     loop: dict = {}
     loop["self"] = loop
     with pytest.raises(ValueError, match="Circular reference detected"):

@@ -63,13 +63,13 @@ class JsonCodec:
     #: ``dumps`` raises TypeError for ``bytes`` anywhere in the data (the standard library's
     #: encoder without ``default``): binary can be looked for only when it does.
     refuses_bytes: bool
-    #: ``(event, data) -> payload`` without attachments in one compiled call (the standard
-    #: library's encoder; None for other modules), raising TypeError or RecursionError where the
-    #: general way must take over: see :func:`encode_event`.
-    encode_event_fast: Callable[[str, Any], bytes] | None
-    #: ``items -> payload`` (a list: a reply's arguments, a broadcast's ``[event, *args]``) in
-    #: one compiled call, as ``encode_event_fast``: see :func:`encode_parts`.
-    encode_list_fast: Callable[[list], bytes] | None
+    #: ``(event, data) -> payload`` without attachments, written in one compiled call for the
+    #: standard library's module (None for other modules): None from it means "the general way",
+    #: TypeError "binary inside": see :func:`encode_event`.
+    encode_event_fast: Callable[[str, Any], bytes | None] | None
+    #: ``items -> payload`` (a list: a reply's arguments, a broadcast's ``[event, *args]``), as
+    #: ``encode_event_fast``: see :func:`encode_parts`.
+    encode_list_fast: Callable[[list], bytes | None] | None
     #: ``(payload or MessageReceived) -> list or None``: a payload without attachments holding
     #: exactly one JSON list, decoded in one compiled call (the standard library's decoder; None
     #: for other modules; :func:`decode` tries it first); None from it means "the general way".
@@ -83,10 +83,9 @@ class JsonCodec:
             encoder = _stdlib_json.JSONEncoder(separators=(",", ":"))
             decoder = _stdlib_json.JSONDecoder(parse_int=safe_int)
             self.dumps = _bound_stdlib_dumps(encoder)
-            c_encode = _c_encoder(encoder)
-            compiled = None if c_encode is None else EventEncoder(c_encode)
-            self.encode_event_fast = None if compiled is None else compiled.encode
-            self.encode_list_fast = None if compiled is None else compiled.encode_list
+            writer = EventEncoder()
+            self.encode_event_fast = writer.encode
+            self.encode_list_fast = writer.encode_list
             # The compiled reader has no integer hook: an integer as long as the cap is left to
             # the general way, which has it (see EventDecoder).
             self.decode_event_fast = EventDecoder(
@@ -204,14 +203,13 @@ def encode_event(event: str, data: Any, codec: JsonCodec = DEFAULT_CODEC) -> Enc
     """The payload of an emit: ``encode_parts([event, *as_args(data)], codec)``, in one compiled
     call when the codec has one and the data has no binary (the common case)."""
     fast = codec.encode_event_fast
-    if fast is not None:
-        try:
-            return fast(event, data)
-        except TypeError:    # binary inside (or an unencodable object: raised there)
-            return _encode_separating_binary([event, *as_args(data)], codec)
-        except RecursionError:
-            pass             # a cycle: encode_parts gives the standard library's error
-    return encode_parts([event, *as_args(data)], codec)
+    if fast is None:
+        return encode_parts([event, *as_args(data)], codec)
+    try:
+        encoded = fast(event, data)
+    except TypeError:            # binary inside
+        return _encode_separating_binary([event, *as_args(data)], codec)
+    return encoded if encoded is not None else _encode_general([event, *as_args(data)], codec)
 
 
 def encode_parts(items: list, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:
@@ -223,11 +221,17 @@ def encode_parts(items: list, codec: JsonCodec = DEFAULT_CODEC) -> Encoded:
     fast = codec.encode_list_fast
     if fast is not None and type(items) is list:
         try:
-            return fast(items)
-        except TypeError:    # binary inside (or an unencodable object: raised there)
+            encoded = fast(items)
+        except TypeError:        # binary inside
             return _encode_separating_binary(items, codec)
-        except RecursionError:
-            pass             # a cycle: the standard library's error below
+        if encoded is not None:
+            return encoded
+    return _encode_general(items, codec)
+
+
+def _encode_general(items: list, codec: JsonCodec) -> Encoded:
+    """:func:`encode_parts` with the codec's JSON module (what the compiled writer does not take:
+    subclasses, non-str keys, big integers, deep nesting, other modules)."""
     if codec.refuses_bytes:
         try:
             return _NO_ATTACHMENTS + codec.dumps(items).encode()

@@ -1,7 +1,6 @@
 """Type stubs for the compiled :mod:`relio.engine._payload` (see
 ``ext/relio/engine/_payload.pyx``)."""
 
-from collections.abc import Callable, Iterable
 from typing import Any
 
 #: True in a debug build (RELIO_DEBUG_BUILD=1 at build time; see setup.py).
@@ -13,20 +12,17 @@ MAX_FAST_DEPTH: int
 class EventEncoder:
     """``encode(event, data)``: the payload of an emit of ``data`` under ``event``;
     ``encode_list(items)``: the payload of a list. Written by the compiled writer (exact built-in
-    JSON types), else with ``encoder``, a JSON encoder made by ``json.encoder.c_make_encoder`` with
-    compact separators: the same text as ``json.dumps(value, separators=(",", ":"))``."""
+    JSON types: the same text as ``json.dumps(value, separators=(",", ":"))``), or None for a value
+    it does not take (the caller encodes it the general way)."""
 
-    def __init__(self, encoder: Callable[[Any, int], Iterable[str]]) -> None: ...
-    def encode(self, event: str, data: Any) -> bytes:
+    def encode(self, event: str, data: Any) -> bytes | None:
         """The payload: the byte 0 (no attachments), then the JSON text of ``[event, *args]``.
 
-        :raises TypeError: binary data or an object the encoder cannot take.
-        :raises RecursionError: a cyclic or too deeply nested structure."""
-    def encode_list(self, items: list) -> bytes:
+        :raises TypeError: binary data (the payload needs attachments)."""
+    def encode_list(self, items: list) -> bytes | None:
         """The payload: the byte 0 (no attachments), then the JSON text of ``items``.
 
-        :raises TypeError: binary data or an object the encoder cannot take.
-        :raises RecursionError: a cyclic or too deeply nested structure."""
+        :raises TypeError: binary data (the payload needs attachments)."""
 
 
 class EventDecoder:

@@ -13,11 +13,12 @@ printable ASCII as ``\\uXXXX``, a surrogate pair above the BMP; floats by ``floa
 (tests/test_payload_wire.py). The standard library's C encoder makes a str per token, a list of
 them, joins them and the caller then copies the text's UTF-8 behind the tag: about three times the
 work (1.6 -> 0.25 µs for a 100-byte payload). Anything else (a subclass, a non-str key, a big
-integer, nesting deeper than :data:`MAX_FAST_DEPTH`, which is also where a cycle ends up) is
-encoded by the standard library's C encoder, as before: the same text, or its errors; binary data
-(``bytes``, ``bytearray``, ``memoryview``) raises ``TypeError`` at once, as that encoder would
-after walking the rest. Only exact built-in types are walked, so no Python code runs while the
-buffer is written (nothing can change the containers under the borrowed references).
+integer, nesting deeper than :data:`MAX_FAST_DEPTH`, which is also where a cycle ends up) gives
+None: the caller encodes it with the standard library's encoder, as before (the same text, or its
+errors); binary data (``bytes``, ``bytearray``, ``memoryview``) raises ``TypeError`` at once, as
+that encoder would after walking the rest. Only exact built-in types are walked, so no Python code
+runs while the buffer is written (nothing can change the containers under the borrowed
+references).
 
 Decoding is the mirror image: the payload's tag checked, then the UTF-8 text read where it is
 by the compiled reader (no str of the whole text, no slice of the payload) into exactly what
@@ -25,11 +26,11 @@ by the compiled reader (no str of the whole text, no slice of the payload) into 
 decoded first and is called through Python: 1.0 -> 0.5 µs for a 100-byte payload, and no
 Python call per integer for python-socketio's digit cap.
 
-Nothing here decides anything: binary data and objects the encoder cannot take raise its
-``TypeError``, a cyclic structure its ``RecursionError``; a payload the decoder does not take as it
-is (attachments, whitespace around the value, invalid JSON or UTF-8, not a list) gives None. The
-caller then encodes or decodes the general way (binary attachments, the standard library's own
-errors, ``RemoteProtocolError`` for a peer's bad payload).
+Nothing here decides anything: binary data raises ``TypeError``; a value the writer does not take,
+or a payload the reader does not take as it is (attachments, whitespace around the value, invalid
+JSON or UTF-8, not a list), gives None. The caller then encodes or decodes the general way (binary
+attachments, the standard library's own errors, ``RemoteProtocolError`` for a peer's bad
+payload).
 """
 
 cimport cython
@@ -38,7 +39,6 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from cpython.unicode cimport PyUnicode_Join
 from libc.math cimport isfinite, isnan
 from libc.string cimport memcmp, memcpy, memset, strlen
 
@@ -54,12 +54,12 @@ cdef enum:
     _MAX_DEPTH = 64
     # Bytes of the writer's buffer on the C stack; a longer payload moves it to the heap.
     _STACK_BYTES = 1024
-    # What a writer function returns: written, or a value the writer does not take (the caller
-    # then encodes the whole payload the standard library's way); -1 with an exception set
-    # (MemoryError) is an error.
     # Slots of a decoder's cache of dict keys (a power of two), and the longest key it keeps.
     _KEY_CACHE_SLOTS = 512
     _KEY_CACHE_MAX_LENGTH = 32
+    # What a writer function returns: written, or a value the writer does not take (the caller
+    # then encodes the whole payload the standard library's way); -1 with an exception set
+    # (MemoryError) is an error.
     _WRITTEN = 0
     _NOT_MINE = 1
     _BINARY = 2             # bytes, bytearray or memoryview: the payload needs attachments
@@ -68,7 +68,6 @@ cdef enum:
 MAX_FAST_DEPTH = _MAX_DEPTH
 
 cdef extern from "Python.h":
-    const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
     # The macros below on borrowed pointers (no reference counting in the writer's walk).
     int _unicode_ready "PyUnicode_READY"(PyObject* text) except -1
     bint _unicode_is_ascii "PyUnicode_IS_ASCII"(PyObject* text)
@@ -97,9 +96,11 @@ cdef PyTypeObject* _DICT = <PyTypeObject*>dict
 cdef PyTypeObject* _BYTES = <PyTypeObject*>bytes
 cdef PyTypeObject* _BYTEARRAY = <PyTypeObject*>bytearray
 cdef PyTypeObject* _MEMORYVIEW = <PyTypeObject*>memoryview
-cdef PyObject* _NONE = <PyObject*>None
-cdef PyObject* _TRUE = <PyObject*>True
-cdef PyObject* _FALSE = <PyObject*>False
+# (From the C macros: in Cython, <PyObject*>True would be the C integer 1 cast to a pointer.)
+cdef extern from "Python.h":
+    PyObject* _NONE "Py_None"
+    PyObject* _TRUE "Py_True"
+    PyObject* _FALSE "Py_False"
 
 cdef const char* _HEX = b"0123456789abcdef"
 #: Bytes each ASCII character takes in the text beyond itself (0: as it is; 1: a two-character
@@ -185,51 +186,30 @@ cdef inline Py_ssize_t _put_escape(char* at, unsigned int c) noexcept:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _write_str(_Out* out, PyObject* text) except -1:
+    """``text`` as a JSON string, escaped as the standard library's ``encode_basestring_ascii``."""
     _unicode_ready(text)
     cdef Py_ssize_t length = _unicode_length(text), extra = 0, i
-    cdef const unsigned char* ascii
-    cdef int kind
-    cdef void* data
+    cdef int kind = _unicode_kind(text)
+    cdef void* data = _unicode_data(text)
     cdef unsigned int c
-    cdef char* at
-    if _unicode_is_ascii(text):
-        ascii = <const unsigned char*>_unicode_data(text)
-        for i in range(length):
-            extra += _ASCII_EXTRA[ascii[i]]
-        _reserve(out, length + extra + 2)
-        at = out.data + out.size
-        at[0] = 34                              # '"'
-        at += 1
-        if extra == 0:
-            memcpy(at, ascii, length)
-            at += length
-        else:
-            for i in range(length):
-                c = ascii[i]
-                if _ASCII_EXTRA[c]:
-                    at += _put_escape(at, c)
-                else:
-                    at[0] = <char>c
-                    at += 1
-        at[0] = 34
-        out.size = (at + 1) - out.data
-        return _WRITTEN
-    kind = _unicode_kind(text)
-    data = _unicode_data(text)
     for i in range(length):
         c = _unicode_read(kind, data, i)
         extra += _ASCII_EXTRA[c] if c < 128 else (5 if c < 0x10000 else 11)
     _reserve(out, length + extra + 2)
-    at = out.data + out.size
-    at[0] = 34
+    cdef char* at = out.data + out.size
+    at[0] = 34                                  # '"'
     at += 1
-    for i in range(length):
-        c = _unicode_read(kind, data, i)
-        if c < 128 and not _ASCII_EXTRA[c]:
-            at[0] = <char>c
-            at += 1
-        else:
-            at += _put_escape(at, c)
+    if extra == 0:                  # printable ASCII only (a 1-byte string): its bytes as they are
+        memcpy(at, data, length)
+        at += length
+    else:
+        for i in range(length):
+            c = _unicode_read(kind, data, i)
+            if c < 128 and not _ASCII_EXTRA[c]:
+                at[0] = <char>c
+                at += 1
+            else:
+                at += _put_escape(at, c)
     at[0] = 34
     out.size = (at + 1) - out.data
     return _WRITTEN
@@ -362,7 +342,7 @@ cdef int _write_event(_Out* out, event, data) except -1:
 
 
 cdef object _written(_Out* out, int written):
-    """The payload the writer wrote, or None where the standard library's encoder must take it.
+    """The payload the writer wrote, or None where the caller must encode it another way.
 
     :raises TypeError: binary data (the payload needs attachments)."""
     if written == _WRITTEN:
@@ -375,14 +355,9 @@ cdef object _written(_Out* out, int written):
 cdef class EventEncoder:
     """``encode(event, data)``: the payload of an emit of ``data`` (python-socketio's argument
     rule: a tuple is several arguments, None none, anything else one) under ``event``;
-    ``encode_list(items)``: the payload of a list (a reply's arguments). Written by the compiled
-    writer, else with a JSON encoder made by ``json.encoder.c_make_encoder`` with compact
-    separators (called as ``encoder(obj, 0)``, giving the text's pieces)."""
-
-    cdef object _encoder
-
-    def __init__(self, encoder):
-        self._encoder = encoder
+    ``encode_list(items)``: the payload of a list (a reply's arguments, a broadcast). Written by
+    the compiled writer, or None for a value it does not take (the caller encodes those the
+    general way); ``TypeError`` for binary data."""
 
     def encode(self, event, data):
         """The payload: the byte 0 (no attachments), then the JSON text of ``[event, *args]``."""
@@ -390,21 +365,10 @@ cdef class EventEncoder:
         cdef _Out out
         _start(&out, stack)
         try:
-            payload = _written(&out, _write_event(&out, event, data))
+            return _written(&out, _write_event(&out, event, data))
         finally:
             if out.on_heap:
                 PyMem_Free(out.data)
-        if payload is not None:
-            return payload
-        cdef list items
-        if isinstance(data, tuple):
-            items = [event]
-            items.extend(<tuple>data)
-        elif data is None:
-            items = [event]
-        else:
-            items = [event, data]
-        return self._by_standard_library(items)
 
     def encode_list(self, list items):
         """The payload: the byte 0 (no attachments), then the JSON text of ``items``."""
@@ -413,23 +377,10 @@ cdef class EventEncoder:
         _start(&out, stack)
         try:
             _put(&out, b"\x00", 1)
-            payload = _written(&out, _write(&out, <PyObject*>items, 0))
+            return _written(&out, _write(&out, <PyObject*>items, 0))
         finally:
             if out.on_heap:
                 PyMem_Free(out.data)
-        if payload is not None:
-            return payload
-        return self._by_standard_library(items)
-
-    cdef bytes _by_standard_library(self, list items):
-        cdef object text = PyUnicode_Join("", self._encoder(items, 0))
-        cdef Py_ssize_t size
-        cdef const char* utf8 = PyUnicode_AsUTF8AndSize(text, &size)
-        cdef bytes payload = PyBytes_FromStringAndSize(NULL, size + 1)
-        cdef char* at = PyBytes_AS_STRING(payload)
-        at[0] = 0
-        memcpy(at + 1, utf8, size)
-        return payload
 
 
 cdef class EventDecoder:
@@ -513,7 +464,6 @@ cdef object _LEFT = object()
 cdef extern from "Python.h":
     object PyUnicode_FromKindAndData(int kind, const void* buffer, Py_ssize_t size)
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
-    void* _ascii_data "PyUnicode_DATA"(object text)
     double PyOS_string_to_double(const char* text, char** end, PyObject* overflow) except? -1.0
     int PyUnicode_4BYTE_KIND
 
@@ -717,7 +667,7 @@ cdef object _read_key(_In* text):
             and memcmp(_unicode_data(cached), start, length) == 0:
         return <object>cached               # (cached keys are compact ASCII: their bytes are these)
     key = PyUnicode_New(length, 127)
-    memcpy(_ascii_data(key), start, length)
+    memcpy(_unicode_data(<PyObject*>key), start, length)
     Py_XDECREF(cached)
     Py_INCREF(key)
     text.keys[slot] = <PyObject*>key
@@ -745,7 +695,7 @@ cdef object _read_str(_In* text):
         text.at = at + 1
         if ascii:
             value = PyUnicode_New(length, 127)
-            memcpy(_ascii_data(value), start, length)
+            memcpy(_unicode_data(<PyObject*>value), start, length)
             return value
         try:
             return PyUnicode_DecodeUTF8(<const char*>start, length, NULL)
